@@ -1,0 +1,134 @@
+"""JSONL records on disk: whole-line appends, readers that name file and line, and resume helpers.
+
+Every stage of the pipeline writes one JSON object per line. Writers append complete lines and flush, so a
+process killed at any moment leaves at most one incomplete last line; `append_jsonl` cuts such a tail off
+before it writes, and `read_jsonl` can skip it, so a resumed run loses nothing and duplicates nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any, Iterable, Iterator, Sequence
+
+__all__ = ["RecordError", "append_jsonl", "write_jsonl", "read_jsonl", "done_ids", "repair_tail", "require_fields"]
+
+
+class RecordError(ValueError):
+    """A malformed record: the message is ``file:line: what is wrong`` so that a user can fix it."""
+
+    def __init__(self, path: str | os.PathLike, line: int, problem: str):
+        self.path, self.line, self.problem = str(path), line, problem
+        super().__init__(f"{path}:{line}: {problem}")
+
+
+def repair_tail(path: str | os.PathLike) -> int:
+    """Cut an incomplete last line (no trailing newline, left by a killed writer); return bytes removed."""
+    path = Path(path)
+    if not path.exists() or path.stat().st_size == 0:
+        return 0
+    with open(path, "rb+") as handle:
+        size = handle.seek(0, os.SEEK_END)
+        handle.seek(size - 1)
+        if handle.read(1) == b"\n":
+            return 0
+        # Walk back to the last newline in chunks.
+        position = size
+        while position > 0:
+            step = min(65536, position)
+            handle.seek(position - step)
+            chunk = handle.read(step)
+            cut = chunk.rfind(b"\n")
+            if cut >= 0:
+                keep = position - step + cut + 1
+                handle.truncate(keep)
+                return size - keep
+            position -= step
+        handle.truncate(0)
+        return size
+
+
+def append_jsonl(path: str | os.PathLike, records: Iterable[dict[str, Any]], fsync: bool = False) -> int:
+    """Append records as whole JSON lines and flush after each; returns how many were written.
+
+    An incomplete last line left by a killed writer is removed first, so the file stays readable.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    repair_tail(path)
+    count = 0
+    with open(path, "a", encoding="utf-8") as handle:
+        for record in records:
+            # One write call per line: the line is either wholly in the file or (after a kill) a cut tail.
+            handle.write(json.dumps(record, ensure_ascii=False) + "\n")
+            handle.flush()
+            if fsync:
+                os.fsync(handle.fileno())
+            count += 1
+    return count
+
+
+def write_jsonl(path: str | os.PathLike, records: Iterable[dict[str, Any]]) -> int:
+    """Write records to a fresh file atomically (temp file + rename); returns how many were written."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    count = 0
+    with open(tmp, "w", encoding="utf-8") as handle:
+        for record in records:
+            handle.write(json.dumps(record, ensure_ascii=False) + "\n")
+            count += 1
+    os.replace(tmp, path)
+    return count
+
+
+def read_jsonl(
+    path: str | os.PathLike,
+    *,
+    skip_incomplete_tail: bool = False,
+    with_line_numbers: bool = False,
+    required: Sequence[str] = (),
+) -> Iterator[Any]:
+    """Yield the objects of a JSONL file (or ``(line_number, object)`` pairs).
+
+    A malformed line raises `RecordError` naming file and line; so does an object missing a field in
+    ``required``. With ``skip_incomplete_tail`` a last line without a newline (a killed writer's) is skipped.
+    Blank lines are ignored.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: no such file")
+    with open(path, "rb") as handle:
+        for number, raw in enumerate(handle, start=1):
+            if not raw.strip():
+                continue
+            incomplete = not raw.endswith(b"\n")
+            try:
+                record = json.loads(raw)
+            except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+                if incomplete and skip_incomplete_tail:
+                    return
+                reason = "truncated line (no closing brace)" if incomplete else "invalid JSON"
+                raise RecordError(path, number, f"{reason}: {getattr(exc, 'msg', exc)}") from None
+            if incomplete and skip_incomplete_tail:
+                return
+            if required:
+                require_fields(record, required, path, number)
+            yield (number, record) if with_line_numbers else record
+
+
+def require_fields(record: Any, fields: Sequence[str], path: str | os.PathLike, line: int) -> None:
+    """Raise `RecordError` unless ``record`` is an object holding every field in ``fields``."""
+    if not isinstance(record, dict):
+        raise RecordError(path, line, f"expected a JSON object, got {type(record).__name__}")
+    missing = [field for field in fields if field not in record]
+    if missing:
+        raise RecordError(path, line, f"missing field {missing[0]!r}" + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""))
+
+
+def done_ids(path: str | os.PathLike, key: str = "id") -> set[str]:
+    """Ids (field ``key``) of the complete records already in ``path``: what a resumed run must skip."""
+    if not Path(path).exists():
+        return set()
+    return {str(record[key]) for record in read_jsonl(path, skip_incomplete_tail=True) if isinstance(record, dict) and key in record}

@@ -1,0 +1,56 @@
+import json
+
+import pytest
+
+from data.records import RecordError, append_jsonl, done_ids, read_jsonl, repair_tail, write_jsonl
+
+
+def test_append_and_read_round_trip(tmp_path):
+    path = tmp_path / "out.jsonl"
+    append_jsonl(path, [{"id": "a", "x": 1}])
+    append_jsonl(path, [{"id": "b", "x": 2}, {"id": "c", "x": "é"}])
+    assert [r["id"] for r in read_jsonl(path)] == ["a", "b", "c"]
+    assert done_ids(path) == {"a", "b", "c"}
+
+
+def test_truncated_tail_is_repaired_before_append(tmp_path):
+    path = tmp_path / "out.jsonl"
+    append_jsonl(path, [{"id": "a"}])
+    with open(path, "a") as handle:  # what a killed writer leaves behind
+        handle.write('{"id": "b", "nodes": [1, 2')
+    assert done_ids(path) == {"a"}
+    assert list(read_jsonl(path, skip_incomplete_tail=True)) == [{"id": "a"}]
+    with pytest.raises(RecordError, match=r"out.jsonl:2: truncated line"):
+        list(read_jsonl(path))
+    append_jsonl(path, [{"id": "b"}])
+    assert [r["id"] for r in read_jsonl(path)] == ["a", "b"]
+
+
+def test_repair_tail_on_file_without_any_newline(tmp_path):
+    path = tmp_path / "out.jsonl"
+    path.write_text('{"id": "half')
+    assert repair_tail(path) == len('{"id": "half')
+    assert path.read_text() == ""
+
+
+def test_malformed_middle_line_names_file_and_line(tmp_path):
+    path = tmp_path / "bad.jsonl"
+    path.write_text('{"id": 1}\n{"id": 2,,}\n{"id": 3}\n')
+    with pytest.raises(RecordError) as info:
+        list(read_jsonl(path, skip_incomplete_tail=True))
+    assert str(info.value).startswith(f"{path}:2: invalid JSON")
+
+
+def test_required_fields(tmp_path):
+    path = tmp_path / "x.jsonl"
+    path.write_text(json.dumps({"id": 1}) + "\n" + json.dumps({"name": 2}) + "\n")
+    with pytest.raises(RecordError, match=r"x.jsonl:2: missing field 'id'"):
+        list(read_jsonl(path, required=["id"]))
+
+
+def test_write_jsonl_is_atomic_replace(tmp_path):
+    path = tmp_path / "w.jsonl"
+    write_jsonl(path, [{"a": 1}])
+    write_jsonl(path, [{"a": 2}])
+    assert list(read_jsonl(path)) == [{"a": 2}]
+    assert not (tmp_path / "w.jsonl.tmp").exists()

@@ -1,0 +1,280 @@
+"""Tests for data.synthetic: pinned formats, gold arithmetic, splits, knobs and corrupted solutions."""
+
+from __future__ import annotations
+
+import random
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from data.problems import Problem
+from data.synthetic import (
+    TEST_SIZE,
+    TRAIN_SIZE,
+    SyntheticConfig,
+    corrupt_solution,
+    corrupted_split,
+    generate_problem,
+    load_split,
+    parse_step,
+    split_of,
+    step_is_correct,
+)
+
+ROOT = Path(__file__).resolve().parents[1]
+
+ARITH = re.compile(r"^\d+ [-+*/] \d+ = \d+$")
+PCT = re.compile(r"^(10|20|25|50|75)% of \d+ = \d+$")
+ANSWER = re.compile(r"^The answer is (\d+)$")
+NAME = r"(Mia|Sara|Lily|Emma|Anna|Tom|Ben|Sam|Leo|Max)"
+ITEMS = r"(apples|pens|books|coins|cards|eggs|stickers|marbles|cookies)"
+OPENING = re.compile(rf"^{NAME} has \d+ {ITEMS}\.$")
+CLOSING = re.compile(rf"^How many {ITEMS} does {NAME} have now\?$")
+OP_SENTENCES = [
+    re.compile(rf"^(She|He) (buys|finds|gets) \d+ more {ITEMS}\.$"),
+    re.compile(rf"^(She|He) (gives away|loses|sells|eats) \d+ {ITEMS}\.$"),
+    re.compile(rf"^Then (she|he) has [2-5] times as many {ITEMS}\.$"),
+    re.compile(r"^(She|He) shares them equally into [2-5] boxes and keeps one box\.$"),
+    re.compile(r"^(She|He) (gives away|sells) (10|20|25|50|75)% of them\.$"),
+]
+DISTRACTORS = [
+    re.compile(rf"^{NAME} has \d+ {ITEMS}\.$"),
+    re.compile(r"^The shop opens at \d+\.$"),
+    re.compile(rf"^{NAME} is \d+ years old\.$"),
+]
+
+
+def _sentences(question: str) -> list[str]:
+    return re.split(r"(?<=[.?]) ", question)
+
+
+def _count_ops(steps: list[str]) -> int:
+    """Operations in a solution: percent lines count once (their `x - d` line is part of the same op)."""
+    computation = steps[:-1]
+    return len(computation) - sum(1 for line in computation if PCT.match(line))
+
+
+def _chain_values(steps: list[str]) -> list[int]:
+    """Every number on every computation line."""
+    return [int(n) for line in steps[:-1] for n in re.findall(r"\d+", line.replace("%", " "))]
+
+
+def _check_gold(problem: Problem, config: SyntheticConfig) -> None:
+    steps = problem.solution.split("\n")
+    assert steps[-1] == f"The answer is {problem.answer}"
+    for line in steps[:-1]:
+        assert ARITH.match(line) or PCT.match(line), line
+        assert step_is_correct(line), line
+    for i, line in enumerate(steps[:-1]):
+        if PCT.match(line):
+            p, x, d = (int(n) for n in re.findall(r"\d+", line))
+            assert steps[i + 1] == f"{x} - {d} = {x - d}"
+    assert all(0 <= v <= config.max_value for v in _chain_values(steps))
+    sentences = _sentences(problem.question)
+    assert OPENING.match(sentences[0]) and CLOSING.match(sentences[-1]), problem.question
+    body = sentences[1:-1]
+    ops = [s for s in body if any(p.match(s) for p in OP_SENTENCES)]
+    assert len(ops) == _count_ops(steps)
+    assert all(any(p.match(s) for p in OP_SENTENCES + DISTRACTORS) for s in body), problem.question
+    # first step's left operand is the start value from the opening sentence
+    start = int(re.search(r"\d+", sentences[0]).group())
+    first = parse_step(steps[0])
+    assert (first.y if first.kind == "pct" else first.x) == start
+
+
+def test_test_split_gold_is_correct_and_well_formed():
+    config = SyntheticConfig()
+    problems = load_split("test")
+    assert len(problems) == TEST_SIZE
+    for problem in problems:
+        _check_gold(problem, config)
+        assert problem.source == "synthetic"
+    assert problems[0].id == "synthetic-test-000" and problems[-1].id == "synthetic-test-499"
+
+
+def test_train_split_sample_is_correct():
+    config = SyntheticConfig()
+    problems = load_split("train")
+    assert len(problems) == TRAIN_SIZE
+    assert problems[0].id == "synthetic-train-00000" and problems[-1].id == "synthetic-train-19999"
+    for problem in random.Random(1).sample(problems, 1000):
+        _check_gold(problem, config)
+
+
+def test_splits_reproducible_disjoint_and_bucketed():
+    train, test = load_split("train"), load_split("test")
+    assert load_split("test") == test and load_split("train", 50) == train[:50]
+    assert len({p.question for p in train}) == len(train)
+    assert len({p.question for p in test}) == len(test)
+    assert not {p.question for p in train} & {p.question for p in test}
+    assert all(split_of(p.question) == "test" for p in test)
+    assert all(split_of(p.question) == "train" for p in train[:2000])
+    # the lru cache must not leak mutations of the returned list
+    test.clear()
+    assert len(load_split("test")) == TEST_SIZE
+    with pytest.raises(ValueError):
+        load_split("validation")
+
+
+def test_load_problems_dispatch():
+    from data.problems import load_problems
+
+    assert load_problems("synthetic:test", 3) == load_split("test", 3)
+
+
+def test_generation_deterministic():
+    config = SyntheticConfig()
+    a = [generate_problem(random.Random(7), config) for _ in range(3)]
+    b = [generate_problem(random.Random(7), config) for _ in range(3)]
+    assert a == b
+    rng1, rng2 = random.Random(3), random.Random(3)
+    assert [generate_problem(rng1, config) for _ in range(20)] == [generate_problem(rng2, config) for _ in range(20)]
+
+
+@pytest.mark.parametrize("low,high", [(2, 2), (3, 6), (8, 8)])
+def test_step_count_knob(low, high):
+    config = SyntheticConfig(min_steps=low, max_steps=high)
+    rng = random.Random(0)
+    seen = set()
+    for _ in range(300):
+        problem = generate_problem(rng, config)
+        n = _count_ops(problem.steps)
+        assert n == len(problem.ops) == len(problem.values) - 1
+        assert low <= n <= high
+        seen.add(n)
+        _check_gold(problem.to_problem("x"), config)
+    assert seen == set(range(low, high + 1))
+
+
+def test_ops_knob_and_percent_takes_two_lines():
+    rng = random.Random(0)
+    config = SyntheticConfig(ops=("pct", "add"), min_steps=3, max_steps=3)
+    n_pct = 0
+    for _ in range(200):
+        problem = generate_problem(rng, config)
+        assert set(problem.ops) <= {"pct", "add"}
+        n_pct += problem.ops.count("pct")
+        assert len(problem.steps) == 3 + problem.ops.count("pct") + 1
+    assert n_pct > 50
+    only_div = SyntheticConfig(ops=("div", "mul"), number_range=(2, 20))
+    for _ in range(100):
+        assert set(generate_problem(rng, only_div).ops) <= {"div", "mul"}
+
+
+def test_max_value_and_number_range():
+    config = SyntheticConfig(max_value=120, number_range=(5, 9), min_steps=4, max_steps=8)
+    rng = random.Random(0)
+    for _ in range(300):
+        problem = generate_problem(rng, config)
+        assert 5 <= problem.values[0] <= 9
+        assert all(0 <= v <= 120 for v in problem.values)
+        assert all(0 <= v <= 120 for v in _chain_values(problem.steps))
+        for op, arg in zip(problem.ops, problem.args):
+            if op in ("add", "sub"):
+                assert 5 <= arg <= 9
+
+
+def test_invalid_config_rejected():
+    for kwargs in ({"min_steps": 0}, {"min_steps": 5, "max_steps": 4}, {"max_steps": 9}, {"ops": ("pow",)},
+                   {"distractor_prob": 1.5}, {"number_range": (10, 5)}):
+        with pytest.raises(ValueError):
+            SyntheticConfig(**kwargs)
+
+
+@pytest.mark.parametrize("prob", [0.0, 0.3, 1.0])
+def test_distractor_rate(prob):
+    config = SyntheticConfig(distractor_prob=prob)
+    rng = random.Random(0)
+    problems = [generate_problem(rng, config) for _ in range(2000)]
+    assert all(len(p.distractors) <= 2 for p in problems)
+    for p in problems[:200]:
+        for sentence in p.distractors:
+            assert sentence in p.question and any(d.match(sentence) for d in DISTRACTORS)
+    rate = sum(bool(p.distractors) for p in problems) / len(problems)
+    assert abs(rate - prob) < 0.04
+    if prob == 1.0:
+        assert all(len(p.distractors) == 2 for p in problems)
+
+
+def test_parse_step_and_step_is_correct():
+    assert parse_step("12 + 5 = 17").x == 12 and parse_step("12 + 5 = 17").z == 17
+    pct = parse_step("25% of 80 = 20")
+    assert (pct.kind, pct.x, pct.y, pct.z) == ("pct", 25, 80, 20)
+    assert parse_step("The answer is 14").kind == "answer"
+    assert parse_step("twelve plus five") is None
+    for good in ("12 + 5 = 17", "17 - 3 = 14", "6 * 4 = 24", "20 / 4 = 5", "25% of 80 = 20", "The answer is 3"):
+        assert step_is_correct(good), good
+    for bad in ("12 + 5 = 18", "17 - 3 = 15", "6 * 4 = 20", "21 / 4 = 5", "7 / 0 = 0", "25% of 80 = 25", "junk"):
+        assert not step_is_correct(bad), bad
+
+
+def _check_corruption(problem: Problem, corrupted) -> None:
+    gold = problem.solution.split("\n")
+    steps = corrupted.steps
+    k = corrupted.first_error
+    assert len(steps) == len(gold) and 0 <= k < len(steps) - 1
+    assert steps[:k] == gold[:k]
+    # the first_error line is the only arithmetically wrong line; it keeps the gold operands
+    assert [i for i, line in enumerate(steps) if not step_is_correct(line)] == [k]
+    wrong, right = parse_step(steps[k]), parse_step(gold[k])
+    assert (wrong.kind, wrong.x, wrong.op, wrong.y) == (right.kind, right.x, right.op, right.y)
+    assert wrong.z != right.z and wrong.z >= 0
+    # later lines are well formed and the answer line carries the error
+    for line in steps[:-1]:
+        assert ARITH.match(line) or PCT.match(line), line
+    assert steps[-1] == f"The answer is {corrupted.wrong_answer}"
+    assert corrupted.wrong_answer != problem.answer == corrupted.answer
+    assert corrupted.problem_id == problem.id and corrupted.question == problem.question
+    # chain consistency: each non-percent-tail line starts from the previous value
+    value = None
+    for i, line in enumerate(steps[:-1]):
+        step = parse_step(line)
+        if i > 0 and PCT.match(steps[i - 1]):
+            prev = parse_step(steps[i - 1])
+            assert (step.x, step.y) == (prev.y, prev.z)
+        elif value is not None:
+            assert (step.y if step.kind == "pct" else step.x) == value
+        if step.kind == "arith":
+            value = step.z
+    assert str(value) == corrupted.wrong_answer
+
+
+def test_corrupted_solutions_on_test_split():
+    problems = load_split("test")
+    corrupted = corrupted_split("test", seed=0)
+    assert len(corrupted) == len(problems)
+    for problem, c in zip(problems, corrupted):
+        _check_corruption(problem, c)
+    positions = {c.first_error for c in corrupted}
+    assert len(positions) >= 5  # errors are spread over the chain, not always last
+    assert corrupted_split("test", seed=0) == corrupted
+    assert corrupted_split("test", limit=20, seed=0) == corrupted[:20]
+    assert corrupted_split("test", seed=1) != corrupted
+
+
+def test_corrupt_synthetic_problem_and_percent_step():
+    rng = random.Random(5)
+    config = SyntheticConfig(ops=("pct", "mul"), min_steps=3, max_steps=3)
+    hit_pct = False
+    for i in range(300):
+        problem = generate_problem(rng, config)
+        corrupted = corrupt_solution(problem, random.Random(i))
+        _check_corruption(problem.to_problem(""), corrupted)  # a SyntheticProblem has no id
+        hit_pct |= bool(PCT.match(corrupted.steps[corrupted.first_error]))
+    assert hit_pct
+
+
+def test_corrupt_rejects_malformed_solution():
+    bad = Problem(id="b", question="q", answer="3", solution="1 + 1 = 2\n5 + 1 = 6\nThe answer is 6")
+    with pytest.raises(ValueError):
+        corrupt_solution(bad, random.Random(0))
+
+
+def test_data_synthetic_does_not_import_torch():
+    code = "import sys, data.synthetic; data.synthetic.load_split('test', 3); assert 'torch' not in sys.modules"
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
+                            env={"PYTHONPATH": str(ROOT), "PATH": ""})
+    assert result.returncode == 0, result.stderr
