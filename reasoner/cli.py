@@ -1,0 +1,307 @@
+"""`reasoner <command>`: the one place that wires data, policy, search and evaluation together.
+
+Commands that exist work for real; each imports what it needs when it runs, so ``reasoner data show``
+starts without loading torch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Sequence
+
+from data.records import RecordError
+
+__all__ = ["main"]
+
+
+def _add_data_dir(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--data-dir", default=None, help="local copies of hub datasets (else $REASONER_DATA_DIR)")
+
+
+def _apply_data_dir(args: argparse.Namespace) -> None:
+    if getattr(args, "data_dir", None):
+        os.environ["REASONER_DATA_DIR"] = str(Path(args.data_dir).resolve())
+
+
+# ---------------------------------------------------------------------------- data
+def cmd_data_show(args: argparse.Namespace) -> int:
+    from data.problems import load_problems
+
+    problems = load_problems(args.spec, limit=args.limit)
+    for problem in problems:
+        print(f"── {problem.id}  (gold: {problem.answer})")
+        print(problem.question)
+        if args.solutions and problem.solution:
+            print("·· solution:\n" + problem.solution)
+        print()
+    print(f"{len(problems)} problem(s) from {args.spec}")
+    return 0
+
+
+def cmd_data_export(args: argparse.Namespace) -> int:
+    from data.problems import load_problems
+    from data.records import write_jsonl
+
+    problems = load_problems(args.spec, limit=args.limit)
+    count = write_jsonl(args.out, (p.to_dict() for p in problems))
+    print(f"wrote {count} problems to {args.out}")
+    return 0
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    from eval.check import check_predictions
+
+    summary = check_predictions(args.predictions, problems_spec=args.problems, output=args.output,
+                                timeout=args.timeout)
+    print(json.dumps(summary, indent=2))
+    return 0
+
+
+# --------------------------------------------------------------------------- bench
+def cmd_bench(args: argparse.Namespace) -> int:
+    if args.what == "answers":
+        from eval.bench_answers import run_bench
+
+        data_dir = args.data_dir or os.environ.get("REASONER_DATA_DIR")
+        if not data_dir:
+            raise FileNotFoundError("bench answers needs the GSM8K/MATH-500 files: pass --data-dir or set REASONER_DATA_DIR")
+        result = run_bench(data_dir)
+    elif args.what == "generation":
+        from eval.bench_generation import run_bench
+
+        result = run_bench(policy=args.policy, problems=args.problems or 32, levels=args.levels,
+                           children=args.children, seed=args.seed)
+    elif args.what == "search":
+        from eval.bench_search import run_bench
+
+        result = run_bench(policy=args.policy, problems=args.problems or 64, seed=args.seed,
+                           sequential_problems=args.sequential_problems, simulations=args.simulations)
+    else:  # pragma: no cover - argparse restricts choices
+        raise ValueError(args.what)
+    print(json.dumps(result, indent=2))
+    return 0
+
+
+# ----------------------------------------------------------------------- policy side
+def cmd_solve(args: argparse.Namespace) -> int:
+    from eval.solve import solve
+
+    return solve(question=args.question, problems=args.problems, limit=args.limit, policy=args.policy,
+                 samples=args.samples, temperature=args.temperature, backend=args.backend, seed=args.seed,
+                 device=args.device)
+
+
+def cmd_eval_policy(args: argparse.Namespace) -> int:
+    from eval.solve import evaluate_policy
+
+    result = evaluate_policy(problems=args.problems, limit=args.limit, policy=args.policy, k=args.k,
+                             temperature=args.temperature, seed=args.seed, backend=args.backend,
+                             device=args.device)
+    print(json.dumps(result, indent=2))
+    return 0
+
+
+def cmd_train(args: argparse.Namespace, rest: Sequence[str]) -> int:
+    if args.algo != "sft":
+        raise ValueError(f"`reasoner train {args.algo}` is not available yet; `reasoner train sft` is")
+    from reasoner.config import parse_config, save_config
+    from reasoner.trainers.sft import SFTArgs
+
+    config = parse_config(SFTArgs, rest, prog="reasoner train sft", description="SFT on gold step-by-step solutions")
+    from data.problems import load_problems
+    from reasoner.models import load_policy, save_policy
+    from reasoner.trainers.sft import train_sft
+
+    policy = load_policy(config.model)
+    policy.model.train()
+    problems = load_problems(config.data, limit=config.limit)
+    save_config(config, config.output)
+    train_sft(policy.model, policy.tokenizer, policy.step_format, problems, config)
+    policy.model.eval()
+    save_policy(policy, config.output)
+    print(f"saved the fine-tuned policy to {config.output}")
+    return 0
+
+
+def cmd_build_tiny(args: argparse.Namespace, rest: Sequence[str]) -> int:
+    from reasoner.config import parse_config
+    from reasoner.tiny import TinyBuildArgs, build_tiny_policy
+
+    config = parse_config(TinyBuildArgs, rest, prog="reasoner build-tiny-policy",
+                          description="train the embedded tiny policy from scratch")
+    record = build_tiny_policy(config)
+    print(json.dumps({k: v for k, v in record.items() if k != "history"}, indent=2))
+    return 0
+
+
+# -------------------------------------------------------------------------- search
+def cmd_search(args: argparse.Namespace, rest: Sequence[str]) -> int:
+    from search.runner import summarize_run
+
+    if "--summary" in rest:
+        position = rest.index("--summary")
+        if position + 1 >= len(rest):
+            raise ValueError("--summary needs a run directory")
+        print(json.dumps(summarize_run(rest[position + 1]), indent=2))
+        return 0
+    from reasoner.config import parse_config
+    from search.runner import SearchConfig, run_search
+
+    config = parse_config(SearchConfig, rest, prog="reasoner search", description="grow step-level search trees")
+    if args.quiet:
+        config.quiet = True
+    summary = run_search(config, make_generator=_search_generator)
+    print(json.dumps(summary, indent=2))
+    return 0
+
+
+def _search_generator(config):
+    from eval.solve import load_generator
+
+    return load_generator(config.policy, config.backend, config.seed, config.device)
+
+
+def cmd_tree_show(args: argparse.Namespace) -> int:
+    from search.render import render_tree
+    from search.runner import run_files
+    from search.tree import read_trees
+
+    for path in run_files(args.run_dir):
+        for tree in read_trees(path):
+            if args.problem is None or tree.problem_id == args.problem:
+                written = render_tree(tree, args.out)
+                print(f"wrote {written} ({len(tree.nodes)} nodes, problem {tree.problem_id})")
+                return 0
+    raise ValueError(f"{args.run_dir}: no tree for problem {args.problem!r}")
+
+
+# ---------------------------------------------------------------------------- demo
+def cmd_demo(args: argparse.Namespace) -> int:
+    from eval.demo import run_demo
+
+    return run_demo(output=args.output, quick=args.quick)
+
+
+# ---------------------------------------------------------------------------- main
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="reasoner", description="Step-level reasoning trainer for math.")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars or info logs")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    data = sub.add_parser("data", help="look at and export problem sets")
+    data_sub = data.add_subparsers(dest="data_command", required=True)
+    show = data_sub.add_parser("show", help="preview problems of a spec (gsm8k:test, math500:test, synthetic:train, FILE)")
+    show.add_argument("spec")
+    show.add_argument("--limit", type=int, default=5)
+    show.add_argument("--solutions", action="store_true", help="also print gold solutions")
+    _add_data_dir(show)
+    show.set_defaults(func=cmd_data_show)
+    export = data_sub.add_parser("export", help="write a spec's problems to a JSONL file")
+    export.add_argument("spec")
+    export.add_argument("out")
+    export.add_argument("--limit", type=int, default=None)
+    _add_data_dir(export)
+    export.set_defaults(func=cmd_data_export)
+
+    check = sub.add_parser("check", help="score predictions against gold answers")
+    check.add_argument("predictions", help="JSONL: id + prediction (or completion text) [+ answer]")
+    check.add_argument("--problems", default=None, help="spec giving the gold answers by id")
+    check.add_argument("--output", default=None, help="per-problem verdicts (default: PREDICTIONS.verdicts.jsonl)")
+    check.add_argument("--timeout", type=float, default=5.0)
+    _add_data_dir(check)
+    check.set_defaults(func=cmd_check)
+
+    bench = sub.add_parser("bench", help="benchmarks that print JSON")
+    bench.add_argument("what", choices=["answers", "generation", "search"])
+    bench.add_argument("--policy", default=None)
+    bench.add_argument("--problems", type=int, default=None, help="problems (generation: 32, search: 64)")
+    bench.add_argument("--sequential-problems", type=int, default=16,
+                       help="search: problems timed one after another (the rate is per problem)")
+    bench.add_argument("--simulations", type=int, default=16)
+    bench.add_argument("--levels", type=int, default=3)
+    bench.add_argument("--children", type=int, default=4)
+    bench.add_argument("--seed", type=int, default=0)
+    _add_data_dir(bench)
+    bench.set_defaults(func=cmd_bench)
+
+    solve = sub.add_parser("solve", help="solve a question (or a problem spec) with a policy")
+    solve.add_argument("question", nargs="?", default=None)
+    solve.add_argument("--problems", default=None, help="a problem spec instead of one question")
+    solve.add_argument("--limit", type=int, default=5)
+    _add_policy_args(solve)
+    solve.add_argument("--samples", type=int, default=0, help="print k sampled solutions and their majority answer")
+    solve.add_argument("--temperature", type=float, default=1.0)
+    _add_data_dir(solve)
+    solve.set_defaults(func=cmd_solve)
+
+    ev = sub.add_parser("eval-policy", help="greedy accuracy, pass@k and maj@k of a policy on a problem spec")
+    ev.add_argument("--problems", default="synthetic:test")
+    ev.add_argument("--limit", type=int, default=None)
+    _add_policy_args(ev)
+    ev.add_argument("--k", type=int, default=16)
+    ev.add_argument("--temperature", type=float, default=1.0)
+    _add_data_dir(ev)
+    ev.set_defaults(func=cmd_eval_policy)
+
+    train = sub.add_parser("train", help="train a policy (`reasoner train sft --help`)", add_help=False)
+    train.add_argument("algo", choices=["sft", "step-dpo", "svpo", "full-step-dpo", "step-apo", "tree-grpo"])
+    train.set_defaults(func=cmd_train, wants_rest=True)
+
+    build = sub.add_parser("build-tiny-policy", help="rebuild the embedded tiny policy from scratch", add_help=False)
+    build.set_defaults(func=cmd_build_tiny, wants_rest=True)
+
+    search = sub.add_parser("search", help="grow MCTS trees over a problem spec (`reasoner search --help`)",
+                            add_help=False)
+    search.set_defaults(func=cmd_search, wants_rest=True)
+
+    tree = sub.add_parser("tree", help="look at search trees")
+    tree_sub = tree.add_subparsers(dest="tree_command", required=True)
+    show_tree = tree_sub.add_parser("show", help="draw one tree of a run as .png or .html")
+    show_tree.add_argument("run_dir")
+    show_tree.add_argument("--problem", default=None, help="problem id (default: the first tree)")
+    show_tree.add_argument("--out", default="tree.png", help="output .png or .html")
+    show_tree.set_defaults(func=cmd_tree_show)
+
+    demo = sub.add_parser("demo", help="run the main job on the embedded default (what `make demo` runs)")
+    demo.add_argument("--output", default="runs/demo")
+    demo.add_argument("--quick", action="store_true", help="a smaller run, for tests")
+    demo.set_defaults(func=cmd_demo)
+    return parser
+
+
+def _add_policy_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--policy", default=None, help="model dir or hub name (default: the embedded tiny policy)")
+    parser.add_argument("--backend", choices=["hf", "vllm"], default="hf")
+    parser.add_argument("--device", default=None)
+    parser.add_argument("--seed", type=int, default=0)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``reasoner`` console script; returns the exit code."""
+    parser = build_parser()
+    args, rest = parser.parse_known_args(argv)
+    logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    if args.quiet:
+        os.environ["TQDM_DISABLE"] = "1"
+    if rest and not getattr(args, "wants_rest", False):
+        parser.error(f"unrecognized arguments: {' '.join(rest)}")
+    _apply_data_dir(args)
+    try:
+        if getattr(args, "wants_rest", False):
+            return args.func(args, rest)
+        return args.func(args)
+    except (RecordError, FileNotFoundError, ValueError) as exc:
+        print(f"reasoner: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("reasoner: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,115 @@
+"""Load and save a policy (causal LM + tokenizer + its step format).
+
+``load_policy()`` with no argument gives the embedded tiny policy in ``reasoner/assets/tiny-policy``; a
+local directory or a hub name gives that model (``gguf_file=`` for GGUF checkpoints). Weights are saved as
+safetensors only. Device and dtype come from arguments: fp32 on CPU (bf16 on a CPU is ~160x slower),
+bf16 on a GPU unless told otherwise.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from reasoner.steps import StepFormat, get_format
+
+__all__ = ["Policy", "load_policy", "save_policy", "EMBEDDED_POLICY", "resolve_device", "resolve_dtype"]
+
+log = logging.getLogger(__name__)
+
+EMBEDDED_POLICY = Path(__file__).resolve().parent / "assets" / "tiny-policy"
+STEP_FORMAT_FILE = "step_format.json"
+
+
+@dataclass
+class Policy:
+    """A causal LM, its tokenizer and the step format it writes."""
+
+    model: Any
+    tokenizer: Any
+    step_format: StepFormat
+    name: str
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+
+def resolve_device(device: str | None = None) -> torch.device:
+    """``device`` if given, else CUDA when available, else CPU."""
+    if device and device != "auto":
+        return torch.device(device)
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def resolve_dtype(dtype: str | None, device: torch.device) -> torch.dtype:
+    """``dtype`` by name if given; else fp32 on CPU and bf16 on GPU."""
+    if dtype and dtype != "auto":
+        return {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
+                "float16": torch.float16, "fp16": torch.float16}[dtype]
+    return torch.float32 if device.type == "cpu" else torch.bfloat16
+
+
+def load_policy(
+    name_or_path: str | Path | None = None,
+    *,
+    device: str | None = None,
+    dtype: str | None = None,
+    step_format: str | None = None,
+    gguf_file: str | None = None,
+) -> Policy:
+    """Load a policy: the embedded default (None), a local directory, or a hub name.
+
+    The step format is, in order: the ``step_format`` argument, ``step_format.json`` in the model directory,
+    the chat format when the tokenizer has a chat template, else ``newline2``.
+    """
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    source = Path(name_or_path) if name_or_path else EMBEDDED_POLICY
+    if name_or_path is None and not (source / "config.json").exists():
+        raise FileNotFoundError(
+            f"the embedded policy is missing at {source}; build it with `reasoner build-tiny-policy`"
+        )
+    where = str(source) if (source.exists() or name_or_path is None) else str(name_or_path)
+    target_device = resolve_device(device)
+    torch_dtype = resolve_dtype(dtype, target_device)
+    extra: dict[str, Any] = {"gguf_file": gguf_file} if gguf_file else {}
+    tokenizer = AutoTokenizer.from_pretrained(where, **extra)
+    model = AutoModelForCausalLM.from_pretrained(where, dtype=torch_dtype, **extra)
+    model.to(target_device).eval()
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    fmt = _step_format_for(Path(where), tokenizer, step_format)
+    return Policy(model=model, tokenizer=tokenizer, step_format=fmt, name=where if name_or_path else "embedded")
+
+
+def _step_format_for(directory: Path, tokenizer: Any, requested: str | None) -> StepFormat:
+    if requested:
+        return StepFormat.chat(tokenizer) if requested == "chat" else get_format(requested)
+    saved = directory / STEP_FORMAT_FILE
+    if saved.exists():
+        return get_format(json.loads(saved.read_text()))
+    if getattr(tokenizer, "chat_template", None):
+        return StepFormat.chat(tokenizer)
+    return get_format("newline2")
+
+
+def save_policy(policy: Policy | Any, output_dir: str | Path, tokenizer: Any = None, step_format: StepFormat | None = None) -> Path:
+    """Save model (safetensors), tokenizer and step format to ``output_dir``."""
+    if isinstance(policy, Policy):
+        model, tokenizer, step_format = policy.model, policy.tokenizer, policy.step_format
+    else:
+        model = policy
+    output = Path(output_dir)
+    output.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(output, safe_serialization=True)
+    if tokenizer is not None:
+        tokenizer.save_pretrained(output)
+    if step_format is not None:
+        (output / STEP_FORMAT_FILE).write_text(json.dumps(step_format.to_dict(), indent=2) + "\n")
+    return output

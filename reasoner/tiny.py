@@ -1,0 +1,190 @@
+"""Reproducible build of the embedded tiny policy (``reasoner build-tiny-policy``).
+
+1. A byte-level BPE tokenizer trained on the synthetic task, digits split into single tokens, so that
+   arithmetic is learnable and the step delimiter ``\\n`` is always its own token.
+2. A ~1.1 M-parameter Llama trained from scratch with the SFT trainer on ``synthetic:train``.
+3. Every ``eval_every`` steps, greedy accuracy on a slice of ``synthetic:test``; a checkpoint with greedy in
+   [min_greedy, max_greedy] is saved as a candidate and scored for pass@k with temperature sampling.
+   Training stops at the first candidate with pass@k >= min_pass (or once greedy passes max_greedy, keeping
+   the candidate with the best pass@k): a deliberately weak policy, so that search, Step-DPO and value
+   guidance have room to show gains. ``build.json`` beside the weights records the whole history.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from data.problems import Problem
+from reasoner.steps import get_format
+
+__all__ = ["TinyBuildArgs", "build_tokenizer", "tiny_model", "build_tiny_policy", "policy_accuracy"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TinyBuildArgs:
+    """Settings of the embedded policy build."""
+
+    output: str = field(default="reasoner/assets/tiny-policy", metadata={"help": "where the policy is written"})
+    seed: int = 0
+    vocab_size: int = 512
+    hidden_size: int = 144
+    layers: int = 4
+    heads: int = 4
+    intermediate_size: int = 384
+    batch_size: int = 64
+    learning_rate: float = 3e-3
+    warmup_steps: int = 50
+    max_steps: int = 3000
+    eval_every: int = 50
+    eval_problems: int = 128
+    pass_k: int = 16
+    pass_temperature: float = 1.0
+    min_greedy: float = 0.22
+    max_greedy: float = 0.48
+    min_pass: float = 0.84
+
+
+def build_tokenizer(texts, vocab_size: int = 512):
+    """Byte-level BPE with single-digit tokens and ``<|pad|>``, ``<|bos|>``, ``<|eos|>`` specials."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tokenizer = Tokenizer(models.BPE())
+    tokenizer.pre_tokenizer = pre_tokenizers.Sequence(
+        [pre_tokenizers.Digits(individual_digits=True), pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)]
+    )
+    tokenizer.decoder = decoders.ByteLevel()
+    specials = ["<|pad|>", "<|bos|>", "<|eos|>"]
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size, special_tokens=specials, initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    tokenizer.train_from_iterator(texts, trainer)
+    bos_id = tokenizer.token_to_id("<|bos|>")
+    tokenizer.post_processor = processors.TemplateProcessing(single="<|bos|> $A", special_tokens=[("<|bos|>", bos_id)])
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tokenizer, bos_token="<|bos|>", eos_token="<|eos|>", pad_token="<|pad|>",
+        model_max_length=1024, padding_side="right",
+    )
+
+
+def tiny_model(tokenizer, args: TinyBuildArgs):
+    """A fresh Llama of the configured size for ``tokenizer``'s vocabulary."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(args.seed)
+    config = LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=args.hidden_size,
+        intermediate_size=args.intermediate_size,
+        num_hidden_layers=args.layers,
+        num_attention_heads=args.heads,
+        num_key_value_heads=args.heads,
+        max_position_embeddings=1024,
+        tie_word_embeddings=True,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    return LlamaForCausalLM(config)
+
+
+def policy_accuracy(model, tokenizer, problems: list[Problem], *, k: int = 0, temperature: float = 1.0,
+                    seed: int = 0, step_format_name: str = "tiny") -> dict[str, float]:
+    """Greedy accuracy and (when ``k``) pass@k / maj@k with temperature sampling, on ``problems``."""
+    from data.answers import is_equivalent
+    from reasoner.backends.hf import HFStepGenerator
+    from search.decode import greedy, majority_answer, sample_solutions
+
+    was_training = model.training
+    model.eval()
+    generator = HFStepGenerator(model, tokenizer, get_format(step_format_name), seed=seed, max_batch_rows=1024)
+    questions = [p.question for p in problems]
+    solutions = greedy(generator, questions)
+    result = {"greedy": sum(is_equivalent(s.answer, p.answer) for s, p in zip(solutions, problems)) / len(problems)}
+    if k:
+        samples = sample_solutions(generator, questions, k, temperature=temperature)
+        hits = [[is_equivalent(s.answer, p.answer) for s in group] for group, p in zip(samples, problems)]
+        result[f"pass@{k}"] = sum(any(h) for h in hits) / len(problems)
+        result[f"maj@{k}"] = sum(
+            is_equivalent(majority_answer(group), p.answer) for group, p in zip(samples, problems)
+        ) / len(problems)
+    if was_training:
+        model.train()
+    return result
+
+
+def build_tiny_policy(args: TinyBuildArgs) -> dict:
+    """Train the embedded policy and stop at the first weak-but-capable checkpoint; returns the build record."""
+    from transformers import TrainerCallback
+
+    from data.synthetic import load_split
+    from reasoner.models import save_policy
+    from reasoner.trainers.sft import SFTArgs, solution_steps, train_sft
+
+    started = time.time()
+    step_format = get_format("tiny")
+    train = load_split("train")
+    test = load_split("test")[: args.eval_problems]
+    corpus = (step_format.render(p.question, solution_steps(p, step_format)) for p in train)
+    tokenizer = build_tokenizer(corpus, args.vocab_size)
+    model = tiny_model(tokenizer, args)
+    parameters = sum(p.numel() for p in model.parameters())
+    log.info("tiny policy: %d parameters, vocabulary %d", parameters, len(tokenizer))
+    output = Path(args.output)
+    record: dict = {"seed": args.seed, "parameters": parameters, "history": []}
+
+    candidates = output.parent / "tiny-policy-candidates"
+
+    class WeakPointCallback(TrainerCallback):
+        """Scores checkpoints; saves those in the greedy window; stops at the first that also meets pass@k."""
+
+        def on_step_end(self, train_args, state, control, model=None, **kwargs):
+            if state.global_step % args.eval_every:
+                return
+            scores = policy_accuracy(model, tokenizer, test, seed=args.seed)
+            in_window = args.min_greedy <= scores["greedy"] <= args.max_greedy
+            if in_window:
+                scores = policy_accuracy(model, tokenizer, test, k=args.pass_k,
+                                         temperature=args.pass_temperature, seed=args.seed)
+                save_policy(model, candidates / f"step-{state.global_step}", tokenizer=tokenizer,
+                            step_format=step_format)
+            scores["step"] = state.global_step
+            scores["seconds"] = round(time.time() - started, 1)
+            record["history"].append(scores)
+            print(json.dumps(scores), flush=True)
+            if scores.get(f"pass@{args.pass_k}", 0.0) >= args.min_pass or scores["greedy"] > args.max_greedy:
+                control.should_training_stop = True
+
+    sft_args = SFTArgs(output=str(output.parent / "tiny-policy-checkpoints"), batch_size=args.batch_size,
+                       learning_rate=args.learning_rate, warmup_steps=args.warmup_steps,
+                       save_steps=10**9, logging_steps=50, seed=args.seed, epochs=100)
+    train_sft(model, tokenizer, step_format, train, sft_args, callbacks=[WeakPointCallback()],
+              max_steps=args.max_steps)
+    shutil.rmtree(sft_args.output, ignore_errors=True)
+    scored = [h for h in record["history"] if f"pass@{args.pass_k}" in h]
+    if not scored:
+        raise RuntimeError(f"no checkpoint reached greedy accuracy in [{args.min_greedy}, {args.max_greedy}]; "
+                           f"history: {record['history']}")
+    # The first checkpoint meeting pass@k, else the one with the best pass@k.
+    meeting = [h for h in scored if h[f"pass@{args.pass_k}"] >= args.min_pass]
+    chosen = meeting[0] if meeting else max(scored, key=lambda h: h[f"pass@{args.pass_k}"])
+    record["chosen"] = chosen
+    record["met_targets"] = bool(meeting)
+    if output.exists():
+        shutil.rmtree(output)
+    shutil.copytree(candidates / f"step-{chosen['step']}", output)
+    shutil.rmtree(candidates, ignore_errors=True)
+    record["wall_seconds"] = round(time.time() - started, 1)
+    record["command"] = "reasoner build-tiny-policy --seed {} --output {}".format(args.seed, args.output)
+    (output / "build.json").write_text(json.dumps(record, indent=2) + "\n")
+    return record

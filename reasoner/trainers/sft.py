@@ -1,0 +1,136 @@
+"""Supervised fine-tuning on gold step-by-step solutions, loss on solution tokens only.
+
+Each example is ``render(question, [])`` (the prompt, labels -100) followed by the solution written in the
+policy's step format plus EOS (labels = the tokens). Built on `transformers.Trainer`, so DeepSpeed,
+accelerate, ``report_to`` and checkpoint resumption come from it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+import torch
+from torch.utils.data import Dataset
+
+from data.problems import Problem
+from reasoner.steps import StepFormat
+
+__all__ = ["SFTDataset", "SFTCollator", "sft_example", "solution_steps", "train_sft", "SFTArgs"]
+
+
+def solution_steps(problem: Problem, step_format: StepFormat) -> list[str]:
+    """The gold solution's steps: one per non-empty line for line-based solutions, else the format's split."""
+    solution = problem.solution or ""
+    lines = [line.strip() for line in solution.split("\n") if line.strip()]
+    return lines if step_format.delimiter in ("\n", "\n\n") else step_format.split(solution)
+
+
+def sft_example(tokenizer, step_format: StepFormat, question: str, steps: Sequence[str], max_length: int = 1024) -> dict[str, list[int]]:
+    """``input_ids`` and ``labels`` (prompt masked with -100) of one prompt + solution + EOS."""
+    prompt_ids = tokenizer(step_format.render(question, []), add_special_tokens=True)["input_ids"]
+    completion_ids = tokenizer(step_format.render_solution(steps), add_special_tokens=False)["input_ids"]
+    completion_ids = completion_ids + [tokenizer.eos_token_id]
+    input_ids = (prompt_ids + completion_ids)[:max_length]
+    labels = ([-100] * len(prompt_ids) + completion_ids)[:max_length]
+    return {"input_ids": input_ids, "labels": labels}
+
+
+class SFTDataset(Dataset):
+    """Tokenized SFT examples from problems with gold solutions."""
+
+    def __init__(self, problems: Sequence[Problem], tokenizer, step_format: StepFormat, max_length: int = 1024):
+        self.examples = [
+            sft_example(tokenizer, step_format, problem.question, solution_steps(problem, step_format), max_length)
+            for problem in problems
+            if problem.solution
+        ]
+        if not self.examples:
+            raise ValueError("no problem with a gold solution to train on")
+
+    def __len__(self) -> int:
+        return len(self.examples)
+
+    def __getitem__(self, index: int) -> dict[str, list[int]]:
+        return self.examples[index]
+
+
+@dataclass
+class SFTCollator:
+    """Right-pads ``input_ids`` with the pad id and ``labels`` with -100."""
+
+    pad_token_id: int
+
+    def __call__(self, batch: list[dict[str, list[int]]]) -> dict[str, torch.Tensor]:
+        width = max(len(example["input_ids"]) for example in batch)
+        input_ids = torch.full((len(batch), width), self.pad_token_id, dtype=torch.long)
+        labels = torch.full((len(batch), width), -100, dtype=torch.long)
+        attention = torch.zeros((len(batch), width), dtype=torch.long)
+        for row, example in enumerate(batch):
+            length = len(example["input_ids"])
+            input_ids[row, :length] = torch.tensor(example["input_ids"])
+            labels[row, :length] = torch.tensor(example["labels"])
+            attention[row, :length] = 1
+        return {"input_ids": input_ids, "labels": labels, "attention_mask": attention}
+
+
+@dataclass
+class SFTArgs:
+    """Settings of `reasoner train sft` (the rest are `transformers.TrainingArguments` fields)."""
+
+    data: str = field(default="synthetic:train", metadata={"help": "problem spec with gold solutions"})
+    model: str | None = field(default=None, metadata={"help": "policy to fine-tune (default: embedded)"})
+    output: str = field(default="runs/sft", metadata={"help": "output directory"})
+    limit: int | None = field(default=None, metadata={"help": "use the first N problems"})
+    max_length: int = 1024
+    epochs: float = 1.0
+    learning_rate: float = 1e-4
+    batch_size: int = 32
+    gradient_accumulation_steps: int = 1
+    warmup_steps: int = 0
+    lr_scheduler: str = "constant_with_warmup"
+    save_steps: int = 500
+    logging_steps: int = 20
+    seed: int = 0
+    report_to: str = "none"
+    deepspeed: str | None = None
+    resume: bool = False
+
+
+def train_sft(model, tokenizer, step_format: StepFormat, problems: Sequence[Problem], args: SFTArgs,
+              callbacks: Sequence[Any] = (), max_steps: int = -1) -> Any:
+    """Run SFT with `transformers.Trainer`; returns the trainer (its ``state`` holds the log history)."""
+    from transformers import Trainer, TrainingArguments
+
+    dataset = SFTDataset(problems, tokenizer, step_format, args.max_length)
+    training_args = TrainingArguments(
+        output_dir=args.output,
+        num_train_epochs=args.epochs,
+        max_steps=max_steps,
+        per_device_train_batch_size=args.batch_size,
+        gradient_accumulation_steps=args.gradient_accumulation_steps,
+        learning_rate=args.learning_rate,
+        lr_scheduler_type=args.lr_scheduler,
+        warmup_steps=args.warmup_steps,
+        weight_decay=0.0,
+        logging_steps=args.logging_steps,
+        save_steps=args.save_steps,
+        save_total_limit=2,
+        seed=args.seed,
+        data_seed=args.seed,
+        report_to=[] if args.report_to == "none" else [args.report_to],
+        deepspeed=args.deepspeed,
+        use_cpu=not torch.cuda.is_available(),
+        dataloader_num_workers=0,
+        remove_unused_columns=False,
+        disable_tqdm=False,
+    )
+    trainer = Trainer(
+        model=model,
+        args=training_args,
+        train_dataset=dataset,
+        data_collator=SFTCollator(tokenizer.pad_token_id),
+        callbacks=list(callbacks),
+    )
+    trainer.train(resume_from_checkpoint=True if args.resume else None)
+    return trainer

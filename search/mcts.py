@@ -1,0 +1,203 @@
+"""Batched PUCT MCTS over reasoning steps, many problems in lockstep (algorithms.md section 1).
+
+One simulation per tree per round, all trees at once:
+
+1. **select**: from the root, descend to the child with the highest
+   ``Q(c) + c_puct * P(c) * sqrt(N(parent)) / (1 + N(c))`` among non-terminal children, until a node that
+   was never expanded. ``P`` is the step's geometric-mean token probability. A node whose children are
+   all terminal is exhausted (no expansion). With ``parallel_leaves > 1`` a tree contributes several
+   leaves per round; a virtual loss (one visit of value -1 per selected path) steers the later picks
+   away, and is removed before the real backup.
+2. **expand**: one generator call samples ``children`` next steps for every selected leaf of every tree.
+3. **evaluate**: a terminal child (final answer, EOS, empty step or depth limit) gets the reward +1 / -1
+   from `data.is_equivalent` against the gold answer. A non-terminal child gets the `StepScorer`'s value
+   of its last step when a scorer is given; otherwise it is rolled out (batched across all trees) to a
+   final answer, the rollout's steps are stored in the tree as a chain below the child, and the
+   rollout's reward is its value.
+4. **backup**: every value is added along the path to the root (``N += 1``, ``W += v``, ``Q = W / N``).
+
+Deterministic for a fixed seed (the generator's seed and the per-tree tie-break RNGs).
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import time
+from dataclasses import asdict, dataclass
+from typing import Callable, Sequence
+
+from data.answers import extract_answer, is_equivalent
+from data.problems import Problem
+from search.decode import rollout
+from search.protocols import State, StepGenerator, StepScorer
+from search.tree import Node, Tree
+
+__all__ = ["MCTSConfig", "run_mcts", "SearchTimer"]
+
+
+@dataclass
+class MCTSConfig:
+    """MCTS settings; defaults follow Super_MARIO's tree-generation config where it fits a small policy."""
+
+    simulations: int = 16
+    children: int = 4
+    c_puct: float = 1.5
+    max_depth: int = 12
+    temperature: float = 1.0
+    rollout_temperature: float = 1.0
+    max_step_tokens: int = 48
+    parallel_leaves: int = 1
+    virtual_loss: float = 1.0
+    seed: int = 0
+
+
+class SearchTimer:
+    """Wall time spent inside generator / scorer calls vs. the whole search (for `reasoner bench search`)."""
+
+    def __init__(self) -> None:
+        self.model_seconds = 0.0
+        self.calls = 0
+
+    def timed(self, function: Callable, *args, **kwargs):
+        started = time.perf_counter()
+        try:
+            return function(*args, **kwargs)
+        finally:
+            self.model_seconds += time.perf_counter() - started
+            self.calls += 1
+
+
+def run_mcts(
+    problems: Sequence[Problem],
+    generator: StepGenerator,
+    config: MCTSConfig,
+    scorer: StepScorer | None = None,
+    timer: SearchTimer | None = None,
+) -> list[Tree]:
+    """Search one tree per problem, all problems advancing in lockstep; returns the trees."""
+    timer = timer or SearchTimer()
+    trees = [Tree(p.id, p.question, p.answer, config={"algo": "mcts", **asdict(config)}) for p in problems]
+    rngs = [random.Random(f"{config.seed}:{p.id}") for p in problems]
+    expanded: list[set[int]] = [set() for _ in trees]
+    exhausted: list[set[int]] = [set() for _ in trees]
+    done = [False] * len(trees)
+    for _ in range(config.simulations):
+        leaves: list[tuple[int, int]] = []
+        for t, tree in enumerate(trees):
+            if done[t]:
+                continue
+            picked = _select_leaves(tree, expanded[t], exhausted[t], rngs[t], config)
+            if not picked:
+                done[t] = True
+            leaves.extend((t, node_id) for node_id in picked)
+        if not leaves:
+            break
+        for t, node_id in leaves:  # remove virtual losses before real values arrive
+            if config.parallel_leaves > 1:
+                _apply_virtual_loss(trees[t], node_id, -config.virtual_loss)
+        new_children = _expand(trees, leaves, expanded, generator, config, timer)
+        _evaluate(trees, new_children, generator, scorer, config, timer)
+    return trees
+
+
+def _select_leaves(tree: Tree, expanded: set[int], exhausted: set[int], rng: random.Random,
+                   config: MCTSConfig) -> list[int]:
+    picked: list[int] = []
+    for _ in range(config.parallel_leaves):
+        leaf = _select(tree, expanded, exhausted, rng, config.c_puct)
+        if leaf is None or leaf in picked:
+            break
+        picked.append(leaf)
+        if config.parallel_leaves > 1:
+            _apply_virtual_loss(tree, leaf, config.virtual_loss)
+    return picked
+
+
+def _select(tree: Tree, expanded: set[int], exhausted: set[int], rng: random.Random, c_puct: float) -> int | None:
+    """Descend by PUCT to an unexpanded node; None when the whole tree is exhausted."""
+    while 0 not in exhausted:
+        node = tree.root
+        while node.id in expanded:
+            candidates = [tree.nodes[c] for c in node.children if not tree.nodes[c].terminal and c not in exhausted]
+            if not candidates:
+                exhausted.add(node.id)
+                break
+            scale = c_puct * math.sqrt(max(node.visits, 1))
+            scores = [child.q + scale * child.prior / (1 + child.visits) for child in candidates]
+            best = max(scores)
+            node = rng.choice([c for c, s in zip(candidates, scores) if s == best])
+        else:
+            return node.id
+    return None
+
+
+def _apply_virtual_loss(tree: Tree, node_id: int, loss: float) -> None:
+    for node in tree.path(node_id):
+        node.visits += 1 if loss > 0 else -1
+        node.value_sum -= loss
+
+
+def _terminal_verdict(tree: Tree, text: str, finished: bool, depth: int, max_depth: int) -> tuple[bool, str | None, bool | None]:
+    """(terminal, answer, correct) of a new step."""
+    if finished:
+        answer = extract_answer(text)
+        return True, answer, answer is not None and is_equivalent(answer, tree.answer)
+    if not text or depth >= max_depth:
+        return True, None, False
+    return False, None, None
+
+
+def _expand(trees: list[Tree], leaves: list[tuple[int, int]], expanded: list[set[int]], generator: StepGenerator,
+            config: MCTSConfig, timer: SearchTimer) -> list[tuple[int, int]]:
+    """Add ``children`` sampled steps under every leaf; back up terminal rewards; return new open children."""
+    states = [State(trees[t].question, tuple(trees[t].steps(node_id))) for t, node_id in leaves]
+    samples = timer.timed(generator.expand, states, config.children, temperature=config.temperature,
+                          max_step_tokens=config.max_step_tokens)
+    open_children: list[tuple[int, int]] = []
+    for (t, node_id), group in zip(leaves, samples):
+        tree = trees[t]
+        expanded[t].add(node_id)
+        depth = tree.nodes[node_id].depth + 1
+        for sample in group:
+            terminal, answer, correct = _terminal_verdict(tree, sample.text, sample.finished, depth, config.max_depth)
+            child = tree.add_child(node_id, sample.text, prior=sample.prior, tokens=sample.num_tokens,
+                                   logprob=sample.logprob, terminal=terminal, answer=answer, correct=correct)
+            if terminal:
+                tree.backup(child.id, 1.0 if correct else -1.0)
+            else:
+                open_children.append((t, child.id))
+    return open_children
+
+
+def _evaluate(trees: list[Tree], children: list[tuple[int, int]], generator: StepGenerator,
+              scorer: StepScorer | None, config: MCTSConfig, timer: SearchTimer) -> None:
+    """Value of every new non-terminal child: the scorer's last-step value, else a stored rollout's reward."""
+    if not children:
+        return
+    step_lists = [trees[t].steps(node_id) for t, node_id in children]
+    if scorer is not None:
+        values = timer.timed(scorer.score, [trees[t].question for t, _ in children], step_lists)
+        for (t, node_id), row in zip(children, values):
+            trees[t].backup(node_id, float(row[-1]) if row else 0.0)
+        return
+    states = [State(trees[t].question, tuple(steps)) for (t, _), steps in zip(children, step_lists)]
+    remaining = max(1, config.max_depth - min(trees[t].nodes[n].depth for t, n in children))
+    solutions = rollout(generator, states, temperature=config.rollout_temperature, max_steps=remaining,
+                        max_step_tokens=config.max_step_tokens, call=timer.timed)
+    for (t, node_id), state, solution in zip(children, states, solutions):
+        tree, parent = trees[t], node_id
+        new_steps = solution.steps[len(state.steps):]
+        for index, text in enumerate(new_steps):
+            depth = tree.nodes[parent].depth + 1
+            last = index == len(new_steps) - 1
+            terminal, answer, correct = (
+                _terminal_verdict(tree, text, solution.finished, depth, config.max_depth) if last else (False, None, None)
+            )
+            if last and not terminal:  # rollout cut off by the step budget
+                terminal, correct = True, False
+            child = tree.add_child(parent, text, prior=1.0, tokens=solution.step_tokens[len(state.steps) + index],
+                                   terminal=terminal, answer=answer, correct=correct)
+            parent = child.id
+        reward = 1.0 if tree.nodes[parent].correct else -1.0
+        tree.backup(parent, reward)

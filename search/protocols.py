@@ -1,0 +1,62 @@
+"""The two protocols between the search engine and models (DESIGN.md section 4).
+
+`search` knows models only through these: a `StepGenerator` proposes next steps for partial solutions, a
+`StepScorer` gives one value per step. The HF and vLLM backends implement the first, value models and
+PRMs the second. Both work on many states per call, so that search can batch across problems.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol, Sequence, runtime_checkable
+
+__all__ = ["State", "StepSample", "StepGenerator", "StepScorer"]
+
+
+@dataclass(frozen=True)
+class State:
+    """A partial solution: the question and the steps written so far (each without its delimiter)."""
+
+    question: str
+    steps: tuple[str, ...] = field(default_factory=tuple)
+
+    def child(self, step: str) -> "State":
+        return State(self.question, (*self.steps, step))
+
+
+@dataclass
+class StepSample:
+    """One sampled next step.
+
+    ``logprob`` is the summed token log-probability of the step under the model (temperature 1), so that
+    ``exp(logprob / num_tokens)`` is the geometric-mean token probability used as the PUCT prior.
+    ``finished`` is True when the step ends the solution (EOS or a final answer).
+    """
+
+    text: str
+    num_tokens: int
+    logprob: float
+    finished: bool
+
+    @property
+    def prior(self) -> float:
+        """Geometric-mean token probability of the step, in (0, 1]."""
+        import math
+
+        return math.exp(self.logprob / max(self.num_tokens, 1))
+
+
+@runtime_checkable
+class StepGenerator(Protocol):
+    """Samples ``n`` next steps for each state, in one batched call."""
+
+    def expand(
+        self, states: Sequence[State], n: int, *, temperature: float, max_step_tokens: int
+    ) -> list[list[StepSample]]: ...
+
+
+@runtime_checkable
+class StepScorer(Protocol):
+    """One value per step of each solution: [-1, 1] for value heads, [0, 1] for PRMs."""
+
+    def score(self, questions: Sequence[str], step_lists: Sequence[Sequence[str]]) -> list[list[float]]: ...

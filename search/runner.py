@@ -1,0 +1,170 @@
+"""Sharded, resumable search runs over a dataset (`reasoner search`).
+
+A run directory holds ``config.yaml`` (the resolved config) and ``trees.jsonl`` (one tree per line; with
+``--shard i/N`` and N > 1, ``trees.shard-i-of-N.jsonl``). Problems are searched in batches that advance in
+lockstep; each finished batch is appended as whole lines and flushed. Killing the process at any moment and
+re-running the same command continues where it stopped: a cut last line is dropped, finished problems are
+skipped, so no problem is lost or duplicated. Shard i of N takes the problems whose index ``% N == i``:
+shards are disjoint and together cover the dataset.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Callable, Iterable, Sequence
+
+from data.problems import Problem, load_problems
+from data.records import append_jsonl, done_ids
+from search.mcts import MCTSConfig, SearchTimer, run_mcts
+from search.tree import Tree, read_trees, tree_summary
+from search.tree_grpo import TreeGRPOConfig, run_tree_grpo
+
+__all__ = ["SearchConfig", "run_search", "shard_problems", "parse_shard", "run_files", "summarize_run"]
+
+log = logging.getLogger(__name__)
+
+# Keys that may differ between a run and its resumption (they do not change what a tree is).
+_RESUMABLE_KEYS = {"output", "quiet", "limit", "batch_problems", "device"}
+
+
+@dataclass
+class SearchConfig:
+    """Settings of `reasoner search` (MCTS fields as in `search.mcts.MCTSConfig`)."""
+
+    problems: str = field(default="synthetic:test", metadata={"help": "problem spec"})
+    output: str = field(default="runs/search", metadata={"help": "run directory"})
+    limit: int | None = field(default=None, metadata={"help": "first N problems of the spec"})
+    algo: str = field(default="mcts", metadata={"help": "mcts or tree-grpo"})
+    shard: str = field(default="0/1", metadata={"help": "i/N: this process takes problems with index % N == i"})
+    policy: str | None = field(default=None, metadata={"help": "policy dir or hub name (default: embedded)"})
+    backend: str = "hf"
+    device: str | None = None
+    value_model: str | None = field(default=None, metadata={"help": "StepScorer for leaf values (else rollouts)"})
+    batch_problems: int = field(default=64, metadata={"help": "trees searched in lockstep"})
+    simulations: int = 16
+    children: int = 4
+    c_puct: float = 1.5
+    max_depth: int = 12
+    temperature: float = 1.0
+    rollout_temperature: float = 1.0
+    max_step_tokens: int = 48
+    parallel_leaves: int = 1
+    trees_per_prompt: int = field(default=2, metadata={"help": "tree-grpo: m trees per prompt"})
+    expand_nodes: int = field(default=2, metadata={"help": "tree-grpo: n nodes expanded per tree per round"})
+    rounds: int = field(default=1, metadata={"help": "tree-grpo: l expansion rounds"})
+    seed: int = 0
+    quiet: bool = False
+
+    def mcts(self) -> MCTSConfig:
+        return _subset(MCTSConfig, self)
+
+    def tree_grpo(self) -> TreeGRPOConfig:
+        return _subset(TreeGRPOConfig, self)
+
+
+def _subset(cls, config: SearchConfig):
+    names = {f.name for f in fields(cls)}
+    return cls(**{k: v for k, v in asdict(config).items() if k in names})
+
+
+def parse_shard(shard: str) -> tuple[int, int]:
+    """``"i/N"`` → (i, N), checked."""
+    try:
+        index, count = (int(part) for part in shard.split("/"))
+    except ValueError:
+        raise ValueError(f"--shard must look like i/N (e.g. 0/4), got {shard!r}") from None
+    if not 0 <= index < count:
+        raise ValueError(f"--shard {shard}: need 0 <= i < N")
+    return index, count
+
+
+def shard_problems(problems: Sequence[Problem], shard: str) -> list[Problem]:
+    """The problems of shard ``i/N``: every N-th problem starting at i."""
+    index, count = parse_shard(shard)
+    return [p for position, p in enumerate(problems) if position % count == index]
+
+
+def trees_path(output: str | Path, shard: str) -> Path:
+    index, count = parse_shard(shard)
+    name = "trees.jsonl" if count == 1 else f"trees.shard-{index}-of-{count}.jsonl"
+    return Path(output) / name
+
+
+def run_files(output: str | Path) -> list[Path]:
+    """Every trees file of a run directory (all shards)."""
+    return sorted(Path(output).glob("trees*.jsonl"))
+
+
+def _check_resume_config(run_dir: Path, config: SearchConfig) -> None:
+    import yaml
+
+    saved_path = run_dir / "config.yaml"
+    if not saved_path.exists():
+        return
+    saved = yaml.safe_load(saved_path.read_text()) or {}
+    current = asdict(config)
+    changed = sorted(k for k in current if k not in _RESUMABLE_KEYS and k != "shard" and saved.get(k) != current[k])
+    if changed:
+        key = changed[0]
+        raise ValueError(f"{saved_path}: this run was started with {key}={saved.get(key)!r}, not {current[key]!r}; "
+                         "use another --output or the same settings to resume")
+
+
+def run_search(config: SearchConfig, make_generator: Callable[[SearchConfig], object],
+               make_scorer: Callable[[SearchConfig], object] | None = None) -> dict:
+    """Search every not-yet-done problem of this shard, appending trees; returns the run summary."""
+    import yaml
+    from tqdm.auto import tqdm
+
+    if config.algo not in ("mcts", "tree-grpo"):
+        raise ValueError(f"unknown search algorithm {config.algo!r}: use mcts or tree-grpo")
+    run_dir = Path(config.output)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    _check_resume_config(run_dir, config)
+    (run_dir / "config.yaml").write_text(yaml.safe_dump(asdict(config), sort_keys=False))
+    out = trees_path(run_dir, config.shard)
+    problems = shard_problems(load_problems(config.problems, limit=config.limit), config.shard)
+    finished = done_ids(out, key="problem_id")
+    todo = [p for p in problems if p.id not in finished]
+    log.info("%d problems in shard %s, %d already done, %d to search", len(problems), config.shard,
+             len(problems) - len(todo), len(todo))
+    if todo:
+        generator = make_generator(config)
+        scorer = make_scorer(config) if (make_scorer and config.value_model) else None
+        timer = SearchTimer()
+        started, nodes, solved = time.perf_counter(), 0, 0
+        bar = tqdm(total=len(problems), initial=len(problems) - len(todo), desc="search", unit="problem",
+                   disable=config.quiet)
+        for start in range(0, len(todo), config.batch_problems):
+            batch = todo[start : start + config.batch_problems]
+            trees = _search_batch(batch, generator, scorer, config, timer)
+            append_jsonl(out, (tree.to_record() for tree in trees))
+            nodes += sum(len(tree.nodes) for tree in trees)
+            solved += sum(tree.is_solved() for tree in trees)
+            bar.update(len(batch))
+            elapsed = time.perf_counter() - started
+            bar.set_postfix(nodes_per_s=f"{nodes / elapsed:.0f}", solved=f"{solved / bar.n:.0%}" if bar.n else "-")
+        bar.close()
+    return summarize_run(run_dir)
+
+
+def _search_batch(batch: list[Problem], generator, scorer, config: SearchConfig, timer: SearchTimer) -> list[Tree]:
+    if config.algo == "mcts":
+        return run_mcts(batch, generator, config.mcts(), scorer=scorer, timer=timer)
+    if config.algo == "tree-grpo":
+        return run_tree_grpo(batch, generator, config.tree_grpo(), timer=timer)
+    raise ValueError(f"unknown search algorithm {config.algo!r}: use mcts or tree-grpo")
+
+
+def summarize_run(output: str | Path) -> dict:
+    """Summary over every tree file of a run: problems, nodes, tokens, pass@tree, greedy-path accuracy, ..."""
+    files = run_files(output)
+    if not files:
+        raise FileNotFoundError(f"{output}: no trees*.jsonl in this run directory")
+    trees: Iterable[Tree] = (tree for path in files for tree in read_trees(path))
+    summary = tree_summary(trees)
+    summary["run"] = str(output)
+    return summary

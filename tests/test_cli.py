@@ -1,0 +1,68 @@
+"""The `reasoner` command line: commands that work now, and errors a user can act on."""
+
+import json
+import subprocess
+import sys
+
+from conftest import needs_shared_data
+from reasoner.cli import main
+
+
+def test_data_show_synthetic(capsys):
+    assert main(["data", "show", "synthetic:test", "--limit", "2", "--solutions"]) == 0
+    out = capsys.readouterr().out
+    assert "synthetic-test-000" in out and "The answer is" in out and "2 problem(s)" in out
+
+
+@needs_shared_data
+def test_data_export_gsm8k(tmp_path, capsys):
+    out = tmp_path / "gsm8k.jsonl"
+    assert main(["data", "export", "gsm8k:test", str(out), "--limit", "3"]) == 0
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [r["answer"] for r in rows] == ["18", "3", "70000"]
+
+
+def test_check_predictions_and_verdict_file(tmp_path, capsys):
+    predictions = tmp_path / "preds.jsonl"
+    predictions.write_text("\n".join(json.dumps(r) for r in [
+        {"id": "a", "prediction": "1,000", "answer": "1000"},
+        {"id": "b", "completion": "so it is \\boxed{\\frac{1}{2}}", "answer": "0.5"},
+        {"id": "c", "prediction": "7", "answer": "8"},
+    ]) + "\n")
+    assert main(["check", str(predictions)]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["correct"] == 2 and summary["problems"] == 3
+    verdicts = [json.loads(line) for line in (tmp_path / "preds.verdicts.jsonl").read_text().splitlines()]
+    assert [v["correct"] for v in verdicts] == [True, True, False]
+
+
+def test_check_gold_from_problem_spec(tmp_path, capsys):
+    predictions = tmp_path / "p.jsonl"
+    from data.problems import load_problems
+
+    gold = load_problems("synthetic:test", limit=2)
+    predictions.write_text(json.dumps({"id": gold[0].id, "prediction": gold[0].answer}) + "\n"
+                           + json.dumps({"id": gold[1].id, "completion": "The answer is -1"}) + "\n")
+    assert main(["check", str(predictions), "--problems", "synthetic:test"]) == 0
+    assert json.loads(capsys.readouterr().out)["correct"] == 1
+
+
+def test_malformed_jsonl_is_one_line_error_with_file_and_line(tmp_path):
+    predictions = tmp_path / "bad.jsonl"
+    predictions.write_text('{"id": "a", "prediction": "1", "answer": "1"}\n{"id": "b", "prediction": \n')
+    result = subprocess.run([sys.executable, "-m", "reasoner.cli", "check", str(predictions)],
+                            capture_output=True, text=True)
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [f"reasoner: error: {predictions}:2: invalid JSON: Expecting value"]
+
+
+def test_missing_field_error(tmp_path, capsys):
+    predictions = tmp_path / "m.jsonl"
+    predictions.write_text(json.dumps({"id": "a", "answer": "1"}) + "\n")
+    assert main(["check", str(predictions)]) == 2
+    assert f"{predictions}:1: missing field 'prediction'" in capsys.readouterr().err
+
+
+def test_unknown_spec_is_a_clean_error(capsys):
+    assert main(["data", "show", "nope:test"]) == 2
+    assert "unknown problem spec" in capsys.readouterr().err

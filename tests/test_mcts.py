@@ -1,0 +1,78 @@
+"""Batched MCTS on the scripted generator: tree invariants, determinism, virtual loss, scorer path."""
+
+import pytest
+
+from data.synthetic import load_split
+from scripted import ConstantScorer, ScriptedGenerator
+from search.mcts import MCTSConfig, SearchTimer, run_mcts
+
+PROBLEMS = load_split("test", limit=8)
+
+
+def _check_tree(tree):
+    root = tree.root
+    for node in tree.nodes[1:]:
+        parent = tree.nodes[node.parent]
+        assert node.depth == parent.depth + 1
+        assert node.id in parent.children
+        assert node.visits >= 0
+        if node.terminal and node.answer is not None:
+            assert node.correct in (True, False)
+    # Every backup passes through the root, and a parent has at least its children's visits.
+    for node in tree.nodes:
+        assert node.visits >= sum(tree.nodes[c].visits for c in node.children) - 0  # values came from below
+    assert root.visits > 0 and -1.0 <= root.q <= 1.0
+
+
+def test_mcts_grows_valid_trees_and_finds_answers():
+    config = MCTSConfig(simulations=8, children=3, seed=1)
+    trees = run_mcts(PROBLEMS, ScriptedGenerator(p_correct=0.7), config)
+    assert [t.problem_id for t in trees] == [p.id for p in PROBLEMS]
+    for tree in trees:
+        _check_tree(tree)
+        assert len(tree.nodes) > 1 + config.children
+    assert sum(t.is_solved() for t in trees) >= 6
+    # Correct terminal leaves carry the gold answer; their Q is +1.
+    for tree in trees:
+        for node in tree.nodes:
+            if node.correct:
+                assert node.q == pytest.approx(1.0)
+
+
+def test_mcts_is_deterministic_for_a_seed():
+    config = MCTSConfig(simulations=5, children=3, seed=4)
+    first = [t.to_record() for t in run_mcts(PROBLEMS, ScriptedGenerator(seed=2), config)]
+    second = [t.to_record() for t in run_mcts(PROBLEMS, ScriptedGenerator(seed=2), config)]
+    assert first == second
+
+
+def test_one_generator_call_per_round_for_all_trees():
+    generator = ScriptedGenerator(seed=3)
+    scorer = ConstantScorer(0.25)
+    config = MCTSConfig(simulations=4, children=2)
+    trees = run_mcts(PROBLEMS, generator, config, scorer=scorer)
+    assert generator.calls <= config.simulations  # expansions of all 8 trees batched per round
+    assert scorer.calls <= config.simulations
+    for tree in trees:
+        _check_tree(tree)
+
+
+def test_virtual_loss_is_removed_after_selection():
+    config = MCTSConfig(simulations=4, children=2, parallel_leaves=3, seed=5)
+    trees = run_mcts(PROBLEMS[:3], ScriptedGenerator(seed=5), config, scorer=ConstantScorer(0.0))
+    for tree in trees:
+        _check_tree(tree)
+        # With scorer value 0 and rewards of +-1, value sums are whole numbers: no leftover virtual loss of -1 per visit.
+        backed = [n for n in tree.nodes if n.terminal]
+        assert tree.root.visits == sum(n.visits for n in tree.nodes if n.parent == 0)
+
+
+def test_rollouts_are_stored_as_chains_and_timer_counts_model_time():
+    timer = SearchTimer()
+    trees = run_mcts(PROBLEMS[:4], ScriptedGenerator(seed=6), MCTSConfig(simulations=3, children=2), timer=timer)
+    assert timer.calls > 0 and timer.model_seconds > 0
+    for tree in trees:
+        terminal = [n for n in tree.nodes if n.terminal]
+        assert terminal, "every rollout ends in a terminal node"
+        for node in terminal:
+            assert tree.steps(node.id)[-1] == node.step
