@@ -44,8 +44,8 @@ class SearchConfig:
     device: str | None = None
     value_model: str | None = field(default=None, metadata={"help": "StepScorer for leaf values (else rollouts)"})
     batch_problems: int = field(default=64, metadata={"help": "trees searched in lockstep"})
-    simulations: int = 16
-    children: int = 4
+    simulations: int = 40
+    children: int = 5
     c_puct: float = 1.5
     max_depth: int = 12
     temperature: float = 1.0

@@ -2,16 +2,19 @@
 
 A `Tree` holds one problem's nodes in a flat list (node id = index; the root, id 0, is the bare question).
 ``Q = value_sum / visits`` is the plain Monte-Carlo mean of the values backed up through a node (0 when
-unvisited). The hot operations (`add_child`, `backup`, `steps`) touch plain lists only; networkx is used
-for export alone.
+unvisited). The hot operations (`add_child`, `backup`, `steps`) touch plain lists only; networkx is
+imported for export alone.
 
 Record (one JSON object per tree, DESIGN.md section 3): ``problem_id``, ``question``, ``answer``, ``config``,
 ``nodes`` = ``[{id, parent, step, depth, prior, visits, value_sum, q, terminal, answer, correct, tokens,
-logprob, value}]``; children are derived from ``parent``.
+logprob, value}]``; ``children`` are derived from ``parent`` and ``q`` is recomputed on reading.
 """
 
 from __future__ import annotations
 
+import functools
+import json
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,13 +24,17 @@ from data.records import RecordError, read_jsonl
 
 __all__ = ["Node", "Tree", "read_trees", "tree_summary"]
 
-_NODE_FIELDS = ("id", "parent", "step", "depth", "prior", "visits", "value_sum", "terminal")
 _TREE_FIELDS = ("problem_id", "question", "answer", "nodes")
+_NODE_FIELDS = ("id", "parent", "step", "depth", "prior", "visits", "value_sum", "terminal")
+# Optional node fields and their defaults (older records may lack them).
+_NODE_DEFAULTS: dict[str, Any] = {"answer": None, "correct": None, "tokens": 0, "logprob": 0.0, "value": None}
+_GRAPH_DEFAULTS: dict[str, Any] = {"step": "", "depth": 0, "prior": 1.0, "visits": 0, "value_sum": 0.0,
+                                   "terminal": False, **_NODE_DEFAULTS}
 
 
 @dataclass
 class Node:
-    """One step of a search tree (see the module docstring for the fields)."""
+    """One step of a search tree (see the module docstring for the record fields)."""
 
     id: int
     parent: int | None
@@ -54,44 +61,49 @@ class Tree:
     """One problem's search tree; node 0 is the root (the question, no step)."""
 
     def __init__(self, problem_id: str, question: str, answer: str, config: dict[str, Any] | None = None):
-        self.problem_id = problem_id
-        self.question = question
-        self.answer = answer
+        self.problem_id, self.question, self.answer = problem_id, question, answer
         self.config = dict(config or {})
         self.nodes: list[Node] = [Node(id=0, parent=None, step="", depth=0)]
 
     @property
     def root(self) -> Node:
+        """Node 0: the question itself."""
         return self.nodes[0]
 
     def add_child(self, parent: int, step: str, *, prior: float = 1.0, tokens: int = 0, logprob: float = 0.0,
                   terminal: bool = False, answer: str | None = None, correct: bool | None = None) -> Node:
-        """Append a child of ``parent`` and return it."""
-        node = Node(id=len(self.nodes), parent=parent, step=step, depth=self.nodes[parent].depth + 1, prior=prior,
-                    terminal=terminal, answer=answer, correct=correct, tokens=tokens, logprob=logprob)
-        self.nodes.append(node)
-        self.nodes[parent].children.append(node.id)
+        """Append a child of ``parent`` (its id is the next free index) and return it."""
+        nodes = self.nodes
+        node = Node(len(nodes), parent, step, nodes[parent].depth + 1, prior, 0, 0.0, terminal, answer, correct,
+                    tokens, logprob)
+        nodes.append(node)
+        nodes[parent].children.append(node.id)
         return node
 
     def path(self, node_id: int) -> list[Node]:
         """Nodes from the root to ``node_id``, both included."""
-        path = []
+        nodes, path = self.nodes, []
         current: int | None = node_id
         while current is not None:
-            node = self.nodes[current]
+            node = nodes[current]
             path.append(node)
             current = node.parent
-        return path[::-1]
+        path.reverse()
+        return path
 
     def steps(self, node_id: int) -> list[str]:
-        """Step texts from the root's child down to ``node_id``."""
+        """Step texts from the root's child down to ``node_id``: the partial solution the node stands for."""
         return [node.step for node in self.path(node_id)[1:]]
 
     def backup(self, node_id: int, value: float) -> None:
-        """Add ``value`` to every node from ``node_id`` up to the root (``N += 1``, ``W += v``)."""
+        """Add ``value`` to every node from ``node_id`` up to the root (``N += 1``, ``W += v``).
+
+        A node's first backed-up value is also kept in ``.value`` (AlphaMath's value-model estimate).
+        """
+        nodes = self.nodes
         current: int | None = node_id
         while current is not None:
-            node = self.nodes[current]
+            node = nodes[current]
             if node.value is None:
                 node.value = value
             node.visits += 1
@@ -99,39 +111,48 @@ class Tree:
             current = node.parent
 
     def leaves(self) -> list[Node]:
+        """Nodes without children (the root too, while the tree is bare)."""
         return [node for node in self.nodes if not node.children]
 
     def terminal_leaves(self) -> list[Node]:
+        """Nodes whose step ended the solution (they carry ``answer`` and ``correct``)."""
         return [node for node in self.nodes if node.terminal]
 
     def is_solved(self) -> bool:
         """Pass@tree: some terminal node holds a correct answer."""
-        return any(node.correct for node in self.nodes if node.terminal)
+        return any(node.terminal and node.correct is True for node in self.nodes)
 
     def best_child(self, node_id: int, key: str = "q") -> Node | None:
-        """The child with the highest ``key`` (``q``, ``visits``, ``prior``); ties go to more visits."""
-        children = [self.nodes[c] for c in self.nodes[node_id].children]
+        """The child with the highest ``key`` (``q``, ``visits``, ``prior``, ``value``); ties go to more visits.
+
+        None when ``node_id`` has no children. A ``None`` attribute (an unset ``value``) ranks lowest.
+        """
+        children = self.nodes[node_id].children
         if not children:
             return None
-        return max(children, key=lambda n: (getattr(n, key), n.visits))
+
+        def rank(node: Node) -> tuple[float, int]:
+            score = getattr(node, key)
+            return (-math.inf if score is None else score, node.visits)
+
+        return max((self.nodes[c] for c in children), key=rank)
 
     def greedy_path(self, key: str = "q") -> list[Node]:
-        """Follow `best_child` from the root to a leaf."""
+        """Follow `best_child` from the root to a leaf: the answer search would commit to."""
         path = [self.root]
         while (child := self.best_child(path[-1].id, key)) is not None:
             path.append(child)
         return path
 
     def num_tokens(self) -> int:
+        """Tokens generated for the whole tree (the search cost)."""
         return sum(node.tokens for node in self.nodes)
 
     # ------------------------------------------------------------ records
     def to_record(self) -> dict[str, Any]:
+        """The JSON-ready record of DESIGN.md section 3 (children are left out: they follow from parents)."""
         return {
-            "problem_id": self.problem_id,
-            "question": self.question,
-            "answer": self.answer,
-            "config": self.config,
+            "problem_id": self.problem_id, "question": self.question, "answer": self.answer, "config": self.config,
             "nodes": [
                 {"id": n.id, "parent": n.parent, "step": n.step, "depth": n.depth, "prior": n.prior,
                  "visits": n.visits, "value_sum": n.value_sum, "q": n.q, "terminal": n.terminal,
@@ -143,69 +164,100 @@ class Tree:
 
     @classmethod
     def from_record(cls, record: Any, *, path: str | os.PathLike = "<memory>", line: int = 0) -> "Tree":
-        """Rebuild a tree, checking fields; errors name ``path:line`` and the node."""
+        """Rebuild a tree from its record, checking fields and types; errors name ``path:line`` and the node.
+
+        Node ids must run 0..n-1 in list order, the root (id 0) has no parent and every other parent is an
+        earlier node, so the record always describes one connected tree.
+        """
+        fail = functools.partial(RecordError, path, line)
         if not isinstance(record, dict):
-            raise RecordError(path, line, "expected a tree object")
+            raise fail(f"expected a tree object, got {type(record).__name__}")
         for name in _TREE_FIELDS:
             if name not in record:
-                raise RecordError(path, line, f"missing field {name!r}")
-        if not isinstance(record["nodes"], list) or not record["nodes"]:
-            raise RecordError(path, line, "field 'nodes' must be a non-empty list")
-        tree = cls(str(record["problem_id"]), str(record["question"]), str(record["answer"]), record.get("config") or {})
-        tree.nodes = []
-        for position, raw in enumerate(record["nodes"]):
+                raise fail(f"missing field {name!r}")
+        for name in ("problem_id", "question", "answer"):
+            if not isinstance(record[name], (str, int)) or isinstance(record[name], bool):
+                raise fail(f"field {name!r} must be a string, got {type(record[name]).__name__}")
+        config = record.get("config") or {}
+        if not isinstance(config, dict):
+            raise fail(f"field 'config' must be an object, got {type(config).__name__}")
+        raw_nodes = record["nodes"]
+        if not isinstance(raw_nodes, list) or not raw_nodes:
+            raise fail("field 'nodes' must be a non-empty list")
+
+        tree = cls(str(record["problem_id"]), str(record["question"]), str(record["answer"]), config)
+        tree.nodes = nodes = []
+        for position, raw in enumerate(raw_nodes):
             if not isinstance(raw, dict):
-                raise RecordError(path, line, f"node {position}: expected an object")
+                raise fail(f"node {position}: expected an object, got {type(raw).__name__}")
+            label = raw.get("id", position)
             for name in _NODE_FIELDS:
                 if name not in raw:
-                    raise RecordError(path, line, f"node {raw.get('id', position)}: missing field {name!r}")
-            if raw["id"] != position:
-                raise RecordError(path, line, f"node {raw['id']}: ids must be 0..n-1 in order (expected {position})")
-            parent = raw["parent"]
-            if position == 0 and parent is not None:
-                raise RecordError(path, line, "node 0: the root has no parent")
-            if position > 0 and not (isinstance(parent, int) and 0 <= parent < position):
-                raise RecordError(path, line, f"node {position}: parent {parent!r} is not an earlier node")
-            try:
-                node = Node(id=position, parent=parent, step=str(raw["step"]), depth=int(raw["depth"]),
-                            prior=float(raw["prior"]), visits=int(raw["visits"]), value_sum=float(raw["value_sum"]),
-                            terminal=bool(raw["terminal"]), answer=raw.get("answer"), correct=raw.get("correct"),
-                            tokens=int(raw.get("tokens", 0)), logprob=float(raw.get("logprob", 0.0)),
-                            value=raw.get("value"))
-            except (TypeError, ValueError) as exc:
-                raise RecordError(path, line, f"node {position}: bad value ({exc})") from None
-            tree.nodes.append(node)
+                    raise fail(f"node {label}: missing field {name!r}")
+            node_id, parent = raw["id"], raw["parent"]
+            if not _is_int(node_id):
+                raise fail(f"node {node_id!r}: field 'id' must be an integer")
+            if node_id != position:
+                kind = "duplicate id" if 0 <= node_id < position else "ids must run 0..n-1 in list order"
+                raise fail(f"node {node_id}: {kind} (expected id {position})")
+            if position == 0:
+                if parent is not None:
+                    raise fail("node 0: the root must have parent null")
+            elif not (_is_int(parent) and 0 <= parent < position):
+                raise fail(f"node {node_id}: parent {parent!r} is not an earlier node")
+            values = {**_NODE_DEFAULTS, **raw}
+            for name, check, kind in _NODE_TYPES:
+                if not check(values[name]):
+                    raise fail(f"node {node_id}: field {name!r} must be {kind}, got {values[name]!r}")
+            depth = 0 if parent is None else nodes[parent].depth + 1
+            if values["depth"] != depth:
+                raise fail(f"node {node_id}: depth {values['depth']} but its parent is at depth {depth - 1}")
+            if values["visits"] < 0:
+                raise fail(f"node {node_id}: field 'visits' must not be negative")
+            nodes.append(Node(
+                node_id, parent, values["step"], depth, float(values["prior"]), values["visits"],
+                float(values["value_sum"]), values["terminal"], values["answer"], values["correct"],
+                values["tokens"], float(values["logprob"]),
+                value=None if values["value"] is None else float(values["value"])))
             if parent is not None:
-                tree.nodes[parent].children.append(position)
+                nodes[parent].children.append(node_id)
         return tree
 
     # ------------------------------------------------------------ graphs
     def to_networkx(self):
-        """A `networkx.DiGraph` (edges parent → child); None fields are left out so GraphML can hold it."""
+        """A `networkx.DiGraph` with edges parent → child and the node fields as attributes.
+
+        ``None`` fields are left out (GraphML has no null) and ``config`` is kept as a JSON string graph
+        attribute, so that `write_graphml` / `read_graphml` give back an equal `to_record`.
+        """
         import networkx as nx
 
-        graph = nx.DiGraph(problem_id=self.problem_id, question=self.question, answer=self.answer)
+        graph = nx.DiGraph(problem_id=self.problem_id, question=self.question, answer=self.answer,
+                           config=json.dumps(self.config, sort_keys=True))
         for node in self.to_record()["nodes"]:
             graph.add_node(node["id"], **{k: v for k, v in node.items() if v is not None and k != "id"})
         graph.add_edges_from((n.parent, n.id) for n in self.nodes if n.parent is not None)
         return graph
 
     @classmethod
-    def from_networkx(cls, graph) -> "Tree":
+    def from_networkx(cls, graph, *, path: str | os.PathLike = "<networkx>") -> "Tree":
+        """Inverse of `to_networkx` (a node's parent is its in-edge); errors name ``path`` (a GraphML file)."""
         nodes = []
         for node_id in sorted(graph.nodes, key=int):
             attrs = dict(graph.nodes[node_id])
-            nodes.append({"id": int(node_id), "parent": attrs.get("parent"), "step": attrs.get("step", ""),
-                          "depth": attrs.get("depth", 0), "prior": attrs.get("prior", 1.0),
-                          "visits": attrs.get("visits", 0), "value_sum": attrs.get("value_sum", 0.0),
-                          "terminal": attrs.get("terminal", False), "answer": attrs.get("answer"),
-                          "correct": attrs.get("correct"), "tokens": attrs.get("tokens", 0),
-                          "logprob": attrs.get("logprob", 0.0), "value": attrs.get("value")})
+            preds = list(graph.predecessors(node_id))
+            parent = int(preds[0]) if preds else attrs.get("parent")
+            nodes.append({"id": int(node_id), "parent": parent,
+                          **{name: attrs.get(name, default) for name, default in _GRAPH_DEFAULTS.items()}})
         data = graph.graph
+        config = data.get("config") or {}
+        config = json.loads(config) if isinstance(config, str) else config
         return cls.from_record({"problem_id": data.get("problem_id", ""), "question": data.get("question", ""),
-                                "answer": data.get("answer", ""), "nodes": nodes})
+                                "answer": data.get("answer", ""), "config": config, "nodes": nodes},
+                               path=path)
 
     def write_graphml(self, path: str | os.PathLike) -> Path:
+        """Write the tree as GraphML (Gephi, yEd, Cytoscape open it); returns the path."""
         import networkx as nx
 
         nx.write_graphml(self.to_networkx(), path)
@@ -213,20 +265,46 @@ class Tree:
 
     @classmethod
     def read_graphml(cls, path: str | os.PathLike) -> "Tree":
+        """Read a tree written by `write_graphml`."""
         import networkx as nx
 
-        graph = nx.read_graphml(path, node_type=int)
-        return cls.from_networkx(graph)
+        return cls.from_networkx(nx.read_graphml(path, node_type=int), path=path)
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+_NODE_TYPES = (  # (field, check, what the error says it must be)
+    ("step", lambda v: isinstance(v, str), "a string"), ("depth", _is_int, "an integer"),
+    ("prior", _is_number, "a number"), ("visits", _is_int, "an integer"), ("value_sum", _is_number, "a number"),
+    ("terminal", lambda v: isinstance(v, bool), "true or false"),
+    ("answer", lambda v: v is None or isinstance(v, str), "a string or null"),
+    ("correct", lambda v: v is None or isinstance(v, bool), "true, false or null"),
+    ("tokens", _is_int, "an integer"), ("logprob", _is_number, "a number"),
+    ("value", lambda v: v is None or _is_number(v), "a number or null"),
+)
 
 
 def read_trees(path: str | os.PathLike, *, skip_incomplete_tail: bool = True) -> Iterator[Tree]:
-    """Trees of a ``trees.jsonl``; a bad line or record raises `RecordError` naming file and line."""
+    """Trees of a ``trees.jsonl``; a bad line or record raises `RecordError` naming file and line.
+
+    An incomplete last line (a killed writer's) is skipped by default, as a resumed run would do.
+    """
     for line, record in read_jsonl(path, skip_incomplete_tail=skip_incomplete_tail, with_line_numbers=True):
         yield Tree.from_record(record, path=path, line=line)
 
 
 def tree_summary(trees: Iterable[Tree]) -> dict[str, Any]:
-    """Problems, nodes, tokens, pass@tree, greedy-path accuracy and mean Q of the root's best child."""
+    """Problems, nodes, tokens, pass@tree, greedy-path accuracy and mean Q of the root's best child.
+
+    ``greedy_path_accuracy`` counts trees whose `Tree.greedy_path` ends on a correct terminal node: what
+    committing to the highest-Q step at every depth would score, against ``pass_at_tree`` (any correct leaf).
+    """
     count = nodes = tokens = solved = greedy_correct = 0
     best_q = 0.0
     for tree in trees:
@@ -235,14 +313,11 @@ def tree_summary(trees: Iterable[Tree]) -> dict[str, Any]:
         tokens += tree.num_tokens()
         solved += tree.is_solved()
         leaf = tree.greedy_path()[-1]
-        greedy_correct += bool(leaf.terminal and leaf.correct)
+        greedy_correct += bool(leaf.terminal and leaf.correct is True)
         best = tree.best_child(0)
         best_q += best.q if best else 0.0
-    return {
-        "problems": count,
-        "nodes": nodes,
-        "tokens": tokens,
-        "pass_at_tree": round(solved / count, 4) if count else 0.0,
-        "greedy_path_accuracy": round(greedy_correct / count, 4) if count else 0.0,
-        "mean_best_child_q": round(best_q / count, 4) if count else 0.0,
-    }
+    def mean(total: float) -> float:
+        return round(total / count, 4) if count else 0.0
+
+    return {"problems": count, "nodes": nodes, "tokens": tokens, "pass_at_tree": mean(solved),
+            "greedy_path_accuracy": mean(greedy_correct), "mean_best_child_q": mean(best_q)}

@@ -25,7 +25,7 @@ from typing import Sequence
 
 import torch
 
-from reasoner.backends.kv_cache import KVEntry, PrefixKVCache, cache_from_layers, layers_of_cache
+from reasoner.backends.kv_cache import KVEntry, PrefixKVCache, cache_from_layers, layers_of_cache, preallocated_cache
 from reasoner.steps import StepFormat, is_final_step
 from search.protocols import State, StepSample
 
@@ -186,17 +186,22 @@ class HFStepGenerator:
             out[index] = entry
         return out
 
-    def _left_pad(self, layer_lists, lengths: Sequence[int], width: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
-        """Stack per-row KV (rows of different lengths) into ``[rows, heads, width, dim]``, left-padded with 0."""
+    def _left_pad(self, layer_lists, lengths: Sequence[int], width: int,
+                  extra: int = 0) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """Stack per-row KV (rows of different lengths) into ``[rows, heads, width + extra, dim]``.
+
+        Row r's KV sits right-aligned in the first ``width`` positions (left padding is zeros, masked);
+        the ``extra`` positions are room for decoding. Rows that share an entry are copied from one source.
+        """
         template = next(layers for layers in layer_lists if layers is not None)
         padded = []
         for layer, (key0, value0) in enumerate(template):
-            keys = key0.new_zeros((len(layer_lists), key0.shape[1], width, key0.shape[3]))
-            values = value0.new_zeros((len(layer_lists), value0.shape[1], width, value0.shape[3]))
+            shape = (len(layer_lists), key0.shape[1], width + extra, key0.shape[3])
+            keys, values = key0.new_zeros(shape), value0.new_zeros(shape)
             for row, (layers, length) in enumerate(zip(layer_lists, lengths)):
                 if layers is not None and length:
-                    keys[row, :, width - length :] = layers[layer][0][0]
-                    values[row, :, width - length :] = layers[layer][1][0]
+                    keys[row, :, width - length : width] = layers[layer][0][0]
+                    values[row, :, width - length : width] = layers[layer][1][0]
             padded.append((keys, values))
         return padded
 
@@ -205,7 +210,7 @@ class HFStepGenerator:
         rows = len(entries)
         lengths = [len(entry.ids) for entry in entries]
         width = max(lengths)
-        cache = cache_from_layers(self._left_pad([entry.layers for entry in entries], lengths, width))
+        cache = preallocated_cache(self._left_pad([entry.layers for entry in entries], lengths, width, max_tokens), width)
         mask = torch.zeros((rows, width), dtype=torch.long, device=self.device)
         for row, length in enumerate(lengths):
             mask[row, width - length :] = 1
@@ -216,24 +221,29 @@ class HFStepGenerator:
         logprobs = [0.0] * rows
         texts = [""] * rows
         hit_eos = [False] * rows
+        finished = [False] * rows
         for step in range(max_tokens):
             next_tokens, token_logprobs = self._sample(logits, temperature)
-            keep = []
+            keep, sampled = [], 0
             for batch_row, original in enumerate(active.tolist()):
+                if finished[original]:
+                    continue
+                sampled += 1
                 token = int(next_tokens[batch_row])
                 tokens[original].append(token)
                 logprobs[original] += float(token_logprobs[batch_row])
                 if token in self.eos_ids:
-                    hit_eos[original] = True
+                    hit_eos[original] = finished[original] = True
                     continue
                 texts[original] += self.piece_text[token]
                 if self.step_format.delimiter in texts[original]:
+                    finished[original] = True
                     continue
                 keep.append(batch_row)
-            self.stats.generated_tokens += len(active)
+            self.stats.generated_tokens += sampled
             if not keep or step == max_tokens - 1:
                 break
-            if len(keep) < len(active):
+            if len(keep) <= len(active) // 2:  # compact the batch once half of it has finished
                 index = torch.tensor(keep, device=self.device)
                 cache.batch_select_indices(index)
                 active, mask, position = active[index], mask[index], position[index]

@@ -15,7 +15,7 @@ from typing import Sequence
 
 import torch
 
-__all__ = ["KVEntry", "PrefixKVCache", "cache_from_layers", "layers_of_cache"]
+__all__ = ["KVEntry", "PrefixKVCache", "cache_from_layers", "layers_of_cache", "preallocated_cache"]
 
 _END = -1  # trie key marking "an entry ends here"
 
@@ -134,3 +134,48 @@ def layers_of_cache(cache) -> list[tuple[torch.Tensor, torch.Tensor]]:
     if hasattr(cache, "key_cache"):
         return list(zip(cache.key_cache, cache.value_cache))
     return [(key, value) for key, value in cache]
+
+
+def preallocated_cache(buffers: Sequence[tuple[torch.Tensor, torch.Tensor]], length: int):
+    """A `DynamicCache` whose layers write new tokens in place into preallocated buffers.
+
+    ``buffers`` are per-layer ``[rows, heads, capacity, dim]`` tensors whose first ``length`` positions hold
+    the prefix KV. The stock dynamic layer concatenates on every decode step (a copy of the whole KV per
+    token); here a step writes one column. Falls back to a plain cache on transformers versions without
+    cache layers.
+    """
+    try:
+        from transformers.cache_utils import DynamicCache, DynamicLayer
+    except ImportError:  # older transformers: no layer objects
+        return cache_from_layers([(k[:, :, :length], v[:, :, :length]) for k, v in buffers])
+
+    class _InPlaceLayer(DynamicLayer):
+        def __init__(self, key_buffer: torch.Tensor, value_buffer: torch.Tensor):
+            super().__init__()
+            self.key_buffer, self.value_buffer, self.length = key_buffer, value_buffer, length
+            self.dtype, self.device, self.is_initialized = key_buffer.dtype, key_buffer.device, True
+            self._view()
+
+        def _view(self) -> None:
+            self.keys = self.key_buffer[:, :, : self.length]
+            self.values = self.value_buffer[:, :, : self.length]
+
+        def update(self, key_states, value_states, *args, **kwargs):
+            new = key_states.shape[-2]
+            if self.length + new > self.key_buffer.shape[2]:  # out of room: grow like the stock layer
+                self.key_buffer = torch.cat([self.key_buffer, torch.zeros_like(self.key_buffer)], dim=2)
+                self.value_buffer = torch.cat([self.value_buffer, torch.zeros_like(self.value_buffer)], dim=2)
+            self.key_buffer[:, :, self.length : self.length + new] = key_states
+            self.value_buffer[:, :, self.length : self.length + new] = value_states
+            self.length += new
+            self._view()
+            return self.keys, self.values
+
+        def batch_select_indices(self, indices: torch.Tensor) -> None:
+            self.key_buffer = self.key_buffer[indices]
+            self.value_buffer = self.value_buffer[indices]
+            self._view()
+
+    cache = DynamicCache()
+    cache.layers = [_InPlaceLayer(k, v) for k, v in buffers]
+    return cache

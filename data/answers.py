@@ -1,0 +1,494 @@
+"""Final answers: find them in a solution text (``extract_answer``) and compare them (``is_equivalent``).
+
+Extraction order (``extract_answer``): the last complete ``\\boxed{...}`` / ``\\fbox{...}`` (nested braces
+matched; ``\\boxed 5`` works too); else the text after the last ``####`` (GSM8K; commas between digits
+removed; a markdown heading such as ``#### Step 2`` is skipped); else the last "The final answer is ...",
+"The answer is ...", "answer is: ...", "Answer: ..." (the rest of that line: the first ``$...$`` if it
+starts with one, else up to the end of the sentence; trailing ``.``/``$`` stripped); else the last
+number in the text (commas removed); else None.
+
+Equivalence conventions (``is_equivalent(pred, gold)``; symmetric; ``pred=None`` is never equivalent):
+
+* Numbers are exact rationals: ``0.5 == .5 == 1/2 == \\frac12``, ``18 == 18.00``, ``1.5e3 ==
+  1.5\\times 10^3 == 1500``, mixed numbers ``1\\frac12 == 1 1/2 == 1.5``, repeating decimals
+  ``0.\\overline{3} == 1/3``. Two terminating decimals / integers must be exactly equal (``1.0001 != 1``;
+  there is no absolute tolerance, so ``1e-10 != 0``).
+* Tolerance: a hand-written decimal matches a rational whose expansion does not terminate when within
+  1e-4 relative (``0.3333 == 1/3``, ``2.6667 == 8/3``, but ``0.333 != 1/3``, ``0.67 != 2/3``). When sympy
+  evaluates an expression that holds a decimal, the same 1e-4 relative tolerance applies (``1.4142 ==
+  \\sqrt2``, ``3.1416 == \\pi``, ``3.14 != \\pi``); exact symbolic values must agree to 1e-25 relative.
+* Thousands separators: ``1,000 == 1000 == 1{,}000 == 1,\\!000 == 1 000``. Commas inside brackets
+  separate items (``(1,000)`` is a pair), and ``32, 349`` (with a space) is two answers. A decimal comma
+  is NOT supported: ``1,5`` is the two answers 1 and 5.
+* Percent: ``x%`` (``x\\%``, ``x percent``, ``x pct``) equals ``x`` and also ``x/100`` when the other side
+  has no percent sign and is a plain number (``50\\% == 50 == 0.5``); without a percent sign on either
+  side ``0.5 != 50``.
+* Units and text: a trailing unit is dropped (``5 \\text{ cm}^2``, ``5\\mbox{ inches}``, ``125 miles``,
+  ``10 square units``, ``10weeks``; but ``10cm`` stays a product), as are ``\\$``, ``$``, ``\\text{}`` /
+  ``\\mbox{}`` wrappers (``\\text{5} == 5``), ``\\left``/``\\right``, ``\\!``/``\\,``, ``\\displaystyle``, a
+  leading ``+`` and a trailing period; ``\\dfrac``/``\\tfrac`` mean ``\\frac``. Word answers compare
+  case-insensitively (``\\text{Evelyn} == evelyn``); multiple choice ``(B) == \\text{(B)} == B``; a numeral
+  with a base subscript compares as written (``204_5 == 204_{5}``, ``204_5 != 204``).
+* Degrees: ``^\\circ`` is dropped (``30^\\circ == 30``; no conversion, so ``\\frac{\\pi}{6} != 30^\\circ``),
+  except inside a trigonometric function, where degrees become radians (``\\cos 60^\\circ == 0.5``).
+* Structures: ``(a, b)`` is ordered and brackets must match (``(0,1) != [0,1]``; tuples and intervals
+  share this rule); ``\\langle a, b \\rangle == (a, b)``; a one-row / one-column matrix equals the tuple of
+  its entries; ``\\{...\\}`` is a set (order and repeats ignored); answers separated by commas, 'or' or
+  'and' are unordered, repeats ignored (``1, 2 == 2, 1``), but match a parenthesised tuple only in order
+  (``6, 31, -1 == (6,31,-1)``); ``\\cup`` unions compare part by part, then as sympy sets (``(0,1] \\cup (1,2) == (0,2)``);
+  ``a \\pm b`` is the two answers ``a+b, a-b``; ``\\mathbb{R} == (-\\infty, \\infty)``.
+* Equations: a lone variable (or ``f(x)``) on the left is dropped (``x = 3 == 3``, ``y = 2x+3 == 2x+3``);
+  ``x=1 \\text{ or } x=2 == 1, 2``; named answers match by name (``x=1, y=2 == y=2, x=1``); in a chain
+  ``x = 5+6 = 11`` the last member counts; ``x = 1/3 \\approx 0.33`` counts as 1/3; other equations are
+  equal up to a nonzero factor (``2x+4y=3 == y = -x/2 + 3/4``), inequalities up to a positive factor
+  (``x < 1 == -x > -1``); ``a \\le x \\le b == [a, b]``, ``x > 5 == (5, \\infty)``, ``x \\in S == S``.
+* Symbols: latex2sympy lower-cases letters (``3R^2 == 3r^2``); ``i`` is the imaginary unit and ``e`` is
+  Euler's number; expressions are compared numerically at fixed positive sample points (so identities
+  that hold for positive values, like ``\\sqrt{x^2} == x``, count as equal), ``simplify`` as a last resort.
+
+Safety: nothing is ever evaluated as Python (no ``eval``/``sympify``/``parse_expr`` of input); numbers
+are read with regular expressions and ``fractions.Fraction``; LaTeX is parsed by latex2sympy's ANTLR
+grammar in a separate worker process (``data._sympy_worker``, 2 GiB memory cap) that is killed and
+replaced when it does not answer within ``timeout`` seconds (the verdict is then False). Inputs longer
+than 2,000 characters, nested deeper than 50 brackets, or holding huge powers / power towers /
+factorials are only compared as strings; canonical forms longer than 1,000 characters never go to
+sympy. The first symbolic comparison in a process starts a worker (1-2 s, not counted in ``timeout``;
+``warm_up`` starts workers ahead of time). Works from threads (a pool of workers, one request per
+worker at a time) and from forked / daemonic pool processes (each process starts its own workers; no
+signals are used). Plain numbers never touch the worker.
+"""
+
+from __future__ import annotations
+
+import atexit
+import json
+import logging
+import os
+import re
+import select
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from fractions import Fraction
+from functools import lru_cache
+from pathlib import Path
+
+from data._normalize import (
+    MAX_ANSWER_CHARS,
+    MAX_NESTING,
+    FastOracle,
+    NeedsSympy,
+    Node,
+    canonicalize,
+    compact,
+    last_boxed,
+    looks_hostile,
+    nesting_depth,
+    numbers_equal,
+    parse_tree,
+    trees_equal,
+)
+
+__all__ = ["extract_answer", "is_equivalent", "warm_up", "worker_stats"]
+
+WORKER_STARTUP_TIMEOUT_S = 60.0
+MAX_SYMPY_CHARS = 1000  # longer canonical answers are not sent to sympy (its parser slows down a lot)
+_LOG = logging.getLogger(__name__)
+_REPO_ROOT = Path(__file__).resolve().parents[1]
+
+# --------------------------------------------------------------------------- extraction
+_ANSWER_PHRASE_RE = re.compile(r"\b(?:final\s+answer|answer)\b\**\s*(?:is\b\s*:?|:)", re.IGNORECASE)
+_HEADING_RE = re.compile(r"[A-Za-z]{2,}")  # "#### Step 2" in a model's markdown is not a GSM8K answer
+_LEADING_MATH_RE = re.compile(r"\$\$(.+?)\$\$|\$(.+?)\$|\\\((.+?)\\\)|\\\[(.+?)\\\]")
+_SENTENCE_END_RE = re.compile(r"\.(?:\s|$)")
+_LAST_NUMBER_RE = re.compile(r"-?\d[\d,]*\.?\d*")
+_DIGIT_COMMA_RE = re.compile(r"(?<=\d),(?=\d)")
+
+
+def _answer_phrase_value(rest: str) -> str | None:
+    """The answer following an "answer is" phrase: its first ``$...$`` or its sentence."""
+    rest = rest.lstrip(" \t*:")
+    line = next((line.strip() for line in rest.split("\n") if line.strip()), "")
+    math = _LEADING_MATH_RE.match(line)
+    if math:
+        line = next(group for group in math.groups() if group is not None)
+    else:
+        line = _SENTENCE_END_RE.split(line, maxsplit=1)[0]
+    line = line.strip().strip("*").strip().rstrip(".$").strip()
+    return line or None
+
+
+def extract_answer(text: str) -> str | None:
+    """The final answer written in a model's or a reference solution's text; None when there is none.
+
+    Priority: last ``\\boxed{}``/``\\fbox{}``, then ``#### N`` (GSM8K), then the last "the answer is"
+    phrase, then the last number (see the module docstring for the details).
+    """
+    if not text:
+        return None
+    text = str(text)
+    boxed = last_boxed(text)
+    if boxed is not None:
+        return boxed
+    if "####" in text:
+        tail = text.rsplit("####", 1)[1].strip()
+        line = tail.split("\n", 1)[0] if tail else ""
+        line = _DIGIT_COMMA_RE.sub("", line).strip().rstrip(".").strip()
+        if line and not _HEADING_RE.match(line):
+            return line
+    for match in reversed(list(_ANSWER_PHRASE_RE.finditer(text))):
+        value = _answer_phrase_value(text[match.end() :])
+        if value:
+            return value
+    numbers = _LAST_NUMBER_RE.findall(text)
+    if numbers:
+        value = numbers[-1].rstrip(".,").replace(",", "")
+        return value or None
+    return None
+
+
+# --------------------------------------------------------------------------- fast paths
+_PLAIN_NUMBER_RE = re.compile(r"\s*(?:\\?\$)?\s*([+-]?)(\d{1,3}(?:,\d{3})+|\d+)?(\.\d+)?\s*")
+
+
+def _plain_number(text: str) -> tuple[Fraction, bool] | None:
+    """Value and 'has a decimal point' of a bare number such as ``18``, ``1,000``, ``$3.50``; else None."""
+    if len(text) > 64:
+        return None
+    match = _PLAIN_NUMBER_RE.fullmatch(text)
+    if not match or not (match.group(2) or match.group(3)):
+        return None
+    literal = (match.group(2) or "0").replace(",", "") + (match.group(3) or "")
+    value = Fraction(literal)
+    return (-value if match.group(1) == "-" else value), bool(match.group(3))
+
+
+@dataclass(frozen=True)
+class _Analysis:
+    canonical: str
+    key: str  # whitespace-free canonical form
+    tree: Node | None  # None when hostile or unparseable: compared as strings only
+
+
+_CACHED_ANSWER_CHARS = 256  # longer answers are rare; caching them could hold a lot of memory
+
+
+def _analyze(answer: str) -> _Analysis:
+    """Canonical form and tree of an answer (cached for short answers)."""
+    return _analyze_cached(answer) if len(answer) <= _CACHED_ANSWER_CHARS else _analyze_uncached(answer)
+
+
+def _analyze_uncached(answer: str) -> _Analysis:
+    if nesting_depth(answer) > MAX_NESTING:  # before any other work on it
+        key = "".join(answer.split())
+        return _Analysis(key, key, None)
+    canonical = canonicalize(answer)
+    key = compact(canonical)
+    if looks_hostile(canonical):
+        return _Analysis(canonical, key, None)
+    try:
+        tree = parse_tree(canonical)
+    except (ValueError, RecursionError):
+        tree = None
+    return _Analysis(canonical, key, tree)
+
+
+_analyze_cached = lru_cache(maxsize=65536)(_analyze_uncached)
+
+
+_FAST_ORACLE = FastOracle()
+
+
+def is_equivalent(pred: str | None, gold: str, timeout: float = 5.0) -> bool:
+    """Whether the predicted final answer means the same as the gold one (conventions: module docstring).
+
+    Plain numbers are decided in-process (exact fractions, cached normalisation); symbolic answers go
+    to the sympy worker process, bounded by ``timeout`` seconds (late means False). Never raises on
+    odd input and never executes it.
+    """
+    if pred is None or gold is None:
+        return False
+    pred, gold = str(pred), str(gold)
+    plain_pred, plain_gold = _plain_number(pred), _plain_number(gold)
+    if plain_pred is not None and plain_gold is not None:
+        return numbers_equal(plain_pred[0], plain_pred[1], plain_gold[0], plain_gold[1])
+    if len(pred) > MAX_ANSWER_CHARS or len(gold) > MAX_ANSWER_CHARS:
+        return "".join(pred.split()) == "".join(gold.split())
+    analysis_pred, analysis_gold = _analyze(pred), _analyze(gold)
+    if not analysis_pred.key or not analysis_gold.key:
+        return False
+    if analysis_pred.key == analysis_gold.key:
+        return True
+    if analysis_pred.tree is None or analysis_gold.tree is None:
+        return False
+    try:
+        return trees_equal(analysis_pred.tree, analysis_gold.tree, _FAST_ORACLE)
+    except NeedsSympy:
+        pass
+    except RecursionError:
+        return False
+    if max(len(analysis_pred.canonical), len(analysis_gold.canonical)) > MAX_SYMPY_CHARS:
+        return False
+    return _symbolic_verdict(analysis_pred.canonical, analysis_gold.canonical, timeout)
+
+
+# --------------------------------------------------------------------------- sympy worker client
+_VERDICTS: dict[tuple[str, str], bool] = {}
+_MAX_VERDICTS = 50_000
+_STATS = {"requests": 0, "timeouts": 0, "failures": 0, "starts": 0}
+
+
+def _symbolic_verdict(pred: str, gold: str, timeout: float) -> bool:
+    cached = _VERDICTS.get((pred, gold))
+    if cached is not None:
+        return cached
+    verdict = _POOL.compare(pred, gold, max(timeout, 0.01))
+    if verdict is None:
+        return False
+    if len(_VERDICTS) >= _MAX_VERDICTS:
+        _VERDICTS.clear()
+    _VERDICTS[(pred, gold)] = verdict
+    return verdict
+
+
+class _WorkerError(RuntimeError):
+    pass
+
+
+class _Worker:
+    """One ``data._sympy_worker`` process and its JSON-lines pipe."""
+
+    def __init__(self) -> None:
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(_REPO_ROOT), env.get("PYTHONPATH")]))
+        self.process = subprocess.Popen(
+            [sys.executable or "python3", "-m", "data._sympy_worker"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            cwd=str(_REPO_ROOT),  # so that a `data/` folder in the caller's directory cannot shadow ours
+            env=env,
+        )
+        self._buffer = b""
+        self._next_id = 0
+        line = self._read_line(time.monotonic() + WORKER_STARTUP_TIMEOUT_S)
+        try:
+            ready = line is not None and bool(json.loads(line).get("ready"))
+        except (ValueError, AttributeError):
+            ready = False
+        if not ready:
+            self.kill()
+            raise _WorkerError("the sympy worker did not start")
+        _STATS["starts"] += 1
+
+    def _read_line(self, deadline: float) -> str | None:
+        assert self.process.stdout is not None
+        descriptor = self.process.stdout.fileno()
+        while b"\n" not in self._buffer:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return None
+            readable, _, _ = select.select([descriptor], [], [], remaining)
+            if not readable:
+                return None
+            chunk = os.read(descriptor, 65536)
+            if not chunk:  # the worker died
+                return None
+            self._buffer += chunk
+        line, self._buffer = self._buffer.split(b"\n", 1)
+        return line.decode("utf-8", "replace")
+
+    def ask(self, request: dict, deadline: float) -> dict | None:
+        """Send one request and wait for its reply until ``deadline``; None when late or dead."""
+        self._next_id += 1
+        request = {**request, "id": self._next_id}
+        assert self.process.stdin is not None
+        try:
+            self.process.stdin.write((json.dumps(request) + "\n").encode())
+            self.process.stdin.flush()
+        except (BrokenPipeError, OSError, ValueError):
+            return None
+        while True:
+            line = self._read_line(deadline)
+            if line is None:
+                return None
+            try:
+                reply = json.loads(line)
+            except ValueError:
+                continue
+            if reply.get("id") == self._next_id:
+                return reply
+
+    def kill(self) -> None:
+        try:
+            self.process.kill()
+            self.process.wait(timeout=5)
+        except (OSError, subprocess.TimeoutExpired):
+            pass
+        self.forget()
+
+    def forget(self) -> None:
+        """Close this process's ends of the pipes (used in a forked child, where the worker is not ours)."""
+        for stream in (self.process.stdin, self.process.stdout):
+            try:
+                if stream is not None:
+                    stream.close()
+            except OSError:
+                pass
+
+
+class _WorkerPool:
+    """Up to ``size`` workers shared by all threads; each request holds one worker exclusively."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._reset()
+
+    def _reset(self) -> None:
+        self._condition = threading.Condition(threading.Lock())
+        self._idle: list[_Worker] = []
+        self._all: list[_Worker] = []
+        self._starting = 0  # starts claimed by a caller
+        self._spares_starting = 0  # replacements started in the background, for whoever comes next
+        self._failed_at = float("-inf")
+        self._pid = os.getpid()
+
+    def after_fork_in_child(self) -> None:
+        for worker in self._all:  # the parent's workers: close our copies of the pipes, never kill them
+            worker.forget()
+        self._reset()
+
+    def _acquire(self) -> tuple[_Worker | None, float]:
+        """An idle worker, else a new one (up to ``size``), else the next one to become free. Also returns
+        the seconds spent waiting (start-up or busy workers), which are not charged to the caller's
+        timeout: the timeout bounds the work on the caller's own input, so a verdict never depends on
+        load. None when no worker can be had within ``WORKER_STARTUP_TIMEOUT_S``."""
+        if os.getpid() != self._pid:  # forked without the at-fork hook: the workers are the parent's
+            self.after_fork_in_child()
+        begin = time.monotonic()
+        with self._condition:
+            while not self._idle:
+                if len(self._all) + self._starting + self._spares_starting < self.size:
+                    if time.monotonic() - self._failed_at < 30:
+                        return None, 0.0
+                    self._starting += 1
+                    break
+                remaining = begin + WORKER_STARTUP_TIMEOUT_S - time.monotonic()
+                if remaining <= 0:
+                    return None, 0.0
+                self._condition.wait(remaining)
+            else:
+                return self._idle.pop(), time.monotonic() - begin
+        worker = self._start_worker(spare=False)
+        return worker, time.monotonic() - begin
+
+    def _start_worker(self, spare: bool) -> _Worker | None:
+        """Start a worker already counted in ``_starting`` / ``_spares_starting`` (a spare goes idle)."""
+        try:
+            worker: _Worker | None = _Worker()
+        except (OSError, _WorkerError, ValueError):
+            worker = None
+        with self._condition:
+            if spare:
+                self._spares_starting -= 1
+            else:
+                self._starting -= 1
+            if worker is None:
+                self._failed_at = time.monotonic()
+                _LOG.warning("could not start the sympy worker (python -m data._sympy_worker); "
+                             "symbolic answers count as wrong for the next 30 s")
+            else:
+                self._all.append(worker)
+                if spare:
+                    self._idle.append(worker)
+            self._condition.notify_all()
+        return worker
+
+    def _release(self, worker: _Worker, healthy: bool) -> None:
+        with self._condition:
+            if healthy:
+                self._idle.append(worker)
+            else:
+                if worker in self._all:
+                    self._all.remove(worker)
+                self._spares_starting += 1
+            self._condition.notify_all()
+        if not healthy:
+            worker.kill()
+            # start the replacement now, so that the next caller does not wait for it
+            threading.Thread(target=self._start_worker, args=(True,), name="sympy-restart", daemon=True).start()
+
+    def request(self, payload: dict, timeout: float) -> dict | None:
+        """Run one request on some worker within ``timeout`` (waiting for a worker excluded); None if late."""
+        deadline = time.monotonic() + timeout
+        for _attempt in range(2):  # a worker that died (not one that was late) gets one retry
+            worker, waited = self._acquire()
+            if worker is None:
+                return None
+            deadline += waited
+            reply = worker.ask(payload, deadline)
+            self._release(worker, healthy=reply is not None)
+            if reply is not None:
+                return reply
+            if time.monotonic() >= deadline:
+                _STATS["timeouts"] += 1
+                return None
+        _STATS["failures"] += 1
+        return None
+
+    def compare(self, pred: str, gold: str, timeout: float) -> bool | None:
+        _STATS["requests"] += 1
+        reply = self.request({"pred": pred, "gold": gold}, timeout)
+        return None if reply is None else bool(reply.get("equal"))
+
+    def shutdown(self) -> None:
+        with self._condition:
+            workers, self._all, self._idle = list(self._all), [], []
+        for worker in workers:
+            worker.kill()
+
+
+def _default_pool_size() -> int:
+    configured = os.environ.get("REASONER_SYMPY_WORKERS", "")
+    if configured.isdigit() and int(configured) > 0:
+        return int(configured)
+    return min(8, max(4, os.cpu_count() or 1))
+
+
+_POOL = _WorkerPool(_default_pool_size())
+atexit.register(_POOL.shutdown)
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_POOL.after_fork_in_child)
+
+
+def warm_up(workers: int = 1, timeout: float = WORKER_STARTUP_TIMEOUT_S) -> int:
+    """Start up to ``workers`` sympy worker processes now (in parallel) so that later checks do not
+    pay the ~2 s start-up; returns how many answered. Optional: workers also start on demand."""
+    workers = max(1, min(workers, _POOL.size))
+    results: list[bool] = []
+    barrier = threading.Barrier(workers)
+
+    def start() -> None:
+        worker, _ = _POOL._acquire()
+        try:
+            barrier.wait(timeout)  # hold every worker until all have started, so that each start is new
+        except threading.BrokenBarrierError:
+            pass
+        if worker is not None:
+            reply = worker.ask({"ping": True}, time.monotonic() + timeout)
+            _POOL._release(worker, healthy=reply is not None)
+            results.append(reply is not None)
+
+    threads = [threading.Thread(target=start, name=f"sympy-warm-up-{i}") for i in range(workers)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return sum(results)
+
+
+def worker_stats() -> dict[str, int]:
+    """Counters of the sympy worker traffic in this process (requests, timeouts, failures, starts)."""
+    return dict(_STATS)
