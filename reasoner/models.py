@@ -18,7 +18,7 @@ import torch
 
 from reasoner.steps import StepFormat, get_format
 
-__all__ = ["Policy", "load_policy", "save_policy", "EMBEDDED_POLICY", "resolve_device", "resolve_dtype"]
+__all__ = ["Policy", "load_policy", "save_policy", "encode_prefix", "EMBEDDED_POLICY", "resolve_device", "resolve_dtype"]
 
 log = logging.getLogger(__name__)
 
@@ -81,11 +81,30 @@ def load_policy(
     extra: dict[str, Any] = {"gguf_file": gguf_file} if gguf_file else {}
     tokenizer = AutoTokenizer.from_pretrained(where, **extra)
     model = AutoModelForCausalLM.from_pretrained(where, dtype=torch_dtype, **extra)
+    if gguf_file:
+        _drop_dequantized_gguf_quantizer(model)
     model.to(target_device).eval()
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
     fmt = _step_format_for(Path(where), tokenizer, step_format)
     return Policy(model=model, tokenizer=tokenizer, step_format=fmt, name=where if name_or_path else "embedded")
+
+
+def encode_prefix(tokenizer: Any, text: str) -> list[int]:
+    """Token ids of a rendered prefix: BOS added by the tokenizer unless a chat template already wrote it."""
+    bos = tokenizer.bos_token
+    return tokenizer(text, add_special_tokens=not (bos and text.startswith(bos)))["input_ids"]
+
+
+def _drop_dequantized_gguf_quantizer(model: Any) -> None:
+    """Detach transformers' GGUF quantizer when the weights were de-quantized to plain tensors on load
+    (otherwise ``save_pretrained`` refuses and the model claims to be quantized)."""
+    quantizer = getattr(model, "hf_quantizer", None)
+    if quantizer is None:
+        return
+    if any(not p.dtype.is_floating_point for p in model.parameters()):
+        return  # real quantized blocks are in use: keep them
+    quantizer.remove_quantization_config(model)
 
 
 def _step_format_for(directory: Path, tokenizer: Any, requested: str | None) -> StepFormat:

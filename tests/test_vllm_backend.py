@@ -29,7 +29,8 @@ pytestmark = [
     pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU"),
 ]
 
-MODEL = os.environ.get("REASONER_VLLM_MODEL") or (str(EMBEDDED_POLICY) if (EMBEDDED_POLICY / "config.json").exists() else "")
+_EMBEDDED = str(EMBEDDED_POLICY) if (EMBEDDED_POLICY / "config.json").exists() else ""
+MODEL = os.environ.get("REASONER_VLLM_MODEL") or _EMBEDDED
 DTYPE = os.environ.get("REASONER_VLLM_DTYPE", "float32")
 MAX_TOKENS = 32
 USES_EMBEDDED = bool(MODEL) and Path(MODEL).resolve() == EMBEDDED_POLICY
@@ -57,7 +58,8 @@ def states(vllm_generator):
     out = []
     for problem in load_split("test", limit=4):
         steps = solution_steps(problem, fmt)
-        out += [State(problem.question), State(problem.question, tuple(steps[:1])), State(problem.question, tuple(steps[:-1]))]
+        question = problem.question
+        out += [State(question), State(question, tuple(steps[:1])), State(question, tuple(steps[:-1]))]
     return out
 
 

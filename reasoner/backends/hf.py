@@ -26,6 +26,7 @@ from typing import Sequence
 import torch
 
 from reasoner.backends.kv_cache import KVEntry, PrefixKVCache, cache_from_layers, layers_of_cache, preallocated_cache
+from reasoner.models import encode_prefix
 from reasoner.steps import StepFormat, is_final_step
 from search.protocols import State, StepSample
 
@@ -110,7 +111,7 @@ class HFStepGenerator:
 
     def encode(self, text: str) -> list[int]:
         """Token ids of ``text`` with the tokenizer's BOS (if it adds one), as the model was trained."""
-        return self.tokenizer(text, add_special_tokens=True)["input_ids"]
+        return encode_prefix(self.tokenizer, text)
 
     # ------------------------------------------------------------------ prefill
     def _prefill(self, prefixes: Sequence[tuple[int, ...]]) -> list[KVEntry]:

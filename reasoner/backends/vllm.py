@@ -56,9 +56,9 @@ class VLLMStepGenerator:
     Args:
         model: model directory or hub name (None: the embedded tiny policy), or a local ``.gguf`` file;
             with ``gguf_file``, the directory holding that GGUF file.
-        step_format: a `StepFormat`, a format name, ``"chat"``, or None to pick it like `load_policy`:
-            ``step_format.json`` in the model directory, else the chat format when the tokenizer has a chat
-            template, else ``newline2``.
+        step_format: a `StepFormat` (or its dict), a format name, ``"chat"``, or None to pick it like
+            `load_policy`: ``step_format.json`` in the model directory, else the chat format when the
+            tokenizer has a chat template, else ``newline2``.
         seed: engine seed (sampling is reproducible for a fixed seed and call order).
         top_p: nucleus sampling threshold (1.0 = off).
         dtype, gpu_memory_utilization, tensor_parallel_size: passed to ``vllm.LLM``.
@@ -75,7 +75,7 @@ class VLLMStepGenerator:
         self,
         model: str | Path | None = None,
         *,
-        step_format: str | StepFormat | None = None,
+        step_format: str | dict[str, Any] | StepFormat | None = None,
         seed: int = 0,
         top_p: float = 1.0,
         dtype: str = "auto",
@@ -194,7 +194,9 @@ class VLLMStepGenerator:
         )
 
 
-def _resolve_step_format(directory: Path, tokenizer: Any, requested: str | StepFormat | None) -> StepFormat:
+def _resolve_step_format(
+    directory: Path, tokenizer: Any, requested: str | dict[str, Any] | StepFormat | None
+) -> StepFormat:
     """The step format the way `load_policy` picks it (an explicit `StepFormat` is used as given)."""
     if isinstance(requested, StepFormat):
         return requested

@@ -14,6 +14,7 @@ import torch
 from torch.utils.data import Dataset
 
 from data.problems import Problem
+from reasoner.models import encode_prefix
 from reasoner.steps import StepFormat
 
 __all__ = ["SFTDataset", "SFTCollator", "sft_example", "solution_steps", "train_sft", "SFTArgs"]
@@ -28,7 +29,7 @@ def solution_steps(problem: Problem, step_format: StepFormat) -> list[str]:
 
 def sft_example(tokenizer, step_format: StepFormat, question: str, steps: Sequence[str], max_length: int = 1024) -> dict[str, list[int]]:
     """``input_ids`` and ``labels`` (prompt masked with -100) of one prompt + solution + EOS."""
-    prompt_ids = tokenizer(step_format.render(question, []), add_special_tokens=True)["input_ids"]
+    prompt_ids = encode_prefix(tokenizer, step_format.render(question, []))
     completion_ids = tokenizer(step_format.render_solution(steps), add_special_tokens=False)["input_ids"]
     completion_ids = completion_ids + [tokenizer.eos_token_id]
     input_ids = (prompt_ids + completion_ids)[:max_length]

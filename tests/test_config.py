@@ -1,0 +1,25 @@
+from pathlib import Path
+
+import pytest
+
+from reasoner.config import parse_config
+from search.runner import SearchConfig
+
+
+def test_yaml_recipe_then_flag_overrides(tmp_path):
+    config = parse_config(SearchConfig, ["--config", str(Path(__file__).resolve().parents[1] / "configs" / "search_mcts.yaml"), "--simulations", "7"], prog="t")
+    assert config.problems == "synthetic:train" and config.children == 5 and config.simulations == 7
+
+
+def test_unknown_yaml_key_names_the_file(tmp_path):
+    recipe = tmp_path / "bad.yaml"
+    recipe.write_text("simulatons: 3\n")
+    with pytest.raises(ValueError, match=r"bad.yaml: unknown key 'simulatons'"):
+        parse_config(SearchConfig, ["--config", str(recipe)], prog="t")
+
+
+def test_invalid_yaml_names_file_and_line(tmp_path):
+    recipe = tmp_path / "broken.yaml"
+    recipe.write_text("a: 1\nb: [1, 2\n")
+    with pytest.raises(ValueError, match=r"broken.yaml:\d+: invalid YAML"):
+        parse_config(SearchConfig, ["--config", str(recipe)], prog="t")
