@@ -107,8 +107,6 @@ def cmd_eval_policy(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace, rest: Sequence[str]) -> int:
-    if args.algo != "sft":
-        raise ValueError(f"`reasoner train {args.algo}` is not available yet; `reasoner train sft` is")
     from reasoner.config import parse_config, save_config
     from reasoner.trainers.sft import SFTArgs
 
@@ -249,7 +247,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.set_defaults(func=cmd_eval_policy)
 
     train = sub.add_parser("train", help="train a policy (`reasoner train sft --help`)", add_help=False)
-    train.add_argument("algo", choices=["sft", "step-dpo", "svpo", "full-step-dpo", "step-apo", "tree-grpo"])
+    train.add_argument("algo", choices=["sft"], help="sft (the preference trainers come with the next issues)")
     train.set_defaults(func=cmd_train, wants_rest=True)
 
     build = sub.add_parser("build-tiny-policy", help="rebuild the embedded tiny policy from scratch", add_help=False)

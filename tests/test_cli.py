@@ -66,3 +66,14 @@ def test_missing_field_error(tmp_path, capsys):
 def test_unknown_spec_is_a_clean_error(capsys):
     assert main(["data", "show", "nope:test"]) == 2
     assert "unknown problem spec" in capsys.readouterr().err
+
+
+def test_train_sft_saves_a_loadable_policy(tmp_path):
+    from reasoner.models import load_policy
+
+    out = tmp_path / "sft"
+    assert main(["--quiet", "train", "sft", "--limit", "16", "--batch_size", "8", "--output", str(out)]) == 0
+    assert (out / "model.safetensors").exists() and (out / "config.yaml").exists()
+    assert not list(out.glob("*.bin"))
+    policy = load_policy(str(out))
+    assert policy.step_format.name == "tiny"
