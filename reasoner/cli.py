@@ -178,6 +178,25 @@ def cmd_tree_show(args: argparse.Namespace) -> int:
     raise ValueError(f"{args.run_dir}: no tree for problem {args.problem!r}")
 
 
+def cmd_label(args: argparse.Namespace) -> int:
+    from data.records import write_jsonl
+    from prm.labels import label_trees
+    from reasoner.steps import get_format
+    from search.runner import run_files
+    from search.tree import read_trees
+
+    files = run_files(args.run_dir)
+    if not files:
+        raise FileNotFoundError(f"{args.run_dir}: no trees*.jsonl in this run directory")
+    trees = (tree for path in files for tree in read_trees(path))
+    records, report = label_trees(trees, args.kind, get_format(args.step_format), seed=args.seed)
+    write_jsonl(args.output, records)
+    reasons = ", ".join(f"{count} × {reason}" for reason, count in report.empty.items()) or "none"
+    print(f"{args.kind}: {report.records} records from {report.problems} problems → {args.output}")
+    print(f"problems that yielded nothing: {reasons}")
+    return 0
+
+
 # ---------------------------------------------------------------------------- demo
 def cmd_demo(args: argparse.Namespace) -> int:
     from eval.demo import run_demo
@@ -256,6 +275,15 @@ def build_parser() -> argparse.ArgumentParser:
     search = sub.add_parser("search", help="grow MCTS trees over a problem spec (`reasoner search --help`)",
                             add_help=False)
     search.set_defaults(func=cmd_search, wants_rest=True)
+
+    label = sub.add_parser("label", help="turn search trees into pairs / step rewards / MC labels (JSONL)")
+    label.add_argument("run_dir")
+    label.add_argument("--kind", required=True, choices=["step-dpo", "svpo", "step-apo", "mcts-dpo", "mc-labels",
+                                                         "step-rewards"])
+    label.add_argument("--output", required=True)
+    label.add_argument("--step-format", default="tiny", help="template the prompts are rendered with")
+    label.add_argument("--seed", type=int, default=42)
+    label.set_defaults(func=cmd_label)
 
     tree = sub.add_parser("tree", help="look at search trees")
     tree_sub = tree.add_subparsers(dest="tree_command", required=True)

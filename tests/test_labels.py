@@ -1,0 +1,79 @@
+"""`reasoner label`: every kind from one MCTS run, loadable with `datasets`, with the documented invariants."""
+
+import datasets
+import pytest
+
+from data.records import append_jsonl
+from data.synthetic import load_split
+from prm.labels import KINDS, label_trees, subtree_outcomes
+from reasoner.cli import main
+from reasoner.steps import get_format
+from scripted import ScriptedGenerator
+from search.mcts import MCTSConfig, run_mcts
+
+FMT = get_format("tiny")
+
+
+@pytest.fixture(scope="module")
+def trees():
+    return run_mcts(load_split("test", limit=12), ScriptedGenerator(p_correct=0.6, seed=2),
+                    MCTSConfig(simulations=8, children=3, seed=2))
+
+
+def test_pairs_respect_their_rules(trees):
+    for kind in ("step-dpo", "svpo", "step-apo", "mcts-dpo"):
+        records, report = label_trees(trees, kind, FMT)
+        assert records, kind
+        for record in records:
+            assert record["chosen"] != record["rejected"]
+            assert record["prompt"].startswith("Question: ")
+            if kind in ("svpo", "mcts-dpo"):
+                assert record["q_chosen"] > record["q_rejected"]
+            if kind == "svpo":
+                assert record["q_chosen"] > 0 > record["q_rejected"]
+
+
+def test_step_dpo_prompt_holds_correct_prefix(trees):
+    records, _ = label_trees(trees, "step-dpo", FMT)
+    gold = {p.question: p.solution.split("\n") for p in load_split("test", limit=12)}
+    for record in records:
+        question = record["prompt"].split("\n")[0][len("Question: "):]
+        prefix = [line for line in record["prompt"].split("Answer:\n", 1)[1].split("\n") if line]
+        assert prefix == gold[question][: len(prefix)]  # the scripted generator's correct steps are gold steps
+
+
+def test_mc_labels_and_step_rewards(trees):
+    labels, _ = label_trees(trees, "mc-labels", FMT)
+    for record in labels:
+        assert len(record["completions"]) == len(record["labels"]) == len(record["values"])
+        assert all(label == (value > 0) for label, value in zip(record["labels"], record["values"]))
+    rewards, _ = label_trees(trees, "step-rewards", FMT)
+    for record in rewards:
+        assert len(record["responses"]) == len(record["rewards"]) == len(record["step_rewards"])
+        assert all(0 < r < 1 for steps in record["step_rewards"] for r in steps)
+
+
+def test_subtree_outcomes_count_leaves(trees):
+    tree = trees[0]
+    correct, verified = subtree_outcomes(tree)
+    assert verified[0] == len(tree.terminal_leaves())
+    assert correct[0] == sum(bool(n.correct) for n in tree.terminal_leaves())
+
+
+def test_cli_writes_every_kind_loadable_by_datasets(trees, tmp_path, capsys):
+    run = tmp_path / "run"
+    append_jsonl(run / "trees.jsonl", (t.to_record() for t in trees))
+    for kind in KINDS:
+        out = tmp_path / f"{kind}.jsonl"
+        assert main(["label", str(run), "--kind", kind, "--output", str(out)]) == 0
+        table = datasets.load_dataset("json", data_files=str(out), split="train")
+        assert len(table) > 0
+    assert "records from 12 problems" in capsys.readouterr().out
+
+
+def test_malformed_trees_name_file_and_line(tmp_path, capsys):
+    run = tmp_path / "bad"
+    run.mkdir()
+    (run / "trees.jsonl").write_text('{"problem_id": "a", "question": "q", "answer": "1"}\n')
+    assert main(["label", str(run), "--kind", "svpo", "--output", str(tmp_path / "o.jsonl")]) == 2
+    assert f"{run / 'trees.jsonl'}:1: missing field 'nodes'" in capsys.readouterr().err
