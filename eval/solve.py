@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import time
-
 from data.answers import is_equivalent
 from data.problems import Problem, load_problems
-from search.decode import greedy, majority_answer, sample_solutions
+from search.decode import accuracy_report, greedy, majority_answer, sample_solutions
 
 __all__ = ["solve", "evaluate_policy", "load_generator"]
 
@@ -58,26 +56,10 @@ def evaluate_policy(*, problems: str, limit: int | None, policy: str | None, k: 
     """Greedy accuracy, pass@k and maj@k (temperature sampling) of a policy on a problem spec."""
     items = load_problems(problems, limit=limit)
     generator = load_generator(policy, backend, seed, device)
-    questions = [p.question for p in items]
-    started = time.perf_counter()
-    greedy_solutions = greedy(generator, questions)
-    greedy_seconds = time.perf_counter() - started
-    result: dict = {
-        "problems": problems,
-        "n": len(items),
-        "policy": policy or "embedded",
-        "greedy": round(sum(is_equivalent(s.answer, p.answer) for s, p in zip(greedy_solutions, items)) / len(items), 4),
-        "greedy_seconds": round(greedy_seconds, 2),
-    }
+    report = accuracy_report(generator, [p.question for p in items], [p.answer for p in items], k=k,
+                             temperature=temperature)
+    result = {"problems": problems, "n": len(items), "policy": policy or "embedded",
+              **{key: round(value, 4 if "seconds" not in key else 2) for key, value in report.items()}}
     if k:
-        started = time.perf_counter()
-        groups = sample_solutions(generator, questions, k, temperature=temperature)
-        hits = [[is_equivalent(s.answer, p.answer) for s in group] for group, p in zip(groups, items)]
-        result.update({
-            f"pass@{k}": round(sum(any(h) for h in hits) / len(items), 4),
-            f"maj@{k}": round(sum(is_equivalent(majority_answer(g), p.answer) for g, p in zip(groups, items)) / len(items), 4),
-            "temperature": temperature,
-            "sampling_seconds": round(time.perf_counter() - started, 2),
-            "mean_sample_accuracy": round(sum(sum(h) for h in hits) / (len(items) * k), 4),
-        })
+        result["temperature"] = temperature
     return result

@@ -101,23 +101,15 @@ def tiny_model(tokenizer, args: TinyBuildArgs):
 def policy_accuracy(model, tokenizer, problems: list[Problem], *, k: int = 0, temperature: float = 1.0,
                     seed: int = 0, step_format_name: str = "tiny") -> dict[str, float]:
     """Greedy accuracy and (when ``k``) pass@k / maj@k with temperature sampling, on ``problems``."""
-    from data.answers import is_equivalent
     from reasoner.backends.hf import HFStepGenerator
-    from search.decode import greedy, majority_answer, sample_solutions
+    from search.decode import accuracy_report
 
     was_training = model.training
     model.eval()
     generator = HFStepGenerator(model, tokenizer, get_format(step_format_name), seed=seed, max_batch_rows=1024)
-    questions = [p.question for p in problems]
-    solutions = greedy(generator, questions)
-    result = {"greedy": sum(is_equivalent(s.answer, p.answer) for s, p in zip(solutions, problems)) / len(problems)}
-    if k:
-        samples = sample_solutions(generator, questions, k, temperature=temperature)
-        hits = [[is_equivalent(s.answer, p.answer) for s in group] for group, p in zip(samples, problems)]
-        result[f"pass@{k}"] = sum(any(h) for h in hits) / len(problems)
-        result[f"maj@{k}"] = sum(
-            is_equivalent(majority_answer(group), p.answer) for group, p in zip(samples, problems)
-        ) / len(problems)
+    report = accuracy_report(generator, [p.question for p in problems], [p.answer for p in problems], k=k,
+                             temperature=temperature)
+    result = {key: value for key, value in report.items() if key in ("greedy", f"pass@{k}", f"maj@{k}")}
     if was_training:
         model.train()
     return result

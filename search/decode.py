@@ -6,13 +6,14 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
 from data.answers import extract_answer, is_equivalent
 from search.protocols import State, StepGenerator
 
-__all__ = ["Solution", "rollout", "greedy", "sample_solutions", "majority_answer"]
+__all__ = ["Solution", "rollout", "greedy", "sample_solutions", "majority_answer", "accuracy_report"]
 
 
 @dataclass
@@ -101,3 +102,23 @@ def majority_answer(solutions: Sequence[Solution]) -> str | None:
     if not groups:
         return None
     return max(groups, key=lambda group: group[1])[0]
+
+
+def accuracy_report(generator: StepGenerator, questions: Sequence[str], golds: Sequence[str], *, k: int = 0,
+                    temperature: float = 1.0) -> dict[str, float]:
+    """Greedy accuracy and, with ``k``, pass@k / maj@k / mean single-sample accuracy at ``temperature``."""
+    started = time.perf_counter()
+    solutions = greedy(generator, questions)
+    report = {"greedy": sum(is_equivalent(s.answer, g) for s, g in zip(solutions, golds)) / len(golds),
+              "greedy_seconds": time.perf_counter() - started}
+    if k:
+        started = time.perf_counter()
+        groups = sample_solutions(generator, questions, k, temperature=temperature)
+        hits = [[is_equivalent(s.answer, g) for s in group] for group, g in zip(groups, golds)]
+        report.update({
+            f"pass@{k}": sum(any(h) for h in hits) / len(golds),
+            f"maj@{k}": sum(is_equivalent(majority_answer(group), g) for group, g in zip(groups, golds)) / len(golds),
+            "mean_sample_accuracy": sum(map(sum, hits)) / (len(golds) * k),
+            "sampling_seconds": time.perf_counter() - started,
+        })
+    return report

@@ -31,9 +31,9 @@ from data.answers import extract_answer, is_equivalent
 from data.problems import Problem
 from search.decode import rollout
 from search.protocols import State, StepGenerator, StepScorer
-from search.tree import Node, Tree
+from search.tree import Tree
 
-__all__ = ["MCTSConfig", "run_mcts", "SearchTimer"]
+__all__ = ["MCTSConfig", "run_mcts", "SearchTimer", "add_rollout_chain"]
 
 
 @dataclass
@@ -186,18 +186,24 @@ def _evaluate(trees: list[Tree], children: list[tuple[int, int]], generator: Ste
     solutions = rollout(generator, states, temperature=config.rollout_temperature, max_steps=remaining,
                         max_step_tokens=config.max_step_tokens, call=timer.timed)
     for (t, node_id), state, solution in zip(children, states, solutions):
-        tree, parent = trees[t], node_id
-        new_steps = solution.steps[len(state.steps):]
-        for index, text in enumerate(new_steps):
-            depth = tree.nodes[parent].depth + 1
-            last = index == len(new_steps) - 1
-            terminal, answer, correct = (
-                _terminal_verdict(tree, text, solution.finished, depth, config.max_depth) if last else (False, None, None)
-            )
-            if last and not terminal:  # rollout cut off by the step budget
-                terminal, correct = True, False
-            child = tree.add_child(parent, text, prior=1.0, tokens=solution.step_tokens[len(state.steps) + index],
-                                   terminal=terminal, answer=answer, correct=correct)
-            parent = child.id
-        reward = 1.0 if tree.nodes[parent].correct else -1.0
-        tree.backup(parent, reward)
+        add_rollout_chain(trees[t], node_id, solution, start=len(state.steps))
+
+
+def add_rollout_chain(tree: Tree, parent: int, solution, start: int) -> list[int]:
+    """Store ``solution.steps[start:]`` as a chain below ``parent``; verify its last step and back it up.
+
+    The last step is terminal: correct when the rollout finished with an answer equal to the gold one;
+    a rollout cut off by the step budget counts as wrong. Returns the ids of the new nodes.
+    """
+    ids = []
+    new_steps = solution.steps[start:]
+    for index, text in enumerate(new_steps):
+        last = index == len(new_steps) - 1
+        answer = extract_answer(text) if last and solution.finished else None
+        correct = (answer is not None and is_equivalent(answer, tree.answer)) if last else None
+        child = tree.add_child(parent, text, tokens=solution.step_tokens[start + index], terminal=last,
+                               answer=answer, correct=correct)
+        ids.append(parent := child.id)
+    if ids:
+        tree.backup(ids[-1], 1.0 if tree.nodes[ids[-1]].correct else -1.0)
+    return ids

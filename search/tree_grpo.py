@@ -17,10 +17,9 @@ import random
 from dataclasses import asdict, dataclass
 from typing import Sequence
 
-from data.answers import extract_answer, is_equivalent
 from data.problems import Problem
 from search.decode import rollout
-from search.mcts import SearchTimer
+from search.mcts import SearchTimer, add_rollout_chain
 from search.protocols import State, StepGenerator
 from search.tree import Tree
 
@@ -86,16 +85,6 @@ def _grow(trees: list[Tree], starts: list[tuple[int, int, int]], generator: Step
     solutions = rollout(generator, states, temperature=config.temperature, max_steps=max(budget, 1),
                         max_step_tokens=config.max_step_tokens, call=timer.timed)
     for (t, node_id, m), state, solution in zip(starts, states, solutions):
-        tree, parent = trees[t], node_id
-        new_steps = solution.steps[len(state.steps):]
-        for index, text in enumerate(new_steps):
-            last = index == len(new_steps) - 1
-            answer = extract_answer(text) if last and solution.finished else None
-            correct = answer is not None and is_equivalent(answer, tree.answer) if last else None
-            child = tree.add_child(parent, text, tokens=solution.step_tokens[len(state.steps) + index],
-                                   terminal=last, answer=answer, correct=correct if last else None)
-            if parent == 0:
-                tree.config["tree_of_root_child"][str(child.id)] = m
-            parent = child.id
-        if parent != node_id:
-            tree.backup(parent, 1.0 if tree.nodes[parent].correct else -1.0)
+        ids = add_rollout_chain(trees[t], node_id, solution, start=len(state.steps))
+        if node_id == 0 and ids:
+            trees[t].config["tree_of_root_child"][str(ids[0])] = m
