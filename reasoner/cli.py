@@ -153,7 +153,7 @@ def cmd_search(args: argparse.Namespace, rest: Sequence[str]) -> int:
     config = parse_config(SearchConfig, rest, prog="reasoner search", description="grow step-level search trees")
     if args.quiet:
         config.quiet = True
-    summary = run_search(config, make_generator=_search_generator)
+    summary = run_search(config, make_generator=_search_generator, make_scorer=_search_scorer)
     print(json.dumps(summary, indent=2))
     return 0
 
@@ -162,6 +162,12 @@ def _search_generator(config):
     from eval.solve import load_generator
 
     return load_generator(config.policy, config.backend, config.seed, config.device)
+
+
+def _search_scorer(config):
+    from prm.model import load_value_model
+
+    return load_value_model(config.value_model, device=config.device)
 
 
 def cmd_tree_show(args: argparse.Namespace) -> int:
@@ -194,6 +200,34 @@ def cmd_label(args: argparse.Namespace) -> int:
     reasons = ", ".join(f"{count} × {reason}" for reason, count in report.empty.items()) or "none"
     print(f"{args.kind}: {report.records} records from {report.problems} problems → {args.output}")
     print(f"problems that yielded nothing: {reasons}")
+    return 0
+
+
+# ----------------------------------------------------------------------------- prm
+def cmd_train_prm(args: argparse.Namespace, rest: Sequence[str]) -> int:
+    from reasoner.config import parse_config, save_config
+    from prm.trainer import PRMArgs, train_prm
+
+    config = parse_config(PRMArgs, rest, prog="reasoner train-prm",
+                          description="train a step value model on MC labels (+ sibling pairs)")
+    if not config.data:
+        raise ValueError("--data is required: an mc-labels JSONL from `reasoner label --kind mc-labels`")
+    save_config(config, config.output)
+    train_prm(config)
+    print(f"saved the value model to {config.output}")
+    return 0
+
+
+def cmd_eval_prm(args: argparse.Namespace) -> int:
+    from prm.evaluate import evaluate_prm
+    from prm.model import load_value_model
+
+    scorer = load_value_model(args.prm, device=args.device)
+    result = {"prm": args.prm, **evaluate_prm(scorer, args.problems, args.limit, seed=args.seed,
+                                              threshold=args.threshold)}
+    print(json.dumps(result, indent=2))
+    if args.output:
+        Path(args.output).write_text(json.dumps(result, indent=2) + "\n")
     return 0
 
 
@@ -284,6 +318,20 @@ def build_parser() -> argparse.ArgumentParser:
     label.add_argument("--step-format", default="tiny", help="template the prompts are rendered with")
     label.add_argument("--seed", type=int, default=42)
     label.set_defaults(func=cmd_label)
+
+    train_prm = sub.add_parser("train-prm", help="train a step value model (`reasoner train-prm --help`)",
+                               add_help=False)
+    train_prm.set_defaults(func=cmd_train_prm, wants_rest=True)
+
+    eval_prm = sub.add_parser("eval-prm", help="step AUC and first-error F1 of a value model on synthetic solutions")
+    eval_prm.add_argument("prm", help="value model directory (from `reasoner train-prm`)")
+    eval_prm.add_argument("--problems", default="synthetic:test")
+    eval_prm.add_argument("--limit", type=int, default=None)
+    eval_prm.add_argument("--threshold", type=float, default=None, help="default: 0 (tanh head) / 0.5 (sigmoid)")
+    eval_prm.add_argument("--seed", type=int, default=0, help="seed of the corruptions")
+    eval_prm.add_argument("--device", default=None)
+    eval_prm.add_argument("--output", default=None, help="also write the JSON here")
+    eval_prm.set_defaults(func=cmd_eval_prm)
 
     tree = sub.add_parser("tree", help="look at search trees")
     tree_sub = tree.add_subparsers(dest="tree_command", required=True)

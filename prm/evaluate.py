@@ -1,0 +1,80 @@
+"""`reasoner eval-prm`: how well a `StepScorer` finds wrong steps in synthetic solutions.
+
+The set is, per problem of a synthetic split, its gold solution (every step correct) and one corrupted
+solution (`data.synthetic.corrupt_solution`: exactly one wrong result at a known step, later steps
+recomputed from it). A step is positive when no step up to and including it is wrong. Reported:
+
+* ``step_auc``: ROC AUC of the step values against those labels;
+* ``first_error_f1`` (ProcessBench): the predicted first error is the first step valued below ``threshold``
+  (default 0 for a tanh head, 0.5 otherwise); F1 of the accuracy on corrupted solutions (prediction = true
+  first error) and on correct ones (no step below the threshold);
+* ``solution_auc_min``: AUC of the min step value, correct vs corrupted solutions (best-of-N's view);
+* ``best_threshold`` / ``first_error_f1_at_best``: the same F1 with the threshold chosen on this very set,
+  an oracle figure reported only to show calibration, never the headline.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from prm.metrics import first_error_scores, roc_auc
+
+__all__ = ["evaluate_prm", "default_threshold"]
+
+
+def default_threshold(scorer: Any) -> float:
+    """0 for value heads in [-1, 1] (tanh), 0.5 for probabilities."""
+    return 0.0 if getattr(scorer, "head", "sigmoid") == "tanh" else 0.5
+
+
+def evaluate_prm(scorer: Any, problems: str = "synthetic:test", limit: int | None = None, seed: int = 0,
+                 threshold: float | None = None, batch_size: int = 256) -> dict:
+    """Step AUC, first-error accuracies and F1 of ``scorer`` on gold + corrupted solutions of a synthetic split."""
+    from tqdm.auto import tqdm
+
+    from data.synthetic import corrupted_split, load_split
+
+    if not problems.startswith("synthetic:"):
+        raise ValueError(f"eval-prm needs solutions with a known first error: use synthetic:test or synthetic:train, "
+                         f"not {problems!r}")
+    split = problems.split(":", 1)[1]
+    gold = load_split(split, limit)
+    corrupted = corrupted_split(split, limit, seed=seed)
+    questions = [p.question for p in gold] + [c.question for c in corrupted]
+    step_lists = [p.solution.split("\n") for p in gold] + [c.steps for c in corrupted]
+    first_errors = [-1] * len(gold) + [c.first_error for c in corrupted]
+    started = time.perf_counter()
+    values: list[list[float]] = []
+    for start in tqdm(range(0, len(questions), batch_size), desc="eval-prm", unit="batch"):
+        values.extend(scorer.score(questions[start:start + batch_size], step_lists[start:start + batch_size]))
+    seconds = time.perf_counter() - started
+    flat_values, flat_labels = [], []
+    for row, truth in zip(values, first_errors):
+        flat_values.extend(row)
+        flat_labels.extend(truth < 0 or i < truth for i in range(len(row)))
+    tau = default_threshold(scorer) if threshold is None else threshold
+    scores = first_error_scores(values, first_errors, tau)
+    best_tau, best = _best_threshold(values, first_errors)
+    return {
+        "problems": problems, "solutions": len(values), "steps": len(flat_values),
+        "step_auc": round(roc_auc(flat_values, flat_labels), 4),
+        "first_error_f1": round(scores["f1"], 4),
+        "error_accuracy": round(scores["error_accuracy"], 4),
+        "correct_accuracy": round(scores["correct_accuracy"], 4),
+        "threshold": tau,
+        "solution_auc_min": round(roc_auc([min(v) if v else 0.0 for v in values], [t < 0 for t in first_errors]), 4),
+        "best_threshold": round(best_tau, 4), "first_error_f1_at_best": round(best, 4),
+        "seconds": round(seconds, 2),
+    }
+
+
+def _best_threshold(values: list[list[float]], first_errors: list[int]) -> tuple[float, float]:
+    candidates = sorted({round(v, 3) for row in values for v in row})
+    step = max(1, len(candidates) // 200)
+    best = (0.0, -1.0)
+    for tau in candidates[::step]:
+        f1 = first_error_scores(values, first_errors, tau + 1e-9)["f1"]
+        if f1 > best[1]:
+            best = (tau + 1e-9, f1)
+    return best

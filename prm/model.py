@@ -1,0 +1,177 @@
+"""The step value model: a causal-LM backbone with a scalar head read at step-end tokens.
+
+Layout (algorithms.md 1.9, 7.3): the backbone is the policy's transformer without its LM head, initialised
+from the policy; the head is ``Linear(hidden, 1)`` (weights N(0, initializer_range), bias 0) on the last
+hidden state. A solution is tokenised piecewise, as TRL's PRMTrainer does: the prompt
+(``step_format.prompt(question)`` with BOS), then per step ``header + step + delimiter``; the value of
+step i is read at the last token of its piece (the delimiter), so a step is scored with the delimiter the
+model was trained on. Output: ``tanh`` in [-1, 1] for Q targets (AlphaMath's value head) or ``sigmoid`` in
+[0, 1] for PRM labels.
+
+A saved model is a directory: ``config.json`` (the backbone's transformers config), ``value_head.json``
+(head kind, step format, provenance), ``model.safetensors`` (backbone + head) and the tokenizer, so
+``ValueModel.from_pretrained(path)`` rebuilds it with no code beyond this file, and it implements
+`search.protocols.StepScorer` (batched) for MCTS, beam search and best-of-N.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+from typing import Any, Sequence
+
+import torch
+from torch import nn
+
+from reasoner.models import encode_prefix, resolve_device
+from reasoner.steps import StepFormat, get_format
+
+__all__ = ["ValueModel", "encode_steps", "load_value_model", "HEADS", "VALUE_HEAD_FILE"]
+
+HEADS = ("tanh", "sigmoid")
+VALUE_HEAD_FILE = "value_head.json"
+WEIGHTS_FILE = "model.safetensors"
+
+
+def encode_steps(tokenizer: Any, step_format: StepFormat, prompt: str, steps: Sequence[str], first_index: int = 0,
+                 max_length: int | None = None) -> tuple[list[int], list[int]]:
+    """Token ids of prompt + steps and the index of each step's last token (its delimiter).
+
+    ``prompt`` is rendered text (``step_format.prompt(question)``, or ``render(question, earlier_steps)``
+    for a step pair, then ``first_index`` = the number of earlier steps). Pieces are tokenised separately
+    (prompt with BOS, then ``header + step + delimiter`` per step) so a step-end position never merges with
+    the next step's text. Steps that do not fit in ``max_length`` get no position.
+    """
+    ids = encode_prefix(tokenizer, prompt)
+    ends = []
+    for index, step in enumerate(steps, start=first_index):
+        piece = ("" if index == first_index and prompt.endswith(step_format.header(index)) else
+                 step_format.header(index)) + step.strip() + step_format.delimiter
+        ids = ids + tokenizer(piece, add_special_tokens=False)["input_ids"]
+        if max_length is not None and len(ids) > max_length:
+            return ids[:max_length], ends
+        ends.append(len(ids) - 1)
+    return ids, ends
+
+
+class ValueModel(nn.Module):
+    """Backbone + scalar head; ``score`` gives one value per step (the `StepScorer` protocol)."""
+
+    def __init__(self, backbone: nn.Module, tokenizer: Any, step_format: StepFormat, head: str = "tanh",
+                 source: str = ""):
+        super().__init__()
+        if head not in HEADS:
+            raise ValueError(f"unknown value head {head!r}; known: {', '.join(HEADS)}")
+        self.backbone = backbone
+        self.config = backbone.config  # lets transformers.Trainer read model settings
+        self.value_head = nn.Linear(backbone.config.hidden_size, 1)
+        nn.init.normal_(self.value_head.weight, std=getattr(backbone.config, "initializer_range", 0.02))
+        nn.init.zeros_(self.value_head.bias)
+        self.tokenizer = tokenizer
+        self.step_format = step_format
+        self.head = head
+        self.source = source
+
+    # ------------------------------------------------------------------ building, saving, loading
+    @classmethod
+    def from_policy(cls, policy: Any, head: str = "tanh") -> "ValueModel":
+        """A fresh value model whose backbone is a copy of ``policy``'s transformer (LM head dropped)."""
+        backbone = copy.deepcopy(policy.model.base_model)
+        return cls(backbone, policy.tokenizer, policy.step_format, head=head, source=policy.name).to(policy.device)
+
+    def save_pretrained(self, output_dir: str | Path) -> Path:
+        """Write config, head description, safetensors weights and tokenizer to ``output_dir``."""
+        from safetensors.torch import save_model
+
+        output = self.save_description(output_dir)
+        save_model(self, str(output / WEIGHTS_FILE))
+        return output
+
+    def save_description(self, output_dir: str | Path) -> Path:
+        """Everything but the weights: backbone config, ``value_head.json`` and the tokenizer."""
+        output = Path(output_dir)
+        output.mkdir(parents=True, exist_ok=True)
+        self.backbone.config.save_pretrained(output)
+        description = {"head": self.head, "step_format": self.step_format.to_dict(), "source": self.source,
+                       "hidden_size": self.backbone.config.hidden_size}
+        (output / VALUE_HEAD_FILE).write_text(json.dumps(description, indent=2) + "\n")
+        self.tokenizer.save_pretrained(output)
+        return output
+
+    @classmethod
+    def from_pretrained(cls, path: str | Path, device: str | None = None) -> "ValueModel":
+        """Load a directory written by `save_pretrained` (weights must match the config exactly)."""
+        from safetensors.torch import load_model
+        from transformers import AutoConfig, AutoModel, AutoTokenizer
+
+        path = Path(path)
+        description_file = path / VALUE_HEAD_FILE
+        if not description_file.exists():
+            raise FileNotFoundError(f"{path}: not a value model directory (no {VALUE_HEAD_FILE}); "
+                                    "train one with `reasoner train-prm`")
+        description = json.loads(description_file.read_text())
+        backbone = AutoModel.from_config(AutoConfig.from_pretrained(path))
+        model = cls(backbone, AutoTokenizer.from_pretrained(path), get_format(description["step_format"]),
+                    head=description["head"], source=description.get("source", ""))
+        missing, unexpected = load_model(model, str(path / WEIGHTS_FILE), strict=True)
+        if missing or unexpected:  # strict=True raises first; kept for clarity
+            raise ValueError(f"{path / WEIGHTS_FILE}: weights do not match (missing {missing}, unexpected {unexpected})")
+        return model.to(resolve_device(device)).eval()
+
+    # ------------------------------------------------------------------ computing values
+    @property
+    def device(self) -> torch.device:
+        return self.value_head.weight.device
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """Head logits at every position, shape [batch, length] (apply `activate` for values)."""
+        hidden = self.backbone(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+        return self.value_head(hidden).squeeze(-1)
+
+    def activate(self, logits: torch.Tensor) -> torch.Tensor:
+        """Logits → values: tanh ([-1, 1]) or sigmoid ([0, 1]) depending on the head."""
+        return torch.tanh(logits) if self.head == "tanh" else torch.sigmoid(logits)
+
+    @torch.no_grad()
+    def score(self, questions: Sequence[str], step_lists: Sequence[Sequence[str]], batch_size: int = 64,
+              max_length: int | None = None) -> list[list[float]]:
+        """One value per step of each solution; batched over solutions (sorted by length, right-padded)."""
+        was_training = self.training
+        self.eval()
+        encoded = [encode_steps(self.tokenizer, self.step_format, self.step_format.prompt(q), steps, max_length=max_length)
+                   for q, steps in zip(questions, step_lists)]
+        results: list[list[float]] = [[] for _ in encoded]
+        order = sorted(range(len(encoded)), key=lambda i: len(encoded[i][0]))
+        pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
+        for start in range(0, len(order), batch_size):
+            rows = [i for i in order[start:start + batch_size] if encoded[i][1]]
+            if not rows:
+                continue
+            input_ids, attention = pad_right([encoded[i][0] for i in rows], pad, self.device)
+            values = self.activate(self(input_ids, attention)).float().cpu()
+            for row, i in enumerate(rows):
+                results[i] = values[row, encoded[i][1]].tolist()
+        for i, steps in enumerate(step_lists):  # steps cut by max_length inherit the last readable value
+            if len(results[i]) < len(steps):
+                fill = results[i][-1] if results[i] else (0.0 if self.head == "tanh" else 0.5)
+                results[i] = results[i] + [fill] * (len(steps) - len(results[i]))
+        self.train(was_training)
+        return results
+
+
+def pad_right(sequences: Sequence[Sequence[int]], pad_id: int, device: torch.device | str = "cpu"
+              ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Right-padded ``input_ids`` and ``attention_mask`` (causal attention needs no position shift)."""
+    width = max(len(s) for s in sequences)
+    input_ids = torch.full((len(sequences), width), pad_id, dtype=torch.long)
+    attention = torch.zeros((len(sequences), width), dtype=torch.long)
+    for row, sequence in enumerate(sequences):
+        input_ids[row, : len(sequence)] = torch.tensor(sequence, dtype=torch.long)
+        attention[row, : len(sequence)] = 1
+    return input_ids.to(device), attention.to(device)
+
+
+def load_value_model(path: str | Path, device: str | None = None) -> ValueModel:
+    """`ValueModel.from_pretrained`, the name the CLI and search use."""
+    return ValueModel.from_pretrained(path, device=device)

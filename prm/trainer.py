@@ -1,0 +1,311 @@
+"""Training the step value model (`reasoner train-prm`) on `transformers.Trainer`.
+
+Inputs are the files `reasoner label` writes: ``mc-labels`` (TRL's stepwise format, ``prompt`` /
+``completions`` / ``labels`` plus soft ``values``) and, for the optional ranking term, sibling pairs
+(``svpo`` / ``step-apo``: ``prompt`` / ``chosen`` / ``rejected``). Each step is read at its last token
+(`prm.model.encode_steps`). Losses, per read position i with head logit z_i:
+
+* ``tanh`` head, MSE to a target t_i in [-1, 1] (AlphaMath 1.9):  L = mean_i (tanh z_i - t_i)^2,
+  with t_i = 2·value_i - 1 (``target: soft``; = the rollout Q) or ±1 (``target: hard``);
+* ``sigmoid`` head, BCE (7.3):  L = -mean_i [y_i log σ(z_i) + (1 - y_i) log(1 - σ(z_i))], with y_i the soft
+  value or the hard label;
+* ranking (SVPO's margin idea, 1.11, reconstructed): L_rank = mean_pairs max(0, γ - (V_w - V_l)) over sibling
+  pairs, added with weight λ (``rank_weight``).
+
+Held-out problems (``eval_fraction`` of problem ids) give ``eval_loss`` and ``eval_step_auc`` (values vs
+hard labels) every ``eval_steps``. Checkpoints and the final model are loadable value-model directories.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch.utils.data import Dataset
+from transformers import Trainer
+
+from data.records import RecordError, read_jsonl
+from prm.metrics import roc_auc
+from prm.model import ValueModel, encode_steps, pad_right
+
+__all__ = ["PRMArgs", "PRMDataset", "PRMCollator", "PRMTrainer", "point_loss", "rank_loss", "train_prm",
+           "load_label_examples", "load_pair_examples"]
+
+
+@dataclass
+class PRMArgs:
+    """Settings of `reasoner train-prm` (the Trainer's own knobs that matter here are mirrored)."""
+
+    data: str = field(default="", metadata={"help": "mc-labels JSONL from `reasoner label --kind mc-labels`"})
+    pairs: str | None = field(default=None, metadata={"help": "svpo/step-apo pairs JSONL for the ranking term"})
+    policy: str | None = field(default=None, metadata={"help": "policy whose backbone starts the value model (default: embedded)"})
+    init: str | None = field(default=None, metadata={"help": "continue from this value model instead"})
+    output: str = field(default="runs/prm", metadata={"help": "output directory"})
+    head: str = field(default="tanh", metadata={"help": "tanh ([-1,1], MSE) or sigmoid ([0,1], BCE)"})
+    target: str = field(default="soft", metadata={"help": "soft (MC value) or hard (some correct leaf below)"})
+    rank_weight: float = field(default=0.0, metadata={"help": "λ of the pairwise margin term (needs --pairs)"})
+    margin: float = 0.1
+    max_paths_per_problem: int = field(default=32, metadata={"help": "cap on root-to-leaf paths per problem"})
+    eval_fraction: float = field(default=0.05, metadata={"help": "share of problems held out for eval"})
+    max_length: int = 512
+    epochs: float = 1.0
+    max_steps: int = -1
+    learning_rate: float = 3e-4
+    batch_size: int = 32
+    gradient_accumulation_steps: int = 1
+    warmup_steps: int = 20
+    lr_scheduler: str = "cosine"
+    weight_decay: float = 0.0
+    eval_steps: int = 200
+    save_steps: int = 500
+    logging_steps: int = 20
+    seed: int = 0
+    report_to: str = "none"
+    deepspeed: str | None = None
+    device: str | None = None
+    resume: bool = False
+
+
+def _held_out(problem_id: str, fraction: float) -> bool:
+    digest = hashlib.sha1(problem_id.encode()).digest()
+    return int.from_bytes(digest[:4], "big") / 2**32 < fraction
+
+
+def load_label_examples(path: str | Path, *, target: str, head: str, max_paths_per_problem: int | None,
+                        seed: int = 0) -> dict[str, list[dict]]:
+    """mc-labels records → {problem_id: [{"prompt", "steps", "targets", "labels"}]} (targets in the head's range).
+
+    Errors name the file and line of a record with a missing field or mismatched list lengths.
+    """
+    if target not in ("soft", "hard"):
+        raise ValueError(f"unknown PRM target {target!r}: use soft or hard")
+    by_problem: dict[str, list[dict]] = defaultdict(list)
+    for line, record in read_jsonl(path, with_line_numbers=True, required=("prompt", "completions", "labels")):
+        steps, labels = record["completions"], record["labels"]
+        values = record.get("values", [float(v) for v in labels])
+        if not isinstance(steps, list) or len(labels) != len(steps) or len(values) != len(steps):
+            raise RecordError(path, line, "'completions', 'labels' and 'values' must be lists of one length")
+        soft = [float(v) for v in values] if target == "soft" else [float(bool(v)) for v in labels]
+        targets = [2.0 * v - 1.0 for v in soft] if head == "tanh" else soft
+        by_problem[str(record.get("problem_id", line))].append(
+            {"prompt": record["prompt"], "steps": steps, "targets": targets, "labels": [bool(v) for v in labels]})
+    rng = random.Random(seed)
+    if max_paths_per_problem:
+        for problem_id, paths in by_problem.items():
+            if len(paths) > max_paths_per_problem:
+                by_problem[problem_id] = rng.sample(paths, max_paths_per_problem)
+    return by_problem
+
+
+def load_pair_examples(path: str | Path) -> dict[str, list[dict]]:
+    """Sibling pairs (``prompt`` = question + earlier steps, ``chosen``/``rejected`` = one step) by problem."""
+    by_problem: dict[str, list[dict]] = defaultdict(list)
+    for line, record in read_jsonl(path, with_line_numbers=True, required=("prompt", "chosen", "rejected")):
+        by_problem[str(record.get("problem_id", line))].append(
+            {"prompt": record["prompt"], "chosen": record["chosen"], "rejected": record["rejected"],
+             "depth": int(record.get("depth", 0))})
+    return by_problem
+
+
+class PRMDataset(Dataset):
+    """Tokenised label paths (``kind`` "labels") and sibling pairs (``kind`` "pair") for one split."""
+
+    def __init__(self, model: ValueModel, labels: Sequence[dict], pairs: Sequence[dict] = (), max_length: int = 512):
+        tokenizer, fmt = model.tokenizer, model.step_format
+        self.examples: list[dict[str, Any]] = []
+        for example in labels:
+            ids, ends = encode_steps(tokenizer, fmt, example["prompt"], example["steps"], max_length=max_length)
+            if ends:
+                self.examples.append({"kind": "labels", "input_ids": ids, "ends": ends,
+                                      "targets": example["targets"][: len(ends)], "labels": example["labels"][: len(ends)]})
+        for pair in pairs:
+            sides = [encode_steps(tokenizer, fmt, pair["prompt"], [pair[side]], first_index=pair["depth"],
+                                  max_length=max_length) for side in ("chosen", "rejected")]
+            if all(ends for _, ends in sides):
+                self.examples.append({"kind": "pair", "sides": [(ids, ends[-1]) for ids, ends in sides]})
+        if not self.examples:
+            raise ValueError("no PRM training example: the label file yielded no step that fits in max_length")
+
+    def __len__(self) -> int:
+        return len(self.examples)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        return self.examples[index]
+
+
+@dataclass
+class PRMCollator:
+    """Flattens a mixed batch into one right-padded tensor plus index tensors of the read positions."""
+
+    pad_token_id: int
+
+    def __call__(self, batch: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
+        sequences: list[list[int]] = []
+        reads: list[tuple[int, int]] = []
+        targets: list[float] = []
+        labels: list[bool] = []
+        pairs: list[tuple[int, int]] = []  # indices into the pair reads
+        pair_reads: list[tuple[int, int]] = []
+        for example in batch:
+            if example["kind"] == "labels":
+                row = len(sequences)
+                sequences.append(example["input_ids"])
+                reads.extend((row, end) for end in example["ends"])
+                targets.extend(example["targets"])
+                labels.extend(example["labels"])
+            else:
+                first = len(pair_reads)
+                for ids, end in example["sides"]:
+                    pair_reads.append((len(sequences), end))
+                    sequences.append(ids)
+                pairs.append((first, first + 1))
+        input_ids, attention = pad_right(sequences, self.pad_token_id)
+        as_index = lambda items: torch.tensor(items, dtype=torch.long).reshape(-1, 2)
+        return {"input_ids": input_ids, "attention_mask": attention, "reads": as_index(reads),
+                "targets": torch.tensor(targets, dtype=torch.float32), "hard": torch.tensor(labels, dtype=torch.bool),
+                "pair_reads": as_index(pair_reads), "pairs": as_index(pairs)}
+
+
+def point_loss(logits: torch.Tensor, targets: torch.Tensor, head: str) -> torch.Tensor:
+    """Per-step loss at read positions: MSE(tanh z, t) for the tanh head, BCE(σ(z), y) for sigmoid."""
+    if logits.numel() == 0:
+        return logits.sum()
+    if head == "tanh":
+        return F.mse_loss(torch.tanh(logits), targets)
+    return F.binary_cross_entropy_with_logits(logits, targets)
+
+
+def rank_loss(chosen_values: torch.Tensor, rejected_values: torch.Tensor, margin: float) -> torch.Tensor:
+    """Hinge ranking term: mean max(0, γ - (V_w - V_l)) over sibling pairs (SVPO 1.11, reconstructed)."""
+    if chosen_values.numel() == 0:
+        return chosen_values.sum()
+    return torch.clamp(margin - (chosen_values - rejected_values), min=0).mean()
+
+
+class PRMTrainer(Trainer):
+    """`Trainer` with the value-model loss, held-out metrics, and checkpoints loadable by path."""
+
+    def __init__(self, *args, rank_weight: float = 0.0, margin: float = 0.1, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.rank_weight, self.margin = rank_weight, margin
+        self._parts: dict[str, list[float]] = defaultdict(list)
+
+    def _losses(self, model, inputs) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        logits = model(inputs["input_ids"], inputs["attention_mask"])
+        reads, pair_reads, pairs = inputs["reads"], inputs["pair_reads"], inputs["pairs"]
+        read_logits = logits[reads[:, 0], reads[:, 1]]
+        point = point_loss(read_logits, inputs["targets"], self._head(model))
+        pair_values = self._activate(model, logits[pair_reads[:, 0], pair_reads[:, 1]])
+        rank = rank_loss(pair_values[pairs[:, 0]], pair_values[pairs[:, 1]], self.margin)
+        return point, rank, read_logits, pair_values
+
+    @staticmethod
+    def _unwrap(model) -> ValueModel:
+        return getattr(model, "module", model)
+
+    def _head(self, model) -> str:
+        return self._unwrap(model).head
+
+    def _activate(self, model, logits: torch.Tensor) -> torch.Tensor:
+        return self._unwrap(model).activate(logits)
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        point, rank, _, _ = self._losses(model, inputs)
+        loss = point + self.rank_weight * rank
+        self._parts["point_loss"].append(point.item())
+        if inputs["pairs"].numel():
+            self._parts["rank_loss"].append(rank.item())
+        return (loss, {}) if return_outputs else loss
+
+    def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
+        if "loss" in logs:
+            for key, values in self._parts.items():
+                logs[key] = round(sum(values) / len(values), 5)
+            self._parts.clear()
+        super().log(logs, start_time)
+
+    @torch.no_grad()
+    def evaluate(self, eval_dataset=None, ignore_keys=None, metric_key_prefix: str = "eval") -> dict[str, float]:
+        dataset = eval_dataset if eval_dataset is not None else self.eval_dataset
+        if dataset is None:
+            return {}
+        model = self.model
+        was_training = model.training
+        model.eval()
+        points, values, hard = [], [], []
+        for inputs in self.get_eval_dataloader(dataset):
+            inputs = self._prepare_inputs(inputs)
+            point, _, read_logits, _ = self._losses(model, inputs)
+            if read_logits.numel():
+                points.append((point.item(), read_logits.numel()))
+                values.extend(self._activate(model, read_logits).tolist())
+                hard.extend(inputs["hard"].tolist())
+        model.train(was_training)
+        total = sum(n for _, n in points) or 1
+        metrics = {f"{metric_key_prefix}_loss": sum(loss * n for loss, n in points) / total,
+                   f"{metric_key_prefix}_step_auc": roc_auc(values, hard)}
+        self.log(metrics)
+        return metrics
+
+    def _save(self, output_dir: str | None = None, state_dict=None) -> None:
+        super()._save(output_dir, state_dict)
+        if self.args.should_save:
+            self._unwrap(self.model).save_description(output_dir or self.args.output_dir)
+
+
+
+def train_prm(args: PRMArgs, callbacks: Sequence[Any] = ()) -> tuple[ValueModel, Any]:
+    """Build (or continue) a value model, train it on ``args.data`` (+ pairs), save it to ``args.output``."""
+    from transformers import TrainingArguments
+
+    from reasoner.models import load_policy
+
+    if args.head not in ("tanh", "sigmoid"):
+        raise ValueError(f"unknown value head {args.head!r}: use tanh or sigmoid")
+    if args.rank_weight and not args.pairs:
+        raise ValueError("--rank_weight needs --pairs (svpo or step-apo pairs from `reasoner label`)")
+    if args.init:
+        model = ValueModel.from_pretrained(args.init, device=args.device)
+        if model.head != args.head:
+            raise ValueError(f"{args.init}: its head is {model.head!r}, not --head {args.head!r}")
+    else:
+        model = ValueModel.from_policy(load_policy(args.policy, device=args.device), head=args.head)
+    model.train()
+    by_problem = load_label_examples(args.data, target=args.target, head=args.head,
+                                     max_paths_per_problem=args.max_paths_per_problem, seed=args.seed)
+    pairs = load_pair_examples(args.pairs) if args.pairs else {}
+    split = {"train": ([], []), "eval": ([], [])}
+    for problem_id in sorted(set(by_problem) | set(pairs)):
+        labels, pair_list = split["eval" if _held_out(problem_id, args.eval_fraction) else "train"]
+        labels.extend(by_problem.get(problem_id, []))
+        pair_list.extend(pairs.get(problem_id, []))
+    train_set = PRMDataset(model, *split["train"], max_length=args.max_length)
+    eval_set = PRMDataset(model, split["eval"][0], max_length=args.max_length) if split["eval"][0] else None
+    training_args = TrainingArguments(
+        output_dir=args.output, num_train_epochs=args.epochs, max_steps=args.max_steps,
+        per_device_train_batch_size=args.batch_size, per_device_eval_batch_size=args.batch_size,
+        gradient_accumulation_steps=args.gradient_accumulation_steps, learning_rate=args.learning_rate,
+        lr_scheduler_type=args.lr_scheduler, warmup_steps=args.warmup_steps, weight_decay=args.weight_decay,
+        logging_steps=args.logging_steps, save_steps=args.save_steps, save_total_limit=2,
+        eval_strategy="steps" if eval_set is not None else "no", eval_steps=args.eval_steps,
+        seed=args.seed, data_seed=args.seed, report_to=[] if args.report_to == "none" else [args.report_to],
+        deepspeed=args.deepspeed, use_cpu=not torch.cuda.is_available(), dataloader_num_workers=0,
+        remove_unused_columns=False, disable_tqdm=False,
+    )
+    trainer = PRMTrainer(
+        model=model, args=training_args, train_dataset=train_set, eval_dataset=eval_set,
+        data_collator=PRMCollator(model.tokenizer.pad_token_id or 0), callbacks=list(callbacks),
+        rank_weight=args.rank_weight, margin=args.margin,
+    )
+    trainer.train(resume_from_checkpoint=True if args.resume else None)
+    if eval_set is not None:
+        trainer.evaluate()
+    model.eval()
+    model.save_pretrained(args.output)
+    return model, trainer

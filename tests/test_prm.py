@@ -1,0 +1,197 @@
+"""The step value model, its trainer, losses, metrics and `reasoner eval-prm`."""
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from data.records import RecordError, write_jsonl
+from data.synthetic import load_split, step_is_correct
+from prm.evaluate import evaluate_prm
+from prm.labels import label_trees
+from prm.metrics import first_error_scores, predicted_first_error, roc_auc
+from prm.model import ValueModel, encode_steps
+from prm.trainer import PRMArgs, load_label_examples, point_loss, rank_loss, train_prm
+from reasoner.cli import main
+from reasoner.models import load_policy
+from reasoner.steps import get_format
+from scripted import ConstantScorer, ScriptedGenerator
+from search.mcts import MCTSConfig, run_mcts
+
+FMT = get_format("tiny")
+REPO = Path(__file__).resolve().parents[1]
+
+
+class PrefixOracle:
+    """Value 1 while every step so far is arithmetically right, 0 from the first wrong one on."""
+
+    head = "sigmoid"
+
+    def score(self, questions, step_lists):
+        out = []
+        for steps in step_lists:
+            ok, row = True, []
+            for step in steps:
+                ok = ok and step_is_correct(step)
+                row.append(1.0 if ok else 0.0)
+            out.append(row)
+        return out
+
+
+@pytest.fixture(scope="module")
+def policy():
+    return load_policy()
+
+
+@pytest.fixture(scope="module")
+def label_files(tmp_path_factory):
+    trees = run_mcts(load_split("train", limit=16), ScriptedGenerator(load_split("train", limit=16), p_correct=0.6, seed=1),
+                     MCTSConfig(simulations=8, children=3, seed=1))
+    out = tmp_path_factory.mktemp("labels")
+    for kind in ("mc-labels", "svpo"):
+        records, _ = label_trees(trees, kind, FMT)
+        write_jsonl(out / f"{kind}.jsonl", records)
+    return out
+
+
+# ------------------------------------------------------------------ metrics and losses, by hand
+def test_roc_auc_by_hand_with_ties():
+    assert roc_auc([0.1, 0.4, 0.35, 0.8], [False, False, True, True]) == pytest.approx(0.75)
+    assert roc_auc([0.5, 0.5], [True, False]) == pytest.approx(0.5)
+    assert roc_auc([0.9, 0.1, 0.5], [True, False, True]) == pytest.approx(1.0)
+    assert math.isnan(roc_auc([0.1, 0.2], [True, True]))
+
+
+def test_first_error_scores_by_hand():
+    assert predicted_first_error([0.9, 0.2, 0.8], 0.5) == 1
+    assert predicted_first_error([0.9, 0.8], 0.5) == -1
+    values = [[0.9, 0.9], [0.9, 0.1], [0.2, 0.9], [0.9, 0.9, 0.1]]
+    truth = [-1, 1, 0, 1]  # correct ok, error ok, error ok, error predicted at 2 (wrong)
+    scores = first_error_scores(values, truth, 0.5)
+    assert scores["correct_accuracy"] == 1.0 and scores["error_accuracy"] == pytest.approx(2 / 3)
+    assert scores["f1"] == pytest.approx(2 * (2 / 3) / (1 + 2 / 3))
+
+
+def test_point_and_rank_losses_by_hand():
+    logits = torch.tensor([0.0, math.atanh(0.5)])
+    assert point_loss(logits, torch.tensor([1.0, 0.0]), "tanh").item() == pytest.approx((1.0 + 0.25) / 2)
+    bce = -(math.log(0.5) + math.log(1 - 1 / (1 + math.exp(-2.0)))) / 2
+    assert point_loss(torch.tensor([0.0, 2.0]), torch.tensor([1.0, 0.0]), "sigmoid").item() == pytest.approx(bce)
+    # margin 0.1: pairs with gaps 0.5 (no loss) and -0.2 (loss 0.3)
+    assert rank_loss(torch.tensor([0.7, 0.1]), torch.tensor([0.2, 0.3]), 0.1).item() == pytest.approx(0.15)
+    assert point_loss(torch.tensor([]), torch.tensor([]), "tanh").item() == 0.0
+
+
+# ------------------------------------------------------------------ the model
+def test_encode_steps_reads_at_delimiters_and_pairs_match_paths(policy):
+    tok = policy.tokenizer
+    ids, ends = encode_steps(tok, FMT, FMT.prompt("Tom has 3 apples."), ["3 + 4 = 7", "The answer is 7"])
+    newline = tok("\n", add_special_tokens=False)["input_ids"][-1]
+    assert len(ends) == 2 and ends[-1] == len(ids) - 1 and all(ids[e] == newline for e in ends)
+    pair_ids, pair_ends = encode_steps(tok, FMT, FMT.render("Tom has 3 apples.", ["3 + 4 = 7"]), ["The answer is 7"],
+                                       first_index=1)
+    assert pair_ids == ids and pair_ends == [ends[-1]]
+
+
+def test_scores_have_the_head_range_and_batching_changes_nothing(policy):
+    problems = load_split("test", limit=6)
+    questions = [p.question for p in problems]
+    steps = [p.solution.split("\n")[: 1 + i % 4] for i, p in enumerate(problems)]
+    for head, low in (("tanh", -1.0), ("sigmoid", 0.0)):
+        model = ValueModel.from_policy(policy, head=head)
+        batched = model.score(questions, steps)
+        single = [model.score([q], [s])[0] for q, s in zip(questions, steps)]
+        assert [len(row) for row in batched] == [len(s) for s in steps]
+        assert all(low <= v <= 1.0 for row in batched for v in row)
+        for a, b in zip(batched, single):
+            assert a == pytest.approx(b, abs=1e-5)
+
+
+def test_saved_model_loads_in_a_fresh_process_and_scores_identically(policy, tmp_path):
+    model = ValueModel.from_policy(policy, head="tanh")
+    with torch.no_grad():
+        model.value_head.weight.normal_(std=0.05)  # not the init: the weights must really round-trip
+    model.save_pretrained(tmp_path / "vm")
+    problems = load_split("test", limit=3)
+    questions = [p.question for p in problems]
+    steps = [p.solution.split("\n") for p in problems]
+    expected = model.score(questions, steps)
+    script = ("import json, sys; from prm.model import ValueModel; "
+              "m = ValueModel.from_pretrained(sys.argv[1]); a = json.loads(sys.argv[2]); "
+              "print(json.dumps(m.score(a['q'], a['s'])))")
+    out = subprocess.run([sys.executable, "-c", script, str(tmp_path / "vm"), json.dumps({"q": questions, "s": steps})],
+                         capture_output=True, text=True, cwd=REPO, check=True)
+    loaded = json.loads(out.stdout.strip().splitlines()[-1])
+    flat = lambda rows: [v for row in rows for v in row]
+    assert [len(r) for r in loaded] == [len(r) for r in expected]
+    assert flat(loaded) == pytest.approx(flat(expected), abs=1e-6)
+    assert len(set(flat(expected))) > 3  # not saturated: the comparison means something
+
+
+def test_loading_a_non_value_model_dir_says_what_is_wrong(tmp_path):
+    with pytest.raises(FileNotFoundError, match="not a value model directory"):
+        ValueModel.from_pretrained(tmp_path)
+
+
+# ------------------------------------------------------------------ training
+def test_label_loader_targets_and_errors(label_files, tmp_path):
+    soft = load_label_examples(label_files / "mc-labels.jsonl", target="soft", head="tanh", max_paths_per_problem=4)
+    hard = load_label_examples(label_files / "mc-labels.jsonl", target="hard", head="sigmoid", max_paths_per_problem=None)
+    assert all(len(paths) <= 4 for paths in soft.values())
+    assert all(-1.0 <= t <= 1.0 for paths in soft.values() for p in paths for t in p["targets"])
+    assert {t for paths in hard.values() for p in paths for t in p["targets"]} <= {0.0, 1.0}
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"prompt": "q", "completions": ["a"], "labels": [true]}\n{"prompt": "q", "completions": ["a"]}\n')
+    with pytest.raises(RecordError, match=r"bad\.jsonl:2.*labels"):
+        load_label_examples(bad, target="soft", head="tanh", max_paths_per_problem=None)
+    bad.write_text('{"prompt": "q", "completions": ["a", "b"], "labels": [true]}\n')
+    with pytest.raises(RecordError, match=r"bad\.jsonl:1"):
+        load_label_examples(bad, target="soft", head="tanh", max_paths_per_problem=None)
+
+
+def test_train_prm_lowers_the_loss_and_saves_loadable_checkpoints(label_files, tmp_path):
+    args = PRMArgs(data=str(label_files / "mc-labels.jsonl"), pairs=str(label_files / "svpo.jsonl"), rank_weight=0.5,
+                   output=str(tmp_path / "prm"), max_steps=12, batch_size=8, learning_rate=1e-3, warmup_steps=0,
+                   logging_steps=4, save_steps=6, eval_steps=6, eval_fraction=0.25)
+    model, trainer = train_prm(args)
+    history = [h for h in trainer.state.log_history if "loss" in h]
+    assert history[-1]["loss"] < history[0]["loss"]
+    assert any("rank_loss" in h for h in history)
+    assert any("eval_step_auc" in h for h in trainer.state.log_history)
+    reloaded = ValueModel.from_pretrained(tmp_path / "prm")
+    checkpoint = ValueModel.from_pretrained(tmp_path / "prm" / "checkpoint-12")
+    problem = load_split("train", limit=1)[0]
+    steps = [problem.solution.split("\n")]
+    expected = model.score([problem.question], steps)[0]
+    assert reloaded.score([problem.question], steps)[0] == pytest.approx(expected, abs=1e-6)
+    assert checkpoint.score([problem.question], steps)[0] == pytest.approx(expected, abs=1e-6)
+
+
+def test_train_prm_cli_reports_a_bad_label_file(tmp_path, capsys):
+    bad = tmp_path / "labels.jsonl"
+    bad.write_text('{"prompt": "q", "completions": ["a"], "labels": [true]}\n{"prompt": "q", "compl')
+    code = main(["train-prm", "--data", str(bad), "--output", str(tmp_path / "out"), "--max_steps", "1"])
+    assert code == 2
+    assert "labels.jsonl:2" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------ evaluation
+def test_eval_prm_oracle_is_perfect_and_constant_is_chance():
+    perfect = evaluate_prm(PrefixOracle(), "synthetic:test", limit=40)
+    assert perfect["step_auc"] == 1.0 and perfect["first_error_f1"] == 1.0
+    assert perfect["solutions"] == 80 and perfect["solution_auc_min"] == 1.0
+    flat = evaluate_prm(ConstantScorer(0.7), "synthetic:test", limit=40)
+    assert flat["step_auc"] == 0.5 and flat["correct_accuracy"] == 1.0 and flat["error_accuracy"] == 0.0
+    with pytest.raises(ValueError, match="known first error"):
+        evaluate_prm(PrefixOracle(), "gsm8k:test", limit=2)
+
+
+def test_eval_prm_cli_on_a_saved_model(policy, tmp_path, capsys):
+    ValueModel.from_policy(policy, head="sigmoid").save_pretrained(tmp_path / "vm")
+    assert main(["eval-prm", str(tmp_path / "vm"), "--limit", "10", "--output", str(tmp_path / "m.json")]) == 0
+    result = json.loads((tmp_path / "m.json").read_text())
+    assert result["solutions"] == 20 and 0.0 <= result["step_auc"] <= 1.0 and result["threshold"] == 0.5
