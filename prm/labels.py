@@ -16,7 +16,8 @@ backed-up ``Q``. A node is *alive* when its subtree holds a correct terminal lea
   among the verified leaves below it (Math-Shepherd SE over the tree's rollouts), the hard label is
   "some correct leaf below".
 * ``step-rewards`` (3.2): per problem, up to 8 full solutions with outcome ``rewards`` (1/0) and per-step
-  ``step_rewards`` = the MC values clipped to [0.01, 0.99], never exactly 0 (Full-Step-DPO treats 0 as padding).
+  ``step_rewards`` = the MC values (or a trained value model's, mapped to [0, 1]) clipped to [0.01, 0.99], never
+  exactly 0 (Full-Step-DPO treats 0 as padding).
 
 Pairs follow TRL's preference columns (``prompt``/``chosen``/``rejected``) plus ``q_chosen``, ``q_rejected``,
 ``problem_id``, ``depth``, ``source``, so ``datasets.load_dataset("json", ...)`` reads every output as is.
@@ -29,6 +30,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Iterable
 
 from reasoner.steps import StepFormat
+from search.protocols import StepScorer
 from search.tree import Node, Tree
 
 __all__ = ["KINDS", "LabelReport", "label_trees", "subtree_outcomes"]
@@ -157,7 +159,7 @@ def _mc_labels(tree: Tree, fmt: StepFormat, report: LabelReport, **_) -> list[di
 
 
 def _step_rewards(tree: Tree, fmt: StepFormat, report: LabelReport, *, rng: random.Random, max_responses: int = 8,
-                  floor: float = 0.01, **_) -> list[dict]:
+                  floor: float = 0.01, scorer: StepScorer | None = None, **_) -> list[dict]:
     paths, correct, verified = _paths(tree)
     if not paths:
         report.skip("no terminal leaf")
@@ -165,9 +167,15 @@ def _step_rewards(tree: Tree, fmt: StepFormat, report: LabelReport, *, rng: rand
     rng.shuffle(paths)
     paths = paths[:max_responses]
     clip = lambda v: min(max(v, floor), 1.0 - floor)
+    if scorer is None:
+        rewards = [[correct[n.id] / verified[n.id] for n in p] for p in paths]
+    else:  # a value head in [-1, 1] is mapped to [0, 1]
+        scored = scorer.score([tree.question] * len(paths), [[n.step for n in p] for p in paths])
+        to_unit = (lambda v: (v + 1.0) / 2.0) if getattr(scorer, "head", "sigmoid") == "tanh" else (lambda v: v)
+        rewards = [[to_unit(v) for v in row] for row in scored]
     return [{"prompt": fmt.prompt(tree.question), "responses": [fmt.render_solution([n.step for n in p]) for p in paths],
              "rewards": [1.0 if p[-1].correct else 0.0 for p in paths],
-             "step_rewards": [[clip(correct[n.id] / verified[n.id]) for n in p] for p in paths],
+             "step_rewards": [[clip(v) for v in row] for row in rewards],
              "problem_id": tree.problem_id}]
 
 
@@ -181,8 +189,12 @@ _RULES: dict[str, tuple[Callable[..., list[dict]], dict]] = {
 }
 
 
-def label_trees(trees: Iterable[Tree], kind: str, fmt: StepFormat, seed: int = 42) -> tuple[list[dict], LabelReport]:
-    """All records of one ``kind`` from ``trees`` and a report of counts and empty-problem reasons."""
+def label_trees(trees: Iterable[Tree], kind: str, fmt: StepFormat, seed: int = 42,
+                scorer: StepScorer | None = None) -> tuple[list[dict], LabelReport]:
+    """All records of one ``kind`` from ``trees`` and a report of counts and empty-problem reasons.
+
+    ``scorer`` (a trained value model) replaces the MC estimates as the per-step rewards of ``step-rewards``.
+    """
     if kind not in _RULES:
         raise ValueError(f"unknown label kind {kind!r}; known: {', '.join(KINDS)}")
     rule, options = _RULES[kind]
@@ -192,7 +204,7 @@ def label_trees(trees: Iterable[Tree], kind: str, fmt: StepFormat, seed: int = 4
     for tree in trees:
         report.problems += 1
         # Duplicate samples can give siblings with the same text: such a "pair" teaches nothing.
-        records.extend(r for r in rule(tree, fmt, report, rng=rng, **options)
+        records.extend(r for r in rule(tree, fmt, report, rng=rng, scorer=scorer, **options)
                        if "chosen" not in r or r["chosen"] != r["rejected"])
     report.records = len(records)
     return records, report

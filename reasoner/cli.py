@@ -195,7 +195,14 @@ def cmd_label(args: argparse.Namespace) -> int:
     if not files:
         raise FileNotFoundError(f"{args.run_dir}: no trees*.jsonl in this run directory")
     trees = (tree for path in files for tree in read_trees(path))
-    records, report = label_trees(trees, args.kind, get_format(args.step_format), seed=args.seed)
+    scorer = None
+    if args.value_model:
+        if args.kind != "step-rewards":
+            raise ValueError("--value-model only applies to --kind step-rewards")
+        from prm.model import load_value_model
+
+        scorer = load_value_model(args.value_model)
+    records, report = label_trees(trees, args.kind, get_format(args.step_format), seed=args.seed, scorer=scorer)
     write_jsonl(args.output, records)
     reasons = ", ".join(f"{count} × {reason}" for reason, count in report.empty.items()) or "none"
     print(f"{args.kind}: {report.records} records from {report.problems} problems → {args.output}")
@@ -317,6 +324,8 @@ def build_parser() -> argparse.ArgumentParser:
     label.add_argument("--output", required=True)
     label.add_argument("--step-format", default="tiny", help="template the prompts are rendered with")
     label.add_argument("--seed", type=int, default=42)
+    label.add_argument("--value-model", default=None, help="step-rewards: per-step rewards from this value model "
+                                                           "instead of MC estimates")
     label.set_defaults(func=cmd_label)
 
     train_prm = sub.add_parser("train-prm", help="train a step value model (`reasoner train-prm --help`)",

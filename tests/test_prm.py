@@ -195,3 +195,15 @@ def test_eval_prm_cli_on_a_saved_model(policy, tmp_path, capsys):
     assert main(["eval-prm", str(tmp_path / "vm"), "--limit", "10", "--output", str(tmp_path / "m.json")]) == 0
     result = json.loads((tmp_path / "m.json").read_text())
     assert result["solutions"] == 20 and 0.0 <= result["step_auc"] <= 1.0 and result["threshold"] == 0.5
+
+
+def test_step_rewards_from_a_value_model(policy, tmp_path, capsys):
+    problems = load_split("test", limit=4)
+    trees = run_mcts(problems, ScriptedGenerator(problems, p_correct=0.6, seed=3), MCTSConfig(simulations=6, children=3))
+    model = ValueModel.from_policy(policy, head="tanh")
+    records, _ = label_trees(trees, "step-rewards", FMT, scorer=model)
+    record = records[0]
+    steps = [FMT.split(response) for response in record["responses"]]
+    expected = [[min(max((v + 1) / 2, 0.01), 0.99) for v in row] for row in model.score([problems[0].question] * len(steps), steps)]
+    for got, want in zip(record["step_rewards"], expected):
+        assert got == pytest.approx(want, abs=1e-6)
