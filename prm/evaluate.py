@@ -29,7 +29,7 @@ def default_threshold(scorer: Any) -> float:
 
 
 def evaluate_prm(scorer: Any, problems: str = "synthetic:test", limit: int | None = None, seed: int = 0,
-                 threshold: float | None = None, batch_size: int = 256) -> dict:
+                 threshold: float | None = None, batch_size: int = 256, progress: bool = True) -> dict:
     """Step AUC, first-error accuracies and F1 of ``scorer`` on gold + corrupted solutions of a synthetic split."""
     from tqdm.auto import tqdm
 
@@ -46,7 +46,8 @@ def evaluate_prm(scorer: Any, problems: str = "synthetic:test", limit: int | Non
     first_errors = [-1] * len(gold) + [c.first_error for c in corrupted]
     started = time.perf_counter()
     values: list[list[float]] = []
-    for start in tqdm(range(0, len(questions), batch_size), desc="eval-prm", unit="batch"):
+    for start in tqdm(range(0, len(questions), batch_size), desc="eval-prm", unit="batch",
+                       disable=not progress):
         values.extend(scorer.score(questions[start:start + batch_size], step_lists[start:start + batch_size]))
     seconds = time.perf_counter() - started
     flat_values, flat_labels = [], []

@@ -53,6 +53,9 @@ class PRMArgs:
     margin: float = 0.1
     max_paths_per_problem: int = field(default=32, metadata={"help": "cap on root-to-leaf paths per problem"})
     eval_fraction: float = field(default=0.05, metadata={"help": "share of problems held out for eval"})
+    eval_problems: str | None = field(default=None, metadata={
+        "help": "also run eval-prm on this synthetic spec at each eval (e.g. synthetic:train; keep test for the end)"})
+    eval_limit: int = 200
     max_length: int = 512
     epochs: float = 1.0
     max_steps: int = -1
@@ -191,9 +194,11 @@ def rank_loss(chosen_values: torch.Tensor, rejected_values: torch.Tensor, margin
 class PRMTrainer(Trainer):
     """`Trainer` with the value-model loss, held-out metrics, and checkpoints loadable by path."""
 
-    def __init__(self, *args, rank_weight: float = 0.0, margin: float = 0.1, **kwargs):
+    def __init__(self, *args, rank_weight: float = 0.0, margin: float = 0.1, eval_problems: str | None = None,
+                 eval_limit: int = 200, **kwargs):
         super().__init__(*args, **kwargs)
         self.rank_weight, self.margin = rank_weight, margin
+        self.eval_problems, self.eval_limit = eval_problems, eval_limit
         self._parts: dict[str, list[float]] = defaultdict(list)
 
     def _losses(self, model, inputs) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -250,6 +255,12 @@ class PRMTrainer(Trainer):
         total = sum(n for _, n in points) or 1
         metrics = {f"{metric_key_prefix}_loss": sum(loss * n for loss, n in points) / total,
                    f"{metric_key_prefix}_step_auc": roc_auc(values, hard)}
+        if self.eval_problems:
+            from prm.evaluate import evaluate_prm
+
+            found = evaluate_prm(self._unwrap(model), self.eval_problems, self.eval_limit, progress=False)
+            metrics.update({f"{metric_key_prefix}_synthetic_{key}": found[key]
+                            for key in ("step_auc", "first_error_f1", "solution_auc_min")})
         self.log(metrics)
         return metrics
 
@@ -301,10 +312,10 @@ def train_prm(args: PRMArgs, callbacks: Sequence[Any] = ()) -> tuple[ValueModel,
     trainer = PRMTrainer(
         model=model, args=training_args, train_dataset=train_set, eval_dataset=eval_set,
         data_collator=PRMCollator(model.tokenizer.pad_token_id or 0), callbacks=list(callbacks),
-        rank_weight=args.rank_weight, margin=args.margin,
+        rank_weight=args.rank_weight, margin=args.margin, eval_problems=args.eval_problems, eval_limit=args.eval_limit,
     )
     trainer.train(resume_from_checkpoint=True if args.resume else None)
-    if eval_set is not None:
+    if eval_set is not None and "eval_loss" not in trainer.state.log_history[-1]:
         trainer.evaluate()
     model.eval()
     model.save_pretrained(args.output)

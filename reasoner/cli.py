@@ -81,6 +81,11 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
         result = run_bench(policy=args.policy, problems=args.problems or 64, seed=args.seed,
                            sequential_problems=args.sequential_problems, simulations=args.simulations)
+    elif args.what == "train":
+        from eval.bench_train import run_bench
+
+        result = run_bench(policy=args.policy, pairs_file=args.pairs, prompts=args.problems or 128,
+                           steps=args.steps, seed=args.seed)
     else:  # pragma: no cover - argparse restricts choices
         raise ValueError(args.what)
     print(json.dumps(result, indent=2))
@@ -110,6 +115,9 @@ def cmd_train(args: argparse.Namespace, rest: Sequence[str]) -> int:
     from reasoner.config import parse_config, save_config
     from reasoner.trainers.sft import SFTArgs
 
+    if args.algo != "sft":
+        return _train_preference(args.algo, rest)
+
     config = parse_config(SFTArgs, rest, prog="reasoner train sft", description="SFT on gold step-by-step solutions")
     from data.problems import load_problems
     from reasoner.models import load_policy, save_policy
@@ -123,6 +131,33 @@ def cmd_train(args: argparse.Namespace, rest: Sequence[str]) -> int:
     policy.model.eval()
     save_policy(policy, config.output)
     print(f"saved the fine-tuned policy to {config.output}")
+    return 0
+
+
+def _train_preference(algo: str, rest: Sequence[str]) -> int:
+    from reasoner.config import parse_config, save_config
+    from reasoner.models import load_policy, save_policy
+    from reasoner.trainers.preference import PreferenceArgs, load_pairs, train_preference
+
+    config = parse_config(PreferenceArgs, rest, prog=f"reasoner train {algo}",
+                          description=f"{algo} on step pairs from `reasoner label`")
+    config.algo = algo
+    if not config.data:
+        raise ValueError(f"--data is required: a pairs JSONL from `reasoner label --kind {algo}`")
+    records = load_pairs(config.data, config.limit)
+    policy = load_policy(config.model, device=config.device)
+    save_config(config, config.output)
+    model, _ = train_preference(policy, records, config)
+    save_policy(policy, config.output)
+    print(f"saved the {algo} policy to {config.output}")
+    if algo == "svpo":
+        from prm.model import ValueModel
+
+        value = ValueModel(policy.model.base_model, policy.tokenizer, policy.step_format, head="tanh",
+                           source=f"svpo:{config.output}")
+        value.value_head.load_state_dict(model.value_head.state_dict())
+        value.save_pretrained(f"{config.output}/value-model")
+        print(f"saved its value head as a value model to {config.output}/value-model")
     return 0
 
 
@@ -275,9 +310,11 @@ def build_parser() -> argparse.ArgumentParser:
     check.set_defaults(func=cmd_check)
 
     bench = sub.add_parser("bench", help="benchmarks that print JSON")
-    bench.add_argument("what", choices=["answers", "generation", "search"])
+    bench.add_argument("what", choices=["answers", "generation", "search", "train"])
+    bench.add_argument("--pairs", default=None, help="train: a pairs JSONL (default: synthetic first-error pairs)")
+    bench.add_argument("--steps", type=int, default=12, help="train: timed steps per layout")
     bench.add_argument("--policy", default=None)
-    bench.add_argument("--problems", type=int, default=None, help="problems (generation: 32, search: 64)")
+    bench.add_argument("--problems", type=int, default=None, help="problems (generation: 32, search: 64, train: 128 prompts)")
     bench.add_argument("--sequential-problems", type=int, default=16,
                        help="search: problems timed one after another (the rate is per problem)")
     bench.add_argument("--simulations", type=int, default=16)
@@ -307,7 +344,8 @@ def build_parser() -> argparse.ArgumentParser:
     ev.set_defaults(func=cmd_eval_policy)
 
     train = sub.add_parser("train", help="train a policy (`reasoner train sft --help`)", add_help=False)
-    train.add_argument("algo", choices=["sft"], help="sft (the preference trainers come with the next issues)")
+    train.add_argument("algo", choices=["sft", "step-dpo", "step-apo", "svpo", "mcts-dpo"],
+                       help="sft on gold solutions, or a step-preference algorithm on pairs")
     train.set_defaults(func=cmd_train, wants_rest=True)
 
     build = sub.add_parser("build-tiny-policy", help="rebuild the embedded tiny policy from scratch", add_help=False)

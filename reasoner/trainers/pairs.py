@@ -1,0 +1,187 @@
+"""Step pairs as model input, with and without prefix sharing (algorithms.md section 9).
+
+Pairs that share a prompt (question + earlier steps) form a *group*: one prompt, its distinct completions
+(single steps, or a step plus its continuation), and the (chosen, rejected) index pairs among them.
+Unshared, every pair is two rows, ``[prompt][chosen]`` and ``[prompt][rejected]``, as a plain DPO trainer
+feeds it: the prompt is computed twice per pair. Shared, a whole group is one packed row
+
+    [prompt (P)][completion 0][copy of the last prompt token][completion 1][copy][completion 2]...
+
+(for one pair this is exactly section 9's ``[prompt][chosen][copy][rejected]``) with
+
+* position ids 0..P-1 for the prompt, P.. for completion 0, and for every later completion P-1 for its copy
+  token then P.., so each branch sits at the positions it would have right after the prompt;
+* a 4-D attention mask: causal, and a token of completion j ≥ 1 (its copy included) sees only prompt tokens
+  0..P-2 and earlier tokens of its own branch (the copy stands in for the last prompt token); completion 0
+  sees the whole prompt. No branch sees another.
+
+The summed log-probs of each completion then equal the unshared computation to float tolerance, with one
+forward/backward over P + Σ(C_j + 1) tokens instead of Σ_pairs 2P + C_w + C_l.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import torch
+
+from reasoner.models import encode_prefix
+from reasoner.steps import StepFormat
+
+__all__ = ["tokenize_pair", "group_pairs", "collate_shared", "collate_unshared", "pair_logps", "token_logps",
+           "span_logps", "PairBatch"]
+
+
+def tokenize_pair(tokenizer: Any, step_format: StepFormat, prompt: str, chosen: str, rejected: str,
+                  max_prompt_length: int = 512) -> dict[str, list[int]]:
+    """Token ids of a pair: ``prompt`` (rendered, BOS added; left-truncated to ``max_prompt_length``) and each
+    completion written with the step delimiter after every step (no EOS: a step, not the end of a solution)."""
+    prompt_ids = encode_prefix(tokenizer, prompt)
+    if len(prompt_ids) > max_prompt_length:
+        prompt_ids = prompt_ids[:1] + prompt_ids[-(max_prompt_length - 1):]
+
+    def completion(text: str) -> list[int]:
+        steps = text.split(step_format.delimiter) if step_format.delimiter in text else [text]
+        body = step_format.delimiter.join(s.strip() for s in steps if s.strip()) + step_format.delimiter
+        return tokenizer(body, add_special_tokens=False)["input_ids"]
+
+    return {"prompt": prompt_ids, "chosen": completion(chosen), "rejected": completion(rejected)}
+
+
+@dataclass
+class PairBatch:
+    """Model inputs, the (row, start, end) span of every completion whose next-token log-probs are summed,
+    and per pair the indices of its chosen and rejected spans."""
+
+    input_ids: torch.Tensor
+    attention_mask: torch.Tensor
+    position_ids: torch.Tensor | None
+    spans: list[tuple[int, int, int]]
+    chosen: torch.Tensor
+    rejected: torch.Tensor
+
+    def to(self, device: torch.device) -> "PairBatch":
+        position_ids = None if self.position_ids is None else self.position_ids.to(device)
+        return PairBatch(self.input_ids.to(device), self.attention_mask.to(device), position_ids, self.spans,
+                         self.chosen.to(device), self.rejected.to(device))
+
+
+def group_pairs(tokenized: Sequence[dict[str, Any]], max_pairs: int = 16, by_prompt: bool = True) -> list[dict[str, Any]]:
+    """Tokenised pairs → groups of pairs with identical prompt ids (at most ``max_pairs`` each; one pair per
+    group when ``by_prompt`` is False): ``prompt``, ``completions`` (distinct), ``pairs`` ((chosen index,
+    rejected index) per pair) and ``members`` (the pairs' positions in the input)."""
+    groups: dict[tuple, dict[str, Any]] = {}
+    counts: dict[tuple[int, ...], int] = {}
+    for position, pair in enumerate(tokenized):
+        prompt_key = tuple(pair["prompt"])
+        seen = counts.get(prompt_key, 0)
+        counts[prompt_key] = seen + 1
+        key = (prompt_key, seen // max_pairs) if by_prompt else (prompt_key, seen)
+        group = groups.setdefault(key, {"prompt": pair["prompt"], "completions": [], "pairs": [],
+                                        "members": [], "_index": {}})
+        ids = []
+        for side in ("chosen", "rejected"):
+            key = tuple(pair[side])
+            if key not in group["_index"]:
+                group["_index"][key] = len(group["completions"])
+                group["completions"].append(pair[side])
+            ids.append(group["_index"][key])
+        group["pairs"].append(tuple(ids))
+        group["members"].append(position)
+    for group in groups.values():
+        del group["_index"]
+    return list(groups.values())
+
+
+def _pad(rows: Sequence[Sequence[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    width = max(len(r) for r in rows)
+    input_ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
+    attention = torch.zeros((len(rows), width), dtype=torch.long)
+    for i, row in enumerate(rows):
+        input_ids[i, : len(row)] = torch.tensor(row)
+        attention[i, : len(row)] = 1
+    return input_ids, attention
+
+
+def collate_unshared(groups: Sequence[dict[str, Any]], pad_id: int) -> PairBatch:
+    """Two right-padded rows per pair, [prompt][chosen] and [prompt][rejected] (the usual DPO input)."""
+    rows, spans, chosen, rejected = [], [], [], []
+    for group in groups:
+        prompt = group["prompt"]
+        for c, r in group["pairs"]:
+            for side, target in ((c, chosen), (r, rejected)):
+                completion = group["completions"][side]
+                target.append(len(spans))
+                spans.append((len(rows), len(prompt) - 1, len(prompt) - 1 + len(completion)))
+                rows.append(prompt + completion)
+    input_ids, attention = _pad(rows, pad_id)
+    return PairBatch(input_ids, attention, None, spans, torch.tensor(chosen), torch.tensor(rejected))
+
+
+def collate_shared(groups: Sequence[dict[str, Any]], pad_id: int) -> PairBatch:
+    """One packed row per group with the position ids and 4-D mask described in the module docstring."""
+    rows, positions, branches, spans, chosen, rejected = [], [], [], [], [], []
+    for row_index, group in enumerate(groups):
+        prompt = group["prompt"]
+        P = len(prompt)
+        row, pos, branch = list(prompt), list(range(P)), [-1] * P
+        first_span = len(spans)
+        for j, completion in enumerate(group["completions"]):
+            if j == 0:
+                spans.append((row_index, P - 1, P - 1 + len(completion)))
+            else:
+                spans.append((row_index, len(row), len(row) + len(completion)))
+                row.append(prompt[-1])
+                pos.append(P - 1)
+                branch.append(j)
+            row.extend(completion)
+            pos.extend(range(P, P + len(completion)))
+            branch.extend([j] * len(completion))
+        chosen.extend(first_span + c for c, _ in group["pairs"])
+        rejected.extend(first_span + r for _, r in group["pairs"])
+        rows.append(row)
+        positions.append((pos, branch, P))
+    width = max(len(r) for r in rows)
+    input_ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
+    position_ids = torch.zeros((len(rows), width), dtype=torch.long)
+    mask = torch.zeros((len(rows), width, width), dtype=torch.bool)
+    causal = torch.tril(torch.ones(width, width, dtype=torch.bool))
+    index = torch.arange(width)
+    for i, (row, (pos, branch, P)) in enumerate(zip(rows, positions)):
+        n = len(row)
+        input_ids[i, :n] = torch.tensor(row)
+        position_ids[i, :n] = torch.tensor(pos)
+        b = torch.full((width,), -2, dtype=torch.long)
+        b[:n] = torch.tensor(branch)
+        same_branch = b[:, None] == b[None, :]
+        prompt_key = (b[None, :] == -1) & ((b[:, None] <= 0) | (index[None, :] < P - 1))
+        mask[i] = causal & (same_branch | prompt_key)
+        mask[i, :, n:] = False  # padding keys
+        mask[i, index[n:], index[n:]] = True  # a padding query sees itself (no all-masked row, no NaN)
+    return PairBatch(input_ids, mask[:, None], position_ids, spans, torch.tensor(chosen), torch.tensor(rejected))
+
+
+def token_logps(logits: torch.Tensor, input_ids: torch.Tensor) -> torch.Tensor:
+    """log p(token_{j+1} | ≤ j) at every position j, shape [B, L-1]."""
+    logps = torch.log_softmax(logits[:, :-1].float(), dim=-1)
+    return torch.gather(logps, 2, input_ids[:, 1:, None]).squeeze(-1)
+
+
+def span_logps(per_token: torch.Tensor, spans: Sequence[tuple[int, int, int]]) -> torch.Tensor:
+    """Sum of per-token log-probs over each (row, start, end) span, shape [len(spans)]."""
+    return torch.stack([per_token[row, start:end].sum() for row, start, end in spans])
+
+
+def pair_logps(model: Any, batch: PairBatch, return_hidden: bool = False):
+    """Summed log-probs of chosen and rejected per pair, [n_pairs] each (plus the last hidden states and
+    the span list on request, for value heads read at the completions' last tokens)."""
+    kwargs: dict[str, Any] = {"input_ids": batch.input_ids, "attention_mask": batch.attention_mask}
+    if batch.position_ids is not None:
+        kwargs["position_ids"] = batch.position_ids
+    output = model(**kwargs, output_hidden_states=return_hidden)
+    completions = span_logps(token_logps(output.logits, batch.input_ids), batch.spans)
+    chosen, rejected = completions[batch.chosen], completions[batch.rejected]
+    if return_hidden:
+        return chosen, rejected, output.hidden_states[-1]
+    return chosen, rejected

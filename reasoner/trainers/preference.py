@@ -1,0 +1,285 @@
+"""Step-level preference training: Step-DPO, Step-APO, SVPO and MCTS-DPO pairs on `transformers.Trainer`.
+
+Input: a pairs JSONL from `reasoner label` (``prompt``/``chosen``/``rejected`` + ``q_chosen``/``q_rejected``).
+Pairs with the same prompt are grouped and, with ``prefix_sharing`` (default), each group is one packed row
+(`reasoner.trainers.pairs`): the shared prompt is computed once for all its pairs. Losses come from
+`reasoner.losses`:
+
+* ``step-dpo`` / ``mcts-dpo``: `dpo_loss` (β, label smoothing);
+* ``step-apo``: `step_apo_loss` with the pair's Q gap (α);
+* ``svpo``: `svpo_loss` — step DPO + value MSE to Q + ranking margin, with a tanh value head on the policy's
+  last hidden state trained jointly (reconstructed objective, see its docstring).
+
+Reference log-probs are computed once before training with the starting policy (``reference: precomputed``)
+or at every step by a frozen copy (``reference: model``). Logged: loss, reward accuracy, chosen/rejected
+rewards and margin, and the policy-vs-reference log-ratio (a KL proxy on the chosen steps).
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+import torch
+from torch import nn
+from torch.utils.data import Dataset
+from transformers import Trainer
+
+from data.records import read_jsonl
+from reasoner.losses import dpo_loss, step_apo_loss, svpo_loss
+from reasoner.trainers.pairs import collate_shared, collate_unshared, group_pairs, pair_logps, tokenize_pair
+
+__all__ = ["PreferenceArgs", "PreferenceTrainer", "PairGroups", "PolicyWithValueHead", "train_preference",
+           "ALGOS", "load_pairs"]
+
+ALGOS = ("step-dpo", "step-apo", "svpo", "mcts-dpo")
+PAIR_FIELDS = ("prompt", "chosen", "rejected")
+VALUE_HEAD_WEIGHTS = "value_head.safetensors"
+
+
+@dataclass
+class PreferenceArgs:
+    """Settings of `reasoner train step-dpo|step-apo|svpo|mcts-dpo` (`reasoner train ALGO --help`)."""
+
+    algo: str = "step-dpo"
+    data: str = field(default="", metadata={"help": "pairs JSONL from `reasoner label`"})
+    model: str | None = field(default=None, metadata={"help": "policy to train (default: embedded)"})
+    output: str = field(default="runs/step-dpo", metadata={"help": "output directory"})
+    beta: float = 0.1
+    alpha: float = field(default=1.0, metadata={"help": "step-apo: weight of the Q gap inside the sigmoid"})
+    label_smoothing: float = 0.0
+    mse_weight: float = field(default=0.5, metadata={"help": "svpo: λ₁ of the value MSE"})
+    rank_weight: float = field(default=0.5, metadata={"help": "svpo: λ₂ of the ranking margin"})
+    margin: float = field(default=0.1, metadata={"help": "svpo: γ (negative: use the Q gap)"})
+    prefix_sharing: bool = field(default=True, metadata={"help": "pack each prompt's pairs into one row"})
+    max_pairs_per_group: int = 16
+    reference: str = field(default="precomputed", metadata={"help": "precomputed or model (frozen copy)"})
+    max_prompt_length: int = 512
+    limit: int | None = field(default=None, metadata={"help": "use the first N pairs"})
+    epochs: float = 1.0
+    max_steps: int = -1
+    learning_rate: float = 1e-4
+    batch_size: int = field(default=8, metadata={"help": "prompt groups per step"})
+    gradient_accumulation_steps: int = 1
+    warmup_steps: int = 10
+    lr_scheduler: str = "cosine"
+    max_grad_norm: float = 1.0
+    logging_steps: int = 10
+    save_steps: int = 500
+    seed: int = 0
+    report_to: str = "none"
+    deepspeed: str | None = None
+    device: str | None = None
+    resume: bool = False
+
+
+def load_pairs(path: str, limit: int | None = None) -> list[dict[str, Any]]:
+    """Pair records with the preference columns checked (errors name file and line)."""
+    pairs = []
+    for record in read_jsonl(path, required=PAIR_FIELDS):
+        pairs.append(record)
+        if limit and len(pairs) >= limit:
+            break
+    if not pairs:
+        raise ValueError(f"{path}: no pairs to train on")
+    return pairs
+
+
+class PairGroups(Dataset):
+    """Tokenised pairs grouped by prompt; each item carries its pairs' Q values and reference log-probs."""
+
+    def __init__(self, records: Sequence[dict[str, Any]], tokenizer: Any, step_format: Any, max_pairs: int = 16,
+                 max_prompt_length: int = 512, by_prompt: bool = True):
+        tokenized = [tokenize_pair(tokenizer, step_format, r["prompt"], r["chosen"], r["rejected"], max_prompt_length)
+                     for r in records]
+        self.groups = group_pairs(tokenized, max_pairs=max_pairs, by_prompt=by_prompt)
+        for group in self.groups:
+            group["q"] = [(float(records[m].get("q_chosen", 1.0)), float(records[m].get("q_rejected", -1.0)))
+                          for m in group["members"]]
+            group["ref"] = [(0.0, 0.0)] * len(group["pairs"])
+        self.num_pairs = len(records)
+
+    def __len__(self) -> int:
+        return len(self.groups)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        return self.groups[index]
+
+    @torch.no_grad()
+    def compute_reference(self, model: nn.Module, pad_id: int, batch_size: int = 32, shared: bool = True) -> None:
+        """Fill every pair's reference log-probs with ``model`` (the starting policy), once."""
+        from tqdm.auto import tqdm
+
+        was_training = model.training
+        model.eval()
+        device = next(model.parameters()).device
+        collate = collate_shared if shared else collate_unshared
+        for start in tqdm(range(0, len(self.groups), batch_size), desc="reference log-probs", unit="batch"):
+            groups = self.groups[start:start + batch_size]
+            chosen, rejected = pair_logps(model, collate(groups, pad_id).to(device))
+            offset = 0
+            for group in groups:
+                n = len(group["pairs"])
+                group["ref"] = list(zip(chosen[offset:offset + n].tolist(), rejected[offset:offset + n].tolist()))
+                offset += n
+        model.train(was_training)
+
+
+@dataclass
+class PairCollator:
+    """Groups → a `PairBatch` (shared or unshared layout) plus per-pair Q and reference tensors."""
+
+    pad_token_id: int
+    shared: bool = True
+
+    def __call__(self, groups: list[dict[str, Any]]) -> dict[str, Any]:
+        batch = (collate_shared if self.shared else collate_unshared)(groups, self.pad_token_id)
+        q = torch.tensor([pair for g in groups for pair in g["q"]], dtype=torch.float32)
+        ref = torch.tensor([pair for g in groups for pair in g["ref"]], dtype=torch.float32)
+        return {"pair_batch": batch, "q_chosen": q[:, 0], "q_rejected": q[:, 1], "ref_chosen": ref[:, 0],
+                "ref_rejected": ref[:, 1]}
+
+
+class PolicyWithValueHead(nn.Module):
+    """A causal LM plus a tanh value head on its last hidden state (SVPO trains both together)."""
+
+    def __init__(self, policy: nn.Module):
+        super().__init__()
+        self.policy = policy
+        self.config = policy.config
+        self.value_head = nn.Linear(policy.config.hidden_size, 1)
+        nn.init.normal_(self.value_head.weight, std=getattr(policy.config, "initializer_range", 0.02))
+        nn.init.zeros_(self.value_head.bias)
+
+    def forward(self, **kwargs):
+        return self.policy(**kwargs)
+
+    def save(self, directory: str) -> None:
+        """The policy via ``save_pretrained`` (safetensors) and the head as ``value_head.safetensors``."""
+        from safetensors.torch import save_file
+
+        self.policy.save_pretrained(directory)
+        save_file(self.value_head.state_dict(), os.path.join(directory, VALUE_HEAD_WEIGHTS))
+
+    def load(self, directory: str) -> None:
+        """Load what `save` wrote (used to resume SVPO from a checkpoint)."""
+        from safetensors.torch import load_file
+
+        weights = load_file(os.path.join(directory, "model.safetensors"))
+        self.policy.load_state_dict(weights, strict=False)  # tied lm_head weights are stored once
+        self.value_head.load_state_dict(load_file(os.path.join(directory, VALUE_HEAD_WEIGHTS)))
+
+
+class PreferenceTrainer(Trainer):
+    """`Trainer` whose loss is the chosen algorithm's pair loss over prefix-shared (or plain) pair batches."""
+
+    def __init__(self, *args, preference: PreferenceArgs, reference_model: nn.Module | None = None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.preference = preference
+        self.reference_model = reference_model
+        self._metrics: dict[str, list[float]] = defaultdict(list)
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        options = self.preference
+        device = next(model.parameters()).device
+        batch = inputs["pair_batch"].to(device)
+        q_chosen, q_rejected = inputs["q_chosen"].to(device), inputs["q_rejected"].to(device)
+        ref_chosen, ref_rejected = inputs["ref_chosen"].to(device), inputs["ref_rejected"].to(device)
+        if self.reference_model is not None:
+            with torch.no_grad():
+                ref_chosen, ref_rejected = pair_logps(self.reference_model, batch)
+        unwrapped = getattr(model, "module", model)
+        if options.algo == "svpo":
+            chosen, rejected, hidden = pair_logps(unwrapped.policy, batch, return_hidden=True)
+            ends = torch.tensor([[row, end] for row, _, end in batch.spans], device=device)
+            values = torch.tanh(unwrapped.value_head(hidden[ends[:, 0], ends[:, 1]]).squeeze(-1))
+            losses, parts = svpo_loss(chosen, rejected, ref_chosen, ref_rejected, values[batch.chosen],
+                                      values[batch.rejected], q_chosen, q_rejected, beta=options.beta,
+                                      mse_weight=options.mse_weight, rank_weight=options.rank_weight,
+                                      margin=None if options.margin < 0 else options.margin)
+            chosen_rewards, rejected_rewards = parts["chosen_rewards"], parts["rejected_rewards"]
+            self._record(value_mse=parts["mse"].mean(), value_rank=parts["rank"].mean(),
+                         value_accuracy=(values[batch.chosen] > values[batch.rejected]).float().mean())
+        else:
+            chosen, rejected = pair_logps(model, batch)
+            if options.algo == "step-apo":
+                losses, chosen_rewards, rejected_rewards = step_apo_loss(
+                    chosen, rejected, ref_chosen, ref_rejected, q_chosen, q_rejected, beta=options.beta,
+                    alpha=options.alpha, label_smoothing=options.label_smoothing)
+            else:
+                losses, chosen_rewards, rejected_rewards = dpo_loss(
+                    chosen, rejected, ref_chosen, ref_rejected, beta=options.beta,
+                    label_smoothing=options.label_smoothing)
+        loss = losses.mean()
+        self._record(rewards_chosen=chosen_rewards.mean(), rewards_rejected=rejected_rewards.mean(),
+                     rewards_margin=(chosen_rewards - rejected_rewards).mean(),
+                     rewards_accuracy=(chosen_rewards > rejected_rewards).float().mean(),
+                     logratio_chosen=(chosen - ref_chosen).detach().mean())
+        return (loss, {}) if return_outputs else loss
+
+    def _save(self, output_dir: str | None = None, state_dict=None) -> None:
+        model = getattr(self.model, "module", self.model)
+        if not isinstance(model, PolicyWithValueHead):
+            return super()._save(output_dir, state_dict)
+        if self.args.should_save:  # policy as a normal checkpoint (tied weights handled), head beside it
+            model.save(output_dir or self.args.output_dir)
+            torch.save(self.args, os.path.join(output_dir or self.args.output_dir, "training_args.bin"))
+
+    def _load_from_checkpoint(self, resume_from_checkpoint, model=None):
+        target = getattr(model or self.model, "module", model or self.model)
+        if not isinstance(target, PolicyWithValueHead):
+            return super()._load_from_checkpoint(resume_from_checkpoint, model)
+        target.load(resume_from_checkpoint)
+
+    def _record(self, **values: torch.Tensor) -> None:
+        if self.model.training:
+            for key, value in values.items():
+                self._metrics[key].append(float(value.detach()))
+
+    def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
+        if "loss" in logs:
+            for key, values in self._metrics.items():
+                logs[key] = round(sum(values) / len(values), 5)
+            self._metrics.clear()
+        super().log(logs, start_time)
+
+
+def train_preference(policy: Any, records: Sequence[dict[str, Any]], args: PreferenceArgs,
+                     callbacks: Sequence[Any] = ()) -> tuple[nn.Module, PreferenceTrainer]:
+    """Train ``policy`` (a `reasoner.models.Policy`) on pair ``records``; returns the trained module (the
+    policy's model, or a `PolicyWithValueHead` for SVPO) and the trainer (``state.log_history``)."""
+    from transformers import TrainingArguments
+
+    if args.algo not in ALGOS:
+        raise ValueError(f"unknown preference algorithm {args.algo!r}; known: {', '.join(ALGOS)}")
+    if args.reference not in ("precomputed", "model"):
+        raise ValueError(f"--reference must be precomputed or model, not {args.reference!r}")
+    pad_id = policy.tokenizer.pad_token_id or 0
+    dataset = PairGroups(records, policy.tokenizer, policy.step_format, args.max_pairs_per_group,
+                         args.max_prompt_length)
+    reference_model = None
+    if args.reference == "precomputed":
+        dataset.compute_reference(policy.model, pad_id, shared=args.prefix_sharing)
+    else:
+        reference_model = copy.deepcopy(policy.model).eval().requires_grad_(False)
+    model = PolicyWithValueHead(policy.model) if args.algo == "svpo" else policy.model
+    model.train()
+    training_args = TrainingArguments(
+        output_dir=args.output, num_train_epochs=args.epochs, max_steps=args.max_steps,
+        per_device_train_batch_size=args.batch_size, gradient_accumulation_steps=args.gradient_accumulation_steps,
+        learning_rate=args.learning_rate, lr_scheduler_type=args.lr_scheduler, warmup_steps=args.warmup_steps,
+        max_grad_norm=args.max_grad_norm, weight_decay=0.0, logging_steps=args.logging_steps,
+        save_steps=args.save_steps, save_total_limit=2, seed=args.seed, data_seed=args.seed,
+        report_to=[] if args.report_to == "none" else [args.report_to], deepspeed=args.deepspeed,
+        use_cpu=not torch.cuda.is_available(), dataloader_num_workers=0, remove_unused_columns=False,
+        disable_tqdm=False,
+    )
+    trainer = PreferenceTrainer(model=model, args=training_args, train_dataset=dataset,
+                                data_collator=PairCollator(pad_id, shared=args.prefix_sharing),
+                                callbacks=list(callbacks), preference=args, reference_model=reference_model)
+    trainer.train(resume_from_checkpoint=True if args.resume else None)
+    model.eval()
+    return model, trainer

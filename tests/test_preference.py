@@ -1,0 +1,115 @@
+"""Prefix-shared pair batches equal the unshared computation; the preference trainers run and save."""
+
+import json
+
+import pytest
+import torch
+
+from data.records import RecordError, write_jsonl
+from data.synthetic import load_split
+from eval.bench_train import synthetic_step_pairs
+from prm.labels import label_trees
+from prm.model import ValueModel
+from reasoner.cli import main
+from reasoner.models import load_policy
+from reasoner.steps import get_format
+from reasoner.trainers.pairs import collate_shared, collate_unshared, group_pairs, pair_logps, tokenize_pair
+from reasoner.trainers.preference import PreferenceArgs, load_pairs, train_preference
+from scripted import ScriptedGenerator
+from search.mcts import MCTSConfig, run_mcts
+
+FMT = get_format("tiny")
+
+
+@pytest.fixture(scope="module")
+def pair_files(tmp_path_factory):
+    problems = load_split("train", limit=12)
+    trees = run_mcts(problems, ScriptedGenerator(problems, p_correct=0.6, seed=4), MCTSConfig(simulations=8, children=3, seed=4))
+    out = tmp_path_factory.mktemp("pairs")
+    for kind in ("step-dpo", "svpo", "step-apo", "mcts-dpo"):
+        records, _ = label_trees(trees, kind, FMT)
+        assert records, kind
+        write_jsonl(out / f"{kind}.jsonl", records)
+    return out
+
+
+def _grads(model):
+    return torch.cat([p.grad.flatten() for p in model.parameters() if p.grad is not None])
+
+
+def test_shared_layouts_equal_unshared_logps_and_gradients():
+    policy = load_policy()
+    model = policy.model.float().train()
+    records = synthetic_step_pairs(5, 3, FMT) + synthetic_step_pairs(3, 1, FMT)  # groups of 3 and single pairs
+    tokenized = [tokenize_pair(policy.tokenizer, FMT, r["prompt"], r["chosen"], r["rejected"]) for r in records]
+    groups = group_pairs(tokenized)
+    assert sorted(len(g["pairs"]) for g in groups) == [1, 1, 1, 3, 3, 3, 3, 3]
+    singles = group_pairs(tokenized, by_prompt=False)
+    assert len(singles) == len(records)
+    results = []
+    for layout, chosen_groups in ((collate_unshared, groups), (collate_shared, groups), (collate_shared, singles)):
+        model.zero_grad()
+        batch = layout(chosen_groups, policy.tokenizer.pad_token_id)
+        chosen, rejected = pair_logps(model, batch)
+        order = [m for g in chosen_groups for m in g["members"]]
+        chosen, rejected = chosen[torch.argsort(torch.tensor(order))], rejected[torch.argsort(torch.tensor(order))]
+        (chosen.sum() - 0.7 * rejected.sum()).backward()
+        results.append((chosen.detach(), rejected.detach(), _grads(model)))
+    reference = results[0]
+    for chosen, rejected, grads in results[1:]:
+        assert torch.allclose(chosen, reference[0], atol=1e-5) and torch.allclose(rejected, reference[1], atol=1e-5)
+        assert (grads - reference[2]).abs().max() <= 1e-5 * reference[2].abs().max()
+    shared_tokens = collate_shared(groups, 0).input_ids.numel()
+    assert shared_tokens < collate_unshared(groups, 0).input_ids.numel() / 2
+
+
+@pytest.mark.parametrize("algo", ["step-dpo", "step-apo", "svpo", "mcts-dpo"])
+def test_each_algorithm_trains_and_logs(algo, pair_files, tmp_path):
+    policy = load_policy()
+    before = {k: v.clone() for k, v in policy.model.state_dict().items()}
+    args = PreferenceArgs(algo=algo, data=str(pair_files / f"{algo}.jsonl"), output=str(tmp_path / algo), max_steps=3,
+                          batch_size=4, logging_steps=1, learning_rate=1e-3, warmup_steps=0, save_steps=100)
+    model, trainer = train_preference(policy, load_pairs(args.data), args)
+    logs = [h for h in trainer.state.log_history if "loss" in h]
+    assert len(logs) == 3 and all("rewards_accuracy" in h and "rewards_margin" in h for h in logs)
+    assert logs[0]["rewards_margin"] == pytest.approx(0.0, abs=1e-4)  # the reference is the starting policy
+    if algo == "svpo":
+        assert all("value_mse" in h for h in logs)
+    after = policy.model.state_dict()
+    assert any(not torch.equal(before[k], after[k]) for k in before)
+
+
+def test_frozen_reference_model_matches_precomputed(pair_files, tmp_path):
+    losses = []
+    for reference in ("precomputed", "model"):
+        policy = load_policy()
+        args = PreferenceArgs(data=str(pair_files / "step-dpo.jsonl"), output=str(tmp_path / reference), max_steps=2,
+                              batch_size=4, logging_steps=1, learning_rate=1e-3, warmup_steps=0, reference=reference,
+                              save_steps=100)
+        _, trainer = train_preference(policy, load_pairs(args.data), args)
+        losses.append([h["loss"] for h in trainer.state.log_history if "loss" in h])
+    assert losses[0] == pytest.approx(losses[1], abs=1e-4)
+
+
+def test_cli_trains_svpo_and_saves_policy_and_value_model(pair_files, tmp_path):
+    out = tmp_path / "svpo"
+    code = main(["train", "svpo", "--data", str(pair_files / "svpo.jsonl"), "--output", str(out), "--max_steps", "2",
+                 "--batch_size", "4", "--save_steps", "1"])
+    assert code == 0
+    reloaded = load_policy(str(out))
+    assert reloaded.step_format.name == "tiny"
+    value = ValueModel.from_pretrained(out / "value-model")
+    problem = load_split("test", limit=1)[0]
+    assert len(value.score([problem.question], [problem.solution.split("\n")])[0]) == len(problem.solution.split("\n"))
+    # resuming from the last checkpoint works for the policy + value head module
+    assert main(["train", "svpo", "--data", str(pair_files / "svpo.jsonl"), "--output", str(out), "--max_steps", "3",
+                 "--batch_size", "4", "--save_steps", "1", "--resume", "true"]) == 0
+
+
+def test_bad_pairs_file_names_file_and_line(tmp_path, capsys):
+    bad = tmp_path / "pairs.jsonl"
+    bad.write_text(json.dumps({"prompt": "p", "chosen": "a", "rejected": "b"}) + "\n" + json.dumps({"prompt": "p"}) + "\n")
+    with pytest.raises(RecordError, match=r"pairs\.jsonl:2"):
+        load_pairs(str(bad))
+    assert main(["train", "step-dpo", "--data", str(bad), "--output", str(tmp_path / "o")]) == 2
+    assert "pairs.jsonl:2" in capsys.readouterr().err
