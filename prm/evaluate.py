@@ -6,11 +6,14 @@ recomputed from it). A step is positive when no step up to and including it is w
 
 * ``step_auc``: ROC AUC of the step values against those labels;
 * ``first_error_f1`` (ProcessBench): the predicted first error is the first step valued below ``threshold``
-  (default 0 for a tanh head, 0.5 otherwise); F1 of the accuracy on corrupted solutions (prediction = true
+  (default: the model's calibrated threshold, else 0 for a tanh head and 0.5 otherwise); F1 of the accuracy on corrupted solutions (prediction = true
   first error) and on correct ones (no step below the threshold);
 * ``solution_auc_min``: AUC of the min step value, correct vs corrupted solutions (best-of-N's view);
 * ``best_threshold`` / ``first_error_f1_at_best``: the same F1 with the threshold chosen on this very set,
   an oracle figure reported only to show calibration, never the headline.
+
+``calibrate_on`` (e.g. ``synthetic:train``) picks the threshold that maximises F1 on *that* split's gold +
+corrupted solutions first and then scores ``problems`` with it, so a test figure never sees a test label.
 """
 
 from __future__ import annotations
@@ -18,19 +21,37 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from prm.metrics import first_error_scores, roc_auc
+from prm.metrics import best_threshold, first_error_scores, roc_auc
 
 __all__ = ["evaluate_prm", "default_threshold"]
 
 
 def default_threshold(scorer: Any) -> float:
-    """0 for value heads in [-1, 1] (tanh), 0.5 for probabilities."""
+    """The scorer's own calibrated ``threshold`` when it has one (`reasoner train-prm` sets it from held-out
+    label paths), else 0 for value heads in [-1, 1] (tanh) and 0.5 for probabilities."""
+    calibrated = getattr(scorer, "threshold", None)
+    if calibrated is not None:
+        return float(calibrated)
     return 0.0 if getattr(scorer, "head", "sigmoid") == "tanh" else 0.5
 
 
 def evaluate_prm(scorer: Any, problems: str = "synthetic:test", limit: int | None = None, seed: int = 0,
-                 threshold: float | None = None, batch_size: int = 256, progress: bool = True) -> dict:
+                 threshold: float | None = None, batch_size: int = 256, progress: bool = True,
+                 calibrate_on: str | None = None, calibrate_limit: int | None = 500) -> dict:
     """Step AUC, first-error accuracies and F1 of ``scorer`` on gold + corrupted solutions of a synthetic split."""
+    source = "given" if threshold is not None else ("model" if getattr(scorer, "threshold", None) is not None else "default")
+    if calibrate_on is not None:
+        if calibrate_on == problems:
+            raise ValueError("calibrate the threshold on another split than the one evaluated")
+        calibration = evaluate_prm(scorer, calibrate_on, calibrate_limit, seed, batch_size=batch_size, progress=progress)
+        threshold, source = calibration["best_threshold"], f"best F1 on {calibrate_on} (first {calibrate_limit})"
+    result = _evaluate(scorer, problems, limit, seed, threshold, batch_size, progress)
+    result["threshold_source"] = source
+    return result
+
+
+def _evaluate(scorer: Any, problems: str, limit: int | None, seed: int, threshold: float | None, batch_size: int,
+              progress: bool) -> dict:
     from tqdm.auto import tqdm
 
     from data.synthetic import corrupted_split, load_split
@@ -56,7 +77,7 @@ def evaluate_prm(scorer: Any, problems: str = "synthetic:test", limit: int | Non
         flat_labels.extend(truth < 0 or i < truth for i in range(len(row)))
     tau = default_threshold(scorer) if threshold is None else threshold
     scores = first_error_scores(values, first_errors, tau)
-    best_tau, best = _best_threshold(values, first_errors)
+    best_tau, best = best_threshold(values, first_errors)
     return {
         "problems": problems, "solutions": len(values), "steps": len(flat_values),
         "step_auc": round(roc_auc(flat_values, flat_labels), 4),
@@ -68,14 +89,3 @@ def evaluate_prm(scorer: Any, problems: str = "synthetic:test", limit: int | Non
         "best_threshold": round(best_tau, 4), "first_error_f1_at_best": round(best, 4),
         "seconds": round(seconds, 2),
     }
-
-
-def _best_threshold(values: list[list[float]], first_errors: list[int]) -> tuple[float, float]:
-    candidates = sorted({round(v, 3) for row in values for v in row})
-    step = max(1, len(candidates) // 200)
-    best = (0.0, -1.0)
-    for tau in candidates[::step]:
-        f1 = first_error_scores(values, first_errors, tau + 1e-9)["f1"]
-        if f1 > best[1]:
-            best = (tau + 1e-9, f1)
-    return best

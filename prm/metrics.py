@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Sequence
 
-__all__ = ["roc_auc", "predicted_first_error", "first_error_scores"]
+__all__ = ["roc_auc", "predicted_first_error", "first_error_scores", "best_threshold"]
 
 
 def roc_auc(scores: Sequence[float], positives: Sequence[bool]) -> float:
@@ -53,3 +53,14 @@ def first_error_scores(step_values: Sequence[Sequence[float]], first_errors: Seq
     total = error_accuracy + correct_accuracy
     f1 = 2 * error_accuracy * correct_accuracy / total if total else 0.0
     return {"error_accuracy": error_accuracy, "correct_accuracy": correct_accuracy, "f1": f1}
+
+
+def best_threshold(step_values: Sequence[Sequence[float]], first_errors: Sequence[int], grid: int = 200) -> tuple[float, float]:
+    """The threshold (among ~``grid`` quantiles of the values) with the highest first-error F1, and that F1."""
+    candidates = sorted({round(v, 3) for row in step_values for v in row})
+    best = (0.0, -1.0)
+    for tau in candidates[:: max(1, len(candidates) // grid)]:
+        f1 = first_error_scores(step_values, first_errors, tau + 1e-9)["f1"]
+        if f1 > best[1]:
+            best = (tau + 1e-9, f1)
+    return best

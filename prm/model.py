@@ -1,16 +1,23 @@
 """The step value model: a causal-LM backbone with a scalar head read at step-end tokens.
 
-Layout (algorithms.md 1.9, 7.3): the backbone is the policy's transformer without its LM head, initialised
-from the policy; the head is ``Linear(hidden, 1)`` (weights N(0, initializer_range), bias 0) on the last
-hidden state. A solution is tokenised piecewise, as TRL's PRMTrainer does: the prompt
-(``step_format.prompt(question)`` with BOS), then per step ``header + step + delimiter``; the value of
-step i is read at the last token of its piece (the delimiter), so a step is scored with the delimiter the
-model was trained on. Output: ``tanh`` in [-1, 1] for Q targets (AlphaMath's value head) or ``sigmoid`` in
-[0, 1] for PRM labels.
+Layout (algorithms.md 1.9, 7.3): the backbone is a copy of the policy (a causal LM), the head is
+``Linear(hidden, 1)`` (weights N(0, initializer_range), bias 0) on the last hidden state. A solution is
+tokenised piecewise, as TRL's PRMTrainer does: the prompt (``step_format.prompt(question)`` with BOS), then
+per step ``header + step + delimiter``; the value of step i is read at the last token of its piece (the
+delimiter), so a step is scored with the delimiter the model was trained on. Output: ``tanh`` in [-1, 1]
+for Q targets (AlphaMath's value head) or ``sigmoid`` in [0, 1] for PRM labels.
+
+Likelihood features (``likelihood_features=True``; our addition, not from a paper): the head also sees, per
+step, how surprising the step is to the backbone's own LM head: the step's minimum and mean token
+log-prob and the running minimum over the steps so far (each /10, clipped to [-2, 0], gradients stopped),
+through a second ``Linear(3, 1)`` initialised to zero. Why: on the embedded tiny policy, a head on hidden
+states alone learned problem difficulty rather than arithmetic (step AUC 0.60 on corrupted solutions),
+while the policy's own running-minimum token log-prob alone ranks those steps at AUC 0.97; the features let
+the value model use what the LM already knows.
 
 A saved model is a directory: ``config.json`` (the backbone's transformers config), ``value_head.json``
-(head kind, step format, provenance), ``model.safetensors`` (backbone + head) and the tokenizer, so
-``ValueModel.from_pretrained(path)`` rebuilds it with no code beyond this file, and it implements
+(head kind, features, step format, provenance), ``model.safetensors`` (backbone + heads) and the
+tokenizer, so ``ValueModel.from_pretrained(path)`` rebuilds it with no code beyond this file. It implements
 `search.protocols.StepScorer` (batched) for MCTS, beam search and best-of-N.
 """
 
@@ -27,58 +34,81 @@ from torch import nn
 from reasoner.models import encode_prefix, resolve_device
 from reasoner.steps import StepFormat, get_format
 
-__all__ = ["ValueModel", "encode_steps", "load_value_model", "HEADS", "VALUE_HEAD_FILE"]
+__all__ = ["ValueModel", "encode_steps", "load_value_model", "pad_right", "HEADS", "VALUE_HEAD_FILE"]
 
 HEADS = ("tanh", "sigmoid")
 VALUE_HEAD_FILE = "value_head.json"
 WEIGHTS_FILE = "model.safetensors"
+NUM_FEATURES = 3
 
 
 def encode_steps(tokenizer: Any, step_format: StepFormat, prompt: str, steps: Sequence[str], first_index: int = 0,
-                 max_length: int | None = None) -> tuple[list[int], list[int]]:
-    """Token ids of prompt + steps and the index of each step's last token (its delimiter).
+                 max_length: int | None = None) -> tuple[list[int], list[int], int]:
+    """Token ids of prompt + steps, the index of each step's last token (its delimiter), and the prompt length.
 
-    ``prompt`` is rendered text (``step_format.prompt(question)``, or ``render(question, earlier_steps)``
-    for a step pair, then ``first_index`` = the number of earlier steps). Pieces are tokenised separately
-    (prompt with BOS, then ``header + step + delimiter`` per step) so a step-end position never merges with
-    the next step's text. Steps that do not fit in ``max_length`` get no position.
+    ``prompt`` is rendered text (``step_format.prompt(question)``); ``first_index`` is the number of the first
+    step (for headers such as ``Step k:``). Pieces are tokenised separately (prompt with BOS, then
+    ``header + step + delimiter`` per step) so a step-end position never merges with the next step's text.
+    Steps that do not fit in ``max_length`` get no position.
     """
     ids = encode_prefix(tokenizer, prompt)
+    prompt_length = len(ids)
     ends = []
     for index, step in enumerate(steps, start=first_index):
         piece = ("" if index == first_index and prompt.endswith(step_format.header(index)) else
                  step_format.header(index)) + step.strip() + step_format.delimiter
         ids = ids + tokenizer(piece, add_special_tokens=False)["input_ids"]
         if max_length is not None and len(ids) > max_length:
-            return ids[:max_length], ends
+            return ids[:max_length], ends, prompt_length
         ends.append(len(ids) - 1)
-    return ids, ends
+    return ids, ends, prompt_length
+
+
+def pad_right(sequences: Sequence[Sequence[int]], pad_id: int, device: torch.device | str = "cpu"
+              ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Right-padded ``input_ids`` and ``attention_mask`` (causal attention needs no position shift)."""
+    width = max(len(s) for s in sequences)
+    input_ids = torch.full((len(sequences), width), pad_id, dtype=torch.long)
+    attention = torch.zeros((len(sequences), width), dtype=torch.long)
+    for row, sequence in enumerate(sequences):
+        input_ids[row, : len(sequence)] = torch.tensor(sequence, dtype=torch.long)
+        attention[row, : len(sequence)] = 1
+    return input_ids.to(device), attention.to(device)
 
 
 class ValueModel(nn.Module):
-    """Backbone + scalar head; ``score`` gives one value per step (the `StepScorer` protocol)."""
+    """Causal-LM backbone + scalar head(s); ``score`` gives one value per step (the `StepScorer` protocol)."""
 
-    def __init__(self, backbone: nn.Module, tokenizer: Any, step_format: StepFormat, head: str = "tanh",
-                 source: str = ""):
+    def __init__(self, lm: nn.Module, tokenizer: Any, step_format: StepFormat, head: str = "tanh",
+                 likelihood_features: bool = False, source: str = ""):
         super().__init__()
         if head not in HEADS:
             raise ValueError(f"unknown value head {head!r}; known: {', '.join(HEADS)}")
-        self.backbone = backbone
-        self.config = backbone.config  # lets transformers.Trainer read model settings
-        self.value_head = nn.Linear(backbone.config.hidden_size, 1)
-        nn.init.normal_(self.value_head.weight, std=getattr(backbone.config, "initializer_range", 0.02))
+        self.lm = lm
+        self.config = lm.config  # lets transformers.Trainer read model settings
+        self.value_head = nn.Linear(lm.config.hidden_size, 1)
+        nn.init.normal_(self.value_head.weight, std=getattr(lm.config, "initializer_range", 0.02))
         nn.init.zeros_(self.value_head.bias)
+        self.feature_head = nn.Linear(NUM_FEATURES, 1) if likelihood_features else None
+        if self.feature_head is not None:
+            nn.init.zeros_(self.feature_head.weight)
+            nn.init.zeros_(self.feature_head.bias)
         self.tokenizer = tokenizer
         self.step_format = step_format
         self.head = head
         self.source = source
+        self.threshold: float | None = None  # first-error decision threshold, calibrated by train-prm
+
+    @property
+    def likelihood_features(self) -> bool:
+        return self.feature_head is not None
 
     # ------------------------------------------------------------------ building, saving, loading
     @classmethod
-    def from_policy(cls, policy: Any, head: str = "tanh") -> "ValueModel":
-        """A fresh value model whose backbone is a copy of ``policy``'s transformer (LM head dropped)."""
-        backbone = copy.deepcopy(policy.model.base_model)
-        return cls(backbone, policy.tokenizer, policy.step_format, head=head, source=policy.name).to(policy.device)
+    def from_policy(cls, policy: Any, head: str = "tanh", likelihood_features: bool = False) -> "ValueModel":
+        """A fresh value model whose backbone is a copy of ``policy``'s causal LM."""
+        return cls(copy.deepcopy(policy.model), policy.tokenizer, policy.step_format, head=head,
+                   likelihood_features=likelihood_features, source=policy.name).to(policy.device)
 
     def save_pretrained(self, output_dir: str | Path) -> Path:
         """Write config, head description, safetensors weights and tokenizer to ``output_dir``."""
@@ -92,9 +122,10 @@ class ValueModel(nn.Module):
         """Everything but the weights: backbone config, ``value_head.json`` and the tokenizer."""
         output = Path(output_dir)
         output.mkdir(parents=True, exist_ok=True)
-        self.backbone.config.save_pretrained(output)
-        description = {"head": self.head, "step_format": self.step_format.to_dict(), "source": self.source,
-                       "hidden_size": self.backbone.config.hidden_size}
+        self.lm.config.save_pretrained(output)
+        description = {"head": self.head, "likelihood_features": self.likelihood_features, "threshold": self.threshold,
+                       "step_format": self.step_format.to_dict(), "source": self.source,
+                       "hidden_size": self.lm.config.hidden_size}
         (output / VALUE_HEAD_FILE).write_text(json.dumps(description, indent=2) + "\n")
         self.tokenizer.save_pretrained(output)
         return output
@@ -103,7 +134,7 @@ class ValueModel(nn.Module):
     def from_pretrained(cls, path: str | Path, device: str | None = None) -> "ValueModel":
         """Load a directory written by `save_pretrained` (weights must match the config exactly)."""
         from safetensors.torch import load_model
-        from transformers import AutoConfig, AutoModel, AutoTokenizer
+        from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
         path = Path(path)
         description_file = path / VALUE_HEAD_FILE
@@ -111,12 +142,12 @@ class ValueModel(nn.Module):
             raise FileNotFoundError(f"{path}: not a value model directory (no {VALUE_HEAD_FILE}); "
                                     "train one with `reasoner train-prm`")
         description = json.loads(description_file.read_text())
-        backbone = AutoModel.from_config(AutoConfig.from_pretrained(path))
-        model = cls(backbone, AutoTokenizer.from_pretrained(path), get_format(description["step_format"]),
-                    head=description["head"], source=description.get("source", ""))
-        missing, unexpected = load_model(model, str(path / WEIGHTS_FILE), strict=True)
-        if missing or unexpected:  # strict=True raises first; kept for clarity
-            raise ValueError(f"{path / WEIGHTS_FILE}: weights do not match (missing {missing}, unexpected {unexpected})")
+        lm = AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(path))
+        model = cls(lm, AutoTokenizer.from_pretrained(path), get_format(description["step_format"]),
+                    head=description["head"], likelihood_features=description.get("likelihood_features", False),
+                    source=description.get("source", ""))
+        model.threshold = description.get("threshold")
+        load_model(model, str(path / WEIGHTS_FILE), strict=True)
         return model.to(resolve_device(device)).eval()
 
     # ------------------------------------------------------------------ computing values
@@ -124,10 +155,26 @@ class ValueModel(nn.Module):
     def device(self) -> torch.device:
         return self.value_head.weight.device
 
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
-        """Head logits at every position, shape [batch, length] (apply `activate` for values)."""
-        hidden = self.backbone(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
-        return self.value_head(hidden).squeeze(-1)
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, ends: Sequence[Sequence[int]],
+                prompt_lengths: Sequence[int]) -> torch.Tensor:
+        """Head logits at every step end, flat in row order (row 0's steps, then row 1's, ...).
+
+        ``ends[r]`` are row r's step-end indices and ``prompt_lengths[r]`` its prompt length (from
+        `encode_steps`); apply `activate` for values.
+        """
+        if self.feature_head is None:
+            hidden = self.lm.base_model(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+        else:
+            output = self.lm(input_ids=input_ids, attention_mask=attention_mask, output_hidden_states=True)
+            hidden = output.hidden_states[-1]
+            logps = torch.log_softmax(output.logits[:, :-1].detach().float(), dim=-1)
+            token_logps = torch.gather(logps, 2, input_ids[:, 1:, None]).squeeze(-1)
+        rows = torch.tensor([r for r, row_ends in enumerate(ends) for _ in row_ends], device=hidden.device)
+        cols = torch.tensor([e for row_ends in ends for e in row_ends], device=hidden.device)
+        logits = self.value_head(hidden[rows, cols]).squeeze(-1)
+        if self.feature_head is None:
+            return logits
+        return logits + self.feature_head(_step_features(token_logps, ends, prompt_lengths)).squeeze(-1)
 
     def activate(self, logits: torch.Tensor) -> torch.Tensor:
         """Logits → values: tanh ([-1, 1]) or sigmoid ([0, 1]) depending on the head."""
@@ -149,9 +196,12 @@ class ValueModel(nn.Module):
             if not rows:
                 continue
             input_ids, attention = pad_right([encoded[i][0] for i in rows], pad, self.device)
-            values = self.activate(self(input_ids, attention)).float().cpu()
-            for row, i in enumerate(rows):
-                results[i] = values[row, encoded[i][1]].tolist()
+            values = self.activate(self(input_ids, attention, [encoded[i][1] for i in rows],
+                                        [encoded[i][2] for i in rows])).float().cpu().tolist()
+            offset = 0
+            for i in rows:
+                results[i] = values[offset:offset + len(encoded[i][1])]
+                offset += len(encoded[i][1])
         for i, steps in enumerate(step_lists):  # steps cut by max_length inherit the last readable value
             if len(results[i]) < len(steps):
                 fill = results[i][-1] if results[i] else (0.0 if self.head == "tanh" else 0.5)
@@ -160,16 +210,23 @@ class ValueModel(nn.Module):
         return results
 
 
-def pad_right(sequences: Sequence[Sequence[int]], pad_id: int, device: torch.device | str = "cpu"
-              ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Right-padded ``input_ids`` and ``attention_mask`` (causal attention needs no position shift)."""
-    width = max(len(s) for s in sequences)
-    input_ids = torch.full((len(sequences), width), pad_id, dtype=torch.long)
-    attention = torch.zeros((len(sequences), width), dtype=torch.long)
-    for row, sequence in enumerate(sequences):
-        input_ids[row, : len(sequence)] = torch.tensor(sequence, dtype=torch.long)
-        attention[row, : len(sequence)] = 1
-    return input_ids.to(device), attention.to(device)
+def _step_features(token_logps: torch.Tensor, ends: Sequence[Sequence[int]], prompt_lengths: Sequence[int]) -> torch.Tensor:
+    """Per step: [min, running min, mean] of its tokens' log-probs (/10, clipped to [-2, 0]), flat in row order.
+
+    ``token_logps[r, j]`` is log p(token j+1 | ≤ j), so step k's tokens (prompt_end+1 .. end) are predicted at
+    positions [previous end, end).
+    """
+    features = []
+    for row, row_ends in enumerate(ends):
+        start = prompt_lengths[row] - 1
+        running = token_logps.new_zeros(())
+        for end in row_ends:
+            segment = token_logps[row, start:end]
+            step_min = segment.min()
+            running = torch.minimum(running, step_min)
+            features.append(torch.stack([step_min, running, segment.mean()]))
+            start = end
+    return (torch.stack(features) / 10.0).clamp(-2.0, 0.0)
 
 
 def load_value_model(path: str | Path, device: str | None = None) -> ValueModel:

@@ -19,6 +19,7 @@ hard labels) every ``eval_steps``. Checkpoints and the final model are loadable 
 from __future__ import annotations
 
 import hashlib
+import os
 import random
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -31,8 +32,8 @@ from torch.utils.data import Dataset
 from transformers import Trainer
 
 from data.records import RecordError, read_jsonl
-from prm.metrics import roc_auc
-from prm.model import ValueModel, encode_steps, pad_right
+from prm.metrics import best_threshold, roc_auc
+from prm.model import WEIGHTS_FILE, ValueModel, encode_steps, pad_right
 
 __all__ = ["PRMArgs", "PRMDataset", "PRMCollator", "PRMTrainer", "point_loss", "rank_loss", "train_prm",
            "load_label_examples", "load_pair_examples"]
@@ -48,6 +49,10 @@ class PRMArgs:
     init: str | None = field(default=None, metadata={"help": "continue from this value model instead"})
     output: str = field(default="runs/prm", metadata={"help": "output directory"})
     head: str = field(default="tanh", metadata={"help": "tanh ([-1,1], MSE) or sigmoid ([0,1], BCE)"})
+    likelihood_features: bool = field(default=True, metadata={
+        "help": "the head also sees the backbone LM's token log-probs per step (see prm.model)"})
+    freeze_backbone: bool = field(default=False, metadata={
+        "help": "train only the heads (a probe on the policy's states and likelihoods)"})
     target: str = field(default="soft", metadata={"help": "soft (MC value) or hard (some correct leaf below)"})
     rank_weight: float = field(default=0.0, metadata={"help": "λ of the pairwise margin term (needs --pairs)"})
     margin: float = 0.1
@@ -117,21 +122,30 @@ def load_pair_examples(path: str | Path) -> dict[str, list[dict]]:
 
 
 class PRMDataset(Dataset):
-    """Tokenised label paths (``kind`` "labels") and sibling pairs (``kind`` "pair") for one split."""
+    """Tokenised label paths (``kind`` "labels") and sibling pairs (``kind`` "pair") for one split.
+
+    A pair's ``prompt`` (question + earlier steps, rendered) is parsed back with `StepFormat.parse`, so each
+    side is scored exactly like a path: the earlier steps and the candidate step, read at every step end.
+    """
 
     def __init__(self, model: ValueModel, labels: Sequence[dict], pairs: Sequence[dict] = (), max_length: int = 512):
         tokenizer, fmt = model.tokenizer, model.step_format
         self.examples: list[dict[str, Any]] = []
         for example in labels:
-            ids, ends = encode_steps(tokenizer, fmt, example["prompt"], example["steps"], max_length=max_length)
+            ids, ends, prompt_length = encode_steps(tokenizer, fmt, example["prompt"], example["steps"], max_length=max_length)
             if ends:
-                self.examples.append({"kind": "labels", "input_ids": ids, "ends": ends,
+                self.examples.append({"kind": "labels", "rows": [(ids, ends, prompt_length)],
                                       "targets": example["targets"][: len(ends)], "labels": example["labels"][: len(ends)]})
         for pair in pairs:
-            sides = [encode_steps(tokenizer, fmt, pair["prompt"], [pair[side]], first_index=pair["depth"],
-                                  max_length=max_length) for side in ("chosen", "rejected")]
-            if all(ends for _, ends in sides):
-                self.examples.append({"kind": "pair", "sides": [(ids, ends[-1]) for ids, ends in sides]})
+            question, earlier = fmt.parse(pair["prompt"])
+            sides = []
+            for side in ("chosen", "rejected"):
+                steps = earlier + (fmt.split(pair[side]) or [pair[side]])
+                ids, ends, prompt_length = encode_steps(tokenizer, fmt, fmt.prompt(question), steps, max_length=max_length)
+                if len(ends) == len(steps):
+                    sides.append((ids, ends, prompt_length))
+            if len(sides) == 2:
+                self.examples.append({"kind": "pair", "rows": sides})
         if not self.examples:
             raise ValueError("no PRM training example: the label file yielded no step that fits in max_length")
 
@@ -144,35 +158,37 @@ class PRMDataset(Dataset):
 
 @dataclass
 class PRMCollator:
-    """Flattens a mixed batch into one right-padded tensor plus index tensors of the read positions."""
+    """Flattens a mixed batch into one right-padded tensor; reads are flat in row order (see `ValueModel.forward`)."""
 
     pad_token_id: int
 
-    def __call__(self, batch: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
-        sequences: list[list[int]] = []
-        reads: list[tuple[int, int]] = []
+    def __call__(self, batch: list[dict[str, Any]]) -> dict[str, Any]:
+        sequences, ends, prompt_lengths = [], [], []
+        label_reads: list[int] = []
         targets: list[float] = []
         labels: list[bool] = []
-        pairs: list[tuple[int, int]] = []  # indices into the pair reads
-        pair_reads: list[tuple[int, int]] = []
+        pairs: list[list[int]] = []  # flat indices of the chosen / rejected step's read
+        count = 0
         for example in batch:
+            last_reads = []
+            for ids, row_ends, prompt_length in example["rows"]:
+                sequences.append(ids)
+                ends.append(row_ends)
+                prompt_lengths.append(prompt_length)
+                if example["kind"] == "labels":
+                    label_reads.extend(range(count, count + len(row_ends)))
+                count += len(row_ends)
+                last_reads.append(count - 1)
             if example["kind"] == "labels":
-                row = len(sequences)
-                sequences.append(example["input_ids"])
-                reads.extend((row, end) for end in example["ends"])
                 targets.extend(example["targets"])
                 labels.extend(example["labels"])
             else:
-                first = len(pair_reads)
-                for ids, end in example["sides"]:
-                    pair_reads.append((len(sequences), end))
-                    sequences.append(ids)
-                pairs.append((first, first + 1))
+                pairs.append(last_reads)
         input_ids, attention = pad_right(sequences, self.pad_token_id)
-        as_index = lambda items: torch.tensor(items, dtype=torch.long).reshape(-1, 2)
-        return {"input_ids": input_ids, "attention_mask": attention, "reads": as_index(reads),
+        return {"input_ids": input_ids, "attention_mask": attention, "ends": ends, "prompt_lengths": prompt_lengths,
+                "label_reads": torch.tensor(label_reads, dtype=torch.long),
                 "targets": torch.tensor(targets, dtype=torch.float32), "hard": torch.tensor(labels, dtype=torch.bool),
-                "pair_reads": as_index(pair_reads), "pairs": as_index(pairs)}
+                "pairs": torch.tensor(pairs, dtype=torch.long).reshape(-1, 2)}
 
 
 def point_loss(logits: torch.Tensor, targets: torch.Tensor, head: str) -> torch.Tensor:
@@ -202,12 +218,12 @@ class PRMTrainer(Trainer):
         self._parts: dict[str, list[float]] = defaultdict(list)
 
     def _losses(self, model, inputs) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-        logits = model(inputs["input_ids"], inputs["attention_mask"])
-        reads, pair_reads, pairs = inputs["reads"], inputs["pair_reads"], inputs["pairs"]
-        read_logits = logits[reads[:, 0], reads[:, 1]]
+        logits = model(inputs["input_ids"], inputs["attention_mask"], inputs["ends"], inputs["prompt_lengths"])
+        pairs = inputs["pairs"]
+        read_logits = logits[inputs["label_reads"]]
         point = point_loss(read_logits, inputs["targets"], self._head(model))
-        pair_values = self._activate(model, logits[pair_reads[:, 0], pair_reads[:, 1]])
-        rank = rank_loss(pair_values[pairs[:, 0]], pair_values[pairs[:, 1]], self.margin)
+        pair_values = self._activate(model, logits[pairs.flatten()]).reshape(-1, 2)
+        rank = rank_loss(pair_values[:, 0], pair_values[:, 1], self.margin)
         return point, rank, read_logits, pair_values
 
     @staticmethod
@@ -265,10 +281,45 @@ class PRMTrainer(Trainer):
         return metrics
 
     def _save(self, output_dir: str | None = None, state_dict=None) -> None:
-        super()._save(output_dir, state_dict)
+        """Checkpoints are value-model directories (loadable by path); tied LM weights are stored once."""
         if self.args.should_save:
-            self._unwrap(self.model).save_description(output_dir or self.args.output_dir)
+            output_dir = output_dir or self.args.output_dir
+            self._unwrap(self.model).save_pretrained(output_dir)
+            torch.save(self.args, os.path.join(output_dir, "training_args.bin"))
 
+    def _load_from_checkpoint(self, resume_from_checkpoint, model=None):
+        from safetensors.torch import load_model
+
+        load_model(self._unwrap(model or self.model), os.path.join(resume_from_checkpoint, WEIGHTS_FILE), strict=True)
+
+
+
+@torch.no_grad()
+def calibrate_threshold(model: ValueModel, dataset: PRMDataset, pad_id: int, batch_size: int = 64) -> tuple[float, float]:
+    """The first-error threshold that maximises F1 on held-out label paths, and that F1.
+
+    A path's true first error is its first step whose hard label is False (-1 when all are True): the same
+    ProcessBench rule as `reasoner eval-prm`, here with MCTS labels only, so no gold solution is used.
+    """
+    collate = PRMCollator(pad_id)
+    examples = [e for e in dataset.examples if e["kind"] == "labels"]
+    was_training = model.training
+    model.eval()
+    values, first_errors = [], []
+    for start in range(0, len(examples), batch_size):
+        chunk = examples[start:start + batch_size]
+        inputs = collate(chunk)
+        logits = model(inputs["input_ids"].to(model.device), inputs["attention_mask"].to(model.device),
+                       inputs["ends"], inputs["prompt_lengths"])
+        flat = model.activate(logits).cpu().tolist()
+        offset = 0
+        for example in chunk:
+            n = len(example["labels"])
+            values.append(flat[offset:offset + n])
+            first_errors.append(next((i for i, ok in enumerate(example["labels"]) if not ok), -1))
+            offset += n
+    model.train(was_training)
+    return best_threshold(values, first_errors)
 
 
 def train_prm(args: PRMArgs, callbacks: Sequence[Any] = ()) -> tuple[ValueModel, Any]:
@@ -286,8 +337,11 @@ def train_prm(args: PRMArgs, callbacks: Sequence[Any] = ()) -> tuple[ValueModel,
         if model.head != args.head:
             raise ValueError(f"{args.init}: its head is {model.head!r}, not --head {args.head!r}")
     else:
-        model = ValueModel.from_policy(load_policy(args.policy, device=args.device), head=args.head)
+        model = ValueModel.from_policy(load_policy(args.policy, device=args.device), head=args.head,
+                                       likelihood_features=args.likelihood_features)
     model.train()
+    if args.freeze_backbone:
+        model.lm.requires_grad_(False)
     by_problem = load_label_examples(args.data, target=args.target, head=args.head,
                                      max_paths_per_problem=args.max_paths_per_problem, seed=args.seed)
     pairs = load_pair_examples(args.pairs) if args.pairs else {}
@@ -315,8 +369,11 @@ def train_prm(args: PRMArgs, callbacks: Sequence[Any] = ()) -> tuple[ValueModel,
         rank_weight=args.rank_weight, margin=args.margin, eval_problems=args.eval_problems, eval_limit=args.eval_limit,
     )
     trainer.train(resume_from_checkpoint=True if args.resume else None)
-    if eval_set is not None and "eval_loss" not in trainer.state.log_history[-1]:
-        trainer.evaluate()
+    if eval_set is not None:
+        if not any("eval_loss" in h and h.get("step") == trainer.state.global_step for h in trainer.state.log_history):
+            trainer.evaluate()
+        model.threshold, f1 = calibrate_threshold(model, eval_set, model.tokenizer.pad_token_id or 0)
+        trainer.log({"calibrated_threshold": round(model.threshold, 4), "held_out_first_error_f1": round(f1, 4)})
     model.eval()
     model.save_pretrained(args.output)
     return model, trainer

@@ -153,8 +153,7 @@ def _train_preference(algo: str, rest: Sequence[str]) -> int:
     if algo == "svpo":
         from prm.model import ValueModel
 
-        value = ValueModel(policy.model.base_model, policy.tokenizer, policy.step_format, head="tanh",
-                           source=f"svpo:{config.output}")
+        value = ValueModel(policy.model, policy.tokenizer, policy.step_format, head="tanh", source=f"svpo:{config.output}")
         value.value_head.load_state_dict(model.value_head.state_dict())
         value.save_pretrained(f"{config.output}/value-model")
         print(f"saved its value head as a value model to {config.output}/value-model")
@@ -266,7 +265,7 @@ def cmd_eval_prm(args: argparse.Namespace) -> int:
 
     scorer = load_value_model(args.prm, device=args.device)
     result = {"prm": args.prm, **evaluate_prm(scorer, args.problems, args.limit, seed=args.seed,
-                                              threshold=args.threshold)}
+                                              threshold=args.threshold, calibrate_on=args.calibrate_on)}
     print(json.dumps(result, indent=2))
     if args.output:
         Path(args.output).write_text(json.dumps(result, indent=2) + "\n")
@@ -375,6 +374,8 @@ def build_parser() -> argparse.ArgumentParser:
     eval_prm.add_argument("--problems", default="synthetic:test")
     eval_prm.add_argument("--limit", type=int, default=None)
     eval_prm.add_argument("--threshold", type=float, default=None, help="default: 0 (tanh head) / 0.5 (sigmoid)")
+    eval_prm.add_argument("--calibrate-on", default=None,
+                          help="choose the threshold on this other split first (e.g. synthetic:train, 500 problems)")
     eval_prm.add_argument("--seed", type=int, default=0, help="seed of the corruptions")
     eval_prm.add_argument("--device", default=None)
     eval_prm.add_argument("--output", default=None, help="also write the JSON here")

@@ -75,6 +75,14 @@ class StepFormat:
                 steps.append(piece)
         return steps
 
+    def parse(self, text: str) -> tuple[str, list[str]]:
+        """Invert `render`: ``(question, steps)`` from a rendered prefix (e.g. a step pair's ``prompt``)."""
+        head, tail = (part.replace("{{", "{").replace("}}", "}") for part in self.prompt_template.split("{question}", 1))
+        if not text.startswith(head) or tail not in text[len(head):]:
+            raise ValueError(f"text does not start with this format's ({self.name}) prompt: {text[:60]!r}")
+        question, _, body = text[len(head):].partition(tail)
+        return question, self.split(body)
+
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 

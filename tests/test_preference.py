@@ -113,3 +113,14 @@ def test_bad_pairs_file_names_file_and_line(tmp_path, capsys):
         load_pairs(str(bad))
     assert main(["train", "step-dpo", "--data", str(bad), "--output", str(tmp_path / "o")]) == 2
     assert "pairs.jsonl:2" in capsys.readouterr().err
+
+
+def test_bench_train_reports_all_layouts_on_the_same_pairs():
+    from eval.bench_train import run_bench
+
+    report = run_bench(prompts=6, rejected_per_prompt=3, batch_size=3, steps=2)
+    assert report["steps"] == 2 and report["pairs_per_step"] > 3
+    for layout in ("unshared", "pair_packed", "shared"):
+        assert report[layout]["steps_per_s"] > 0
+    assert report["shared"]["tokens_per_step"] < report["pair_packed"]["tokens_per_step"] < report["unshared"]["tokens_per_step"]
+    assert report["prefix_sharing_speedup"] > 0 and report["pair_packing_speedup"] > 0

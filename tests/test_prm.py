@@ -87,14 +87,33 @@ def test_point_and_rank_losses_by_hand():
 
 
 # ------------------------------------------------------------------ the model
-def test_encode_steps_reads_at_delimiters_and_pairs_match_paths(policy):
+def test_encode_steps_reads_at_delimiters_and_pairs_parse_back(policy):
     tok = policy.tokenizer
-    ids, ends = encode_steps(tok, FMT, FMT.prompt("Tom has 3 apples."), ["3 + 4 = 7", "The answer is 7"])
+    prompt = FMT.prompt("Tom has 3 apples.")
+    ids, ends, prompt_length = encode_steps(tok, FMT, prompt, ["3 + 4 = 7", "The answer is 7"])
     newline = tok("\n", add_special_tokens=False)["input_ids"][-1]
     assert len(ends) == 2 and ends[-1] == len(ids) - 1 and all(ids[e] == newline for e in ends)
-    pair_ids, pair_ends = encode_steps(tok, FMT, FMT.render("Tom has 3 apples.", ["3 + 4 = 7"]), ["The answer is 7"],
-                                       first_index=1)
-    assert pair_ids == ids and pair_ends == [ends[-1]]
+    assert ids[:prompt_length] == tok(prompt)["input_ids"]
+    # a pair's rendered prompt parses back to the question and earlier steps, in every format
+    for name in ("tiny", "newline2", "step-dpo"):
+        fmt = get_format(name)
+        assert fmt.parse(fmt.render("Tom has {3} apples.", ["3 + 4 = 7", "7 - 1 = 6"])) == ("Tom has {3} apples.", ["3 + 4 = 7", "7 - 1 = 6"])
+
+
+@pytest.mark.parametrize("features", [False, True])
+def test_likelihood_features_start_neutral_and_use_the_lm(policy, features):
+    model = ValueModel.from_policy(policy, head="sigmoid", likelihood_features=features)
+    plain = ValueModel.from_policy(policy, head="sigmoid")
+    plain.value_head.load_state_dict(model.value_head.state_dict())
+    problem = load_split("test", limit=1)[0]
+    steps = [problem.solution.split("\n")]
+    assert model.score([problem.question], steps)[0] == pytest.approx(plain.score([problem.question], steps)[0], abs=1e-6)
+    if features:  # a weight on the running-min feature makes a surprising (wrong) step score lower
+        with torch.no_grad():
+            model.feature_head.weight[0, 1] = 5.0
+        wrong = steps[0][:-2] + ["1 + 1 = 7"]
+        good, bad = model.score([problem.question] * 2, [steps[0][:-1], wrong])
+        assert bad[-1] < good[-1]
 
 
 def test_scores_have_the_head_range_and_batching_changes_nothing(policy):
@@ -162,6 +181,7 @@ def test_train_prm_lowers_the_loss_and_saves_loadable_checkpoints(label_files, t
     assert history[-1]["loss"] < history[0]["loss"]
     assert any("rank_loss" in h for h in history)
     assert any("eval_step_auc" in h for h in trainer.state.log_history)
+    assert any("calibrated_threshold" in h for h in trainer.state.log_history) and model.threshold is not None
     reloaded = ValueModel.from_pretrained(tmp_path / "prm")
     checkpoint = ValueModel.from_pretrained(tmp_path / "prm" / "checkpoint-12")
     problem = load_split("train", limit=1)[0]
@@ -169,6 +189,11 @@ def test_train_prm_lowers_the_loss_and_saves_loadable_checkpoints(label_files, t
     expected = model.score([problem.question], steps)[0]
     assert reloaded.score([problem.question], steps)[0] == pytest.approx(expected, abs=1e-6)
     assert checkpoint.score([problem.question], steps)[0] == pytest.approx(expected, abs=1e-6)
+    assert reloaded.threshold == pytest.approx(model.threshold)
+    # resuming from the last checkpoint continues the step count
+    args.max_steps, args.resume = 14, True
+    _, resumed = train_prm(args)
+    assert resumed.state.global_step == 14
 
 
 def test_train_prm_cli_reports_a_bad_label_file(tmp_path, capsys):

@@ -6,6 +6,8 @@ Pairs with the same prompt are grouped and, with ``prefix_sharing`` (default), e
 `reasoner.losses`:
 
 * ``step-dpo`` / ``mcts-dpo``: `dpo_loss` (β, label smoothing);
+* any of them + ``sft_weight`` × the chosen step's per-token NLL (TRL's ``rpo_alpha``), which keeps a small
+  policy from lowering the chosen likelihood along with the rejected one;
 * ``step-apo``: `step_apo_loss` with the pair's Q gap (α);
 * ``svpo``: `svpo_loss` — step DPO + value MSE to Q + ranking margin, with a tanh value head on the policy's
   last hidden state trained jointly (reconstructed objective, see its docstring).
@@ -51,6 +53,8 @@ class PreferenceArgs:
     beta: float = 0.1
     alpha: float = field(default=1.0, metadata={"help": "step-apo: weight of the Q gap inside the sigmoid"})
     label_smoothing: float = 0.0
+    sft_weight: float = field(default=0.0, metadata={
+        "help": "add this × per-token NLL of the chosen step (TRL's rpo_alpha): keeps chosen likelihoods from collapsing"})
     mse_weight: float = field(default=0.5, metadata={"help": "svpo: λ₁ of the value MSE"})
     rank_weight: float = field(default=0.5, metadata={"help": "svpo: λ₂ of the ranking margin"})
     margin: float = field(default=0.1, metadata={"help": "svpo: γ (negative: use the Q gap)"})
@@ -214,6 +218,11 @@ class PreferenceTrainer(Trainer):
                     chosen, rejected, ref_chosen, ref_rejected, beta=options.beta,
                     label_smoothing=options.label_smoothing)
         loss = losses.mean()
+        if options.sft_weight:
+            lengths = torch.tensor([end - start for _, start, end in batch.spans], device=device, dtype=chosen.dtype)
+            nll = (-chosen / lengths[batch.chosen]).mean()
+            loss = loss + options.sft_weight * nll
+            self._record(nll_chosen=nll)
         self._record(rewards_chosen=chosen_rewards.mean(), rewards_rejected=rejected_rewards.mean(),
                      rewards_margin=(chosen_rewards - rejected_rewards).mean(),
                      rewards_accuracy=(chosen_rewards > rejected_rewards).float().mean(),
