@@ -263,8 +263,14 @@ def cmd_eval_prm(args: argparse.Namespace) -> int:
     from prm.evaluate import evaluate_prm
     from prm.model import load_value_model
 
-    scorer = load_value_model(args.prm, device=args.device)
-    result = {"prm": args.prm, **evaluate_prm(scorer, args.problems, args.limit, seed=args.seed,
+    if args.policy_likelihood:
+        from prm.likelihood import PolicyLikelihoodScorer
+        from reasoner.models import load_policy
+
+        scorer = PolicyLikelihoodScorer(load_policy(None if args.prm == "embedded" else args.prm, device=args.device))
+    else:
+        scorer = load_value_model(args.prm, device=args.device)
+    result = {"prm": args.prm, "scorer": "policy-likelihood" if args.policy_likelihood else "value-model", **evaluate_prm(scorer, args.problems, args.limit, seed=args.seed,
                                               threshold=args.threshold, calibrate_on=args.calibrate_on)}
     print(json.dumps(result, indent=2))
     if args.output:
@@ -370,7 +376,10 @@ def build_parser() -> argparse.ArgumentParser:
     train_prm.set_defaults(func=cmd_train_prm, wants_rest=True)
 
     eval_prm = sub.add_parser("eval-prm", help="step AUC and first-error F1 of a value model on synthetic solutions")
-    eval_prm.add_argument("prm", help="value model directory (from `reasoner train-prm`)")
+    eval_prm.add_argument("prm", help="value model directory (from `reasoner train-prm`), or a policy with "
+                                      "--policy-likelihood (`embedded` for the default)")
+    eval_prm.add_argument("--policy-likelihood", action="store_true",
+                          help="score with the policy's own running-min token probability (training-free baseline)")
     eval_prm.add_argument("--problems", default="synthetic:test")
     eval_prm.add_argument("--limit", type=int, default=None)
     eval_prm.add_argument("--threshold", type=float, default=None, help="default: 0 (tanh head) / 0.5 (sigmoid)")

@@ -232,3 +232,15 @@ def test_step_rewards_from_a_value_model(policy, tmp_path, capsys):
     expected = [[min(max((v + 1) / 2, 0.01), 0.99) for v in row] for row in model.score([problems[0].question] * len(steps), steps)]
     for got, want in zip(record["step_rewards"], expected):
         assert got == pytest.approx(want, abs=1e-6)
+
+
+def test_policy_likelihood_scorer_is_a_strong_training_free_baseline(policy, capsys):
+    from prm.likelihood import PolicyLikelihoodScorer
+
+    scorer = PolicyLikelihoodScorer(policy)
+    result = evaluate_prm(scorer, "synthetic:test", limit=40, progress=False)
+    assert result["step_auc"] > 0.85  # the tiny policy knows its arithmetic better than it writes it
+    values = scorer.score([load_split("test", limit=1)[0].question], [load_split("test", limit=1)[0].solution.split("\n")])[0]
+    assert all(0.0 < v <= 1.0 for v in values) and values == sorted(values, reverse=True)  # a running minimum
+    assert main(["eval-prm", "embedded", "--policy-likelihood", "--limit", "5"]) == 0
+    assert '"scorer": "policy-likelihood"' in capsys.readouterr().out
