@@ -144,7 +144,12 @@ def _train_preference(algo: str, rest: Sequence[str]) -> int:
     config.algo = algo
     if not config.data:
         raise ValueError(f"--data is required: a pairs JSONL from `reasoner label --kind {algo}`")
-    records = load_pairs(config.data, config.limit)
+    if algo == "full-step-dpo":
+        from reasoner.trainers.full_step import load_step_rewards
+
+        records = load_step_rewards(config.data, config.limit)
+    else:
+        records = load_pairs(config.data, config.limit)
     policy = load_policy(config.model, device=config.device)
     save_config(config, config.output)
     model, _ = train_preference(policy, records, config)
@@ -349,7 +354,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.set_defaults(func=cmd_eval_policy)
 
     train = sub.add_parser("train", help="train a policy (`reasoner train sft --help`)", add_help=False)
-    train.add_argument("algo", choices=["sft", "step-dpo", "step-apo", "svpo", "mcts-dpo"],
+    train.add_argument("algo", choices=["sft", "step-dpo", "step-apo", "svpo", "mcts-dpo", "full-step-dpo"],
                        help="sft on gold solutions, or a step-preference algorithm on pairs")
     train.set_defaults(func=cmd_train, wants_rest=True)
 

@@ -124,3 +124,24 @@ def test_bench_train_reports_all_layouts_on_the_same_pairs():
         assert report[layout]["steps_per_s"] > 0
     assert report["shared"]["tokens_per_step"] < report["pair_packed"]["tokens_per_step"] < report["unshared"]["tokens_per_step"]
     assert report["prefix_sharing_speedup"] > 0 and report["pair_packing_speedup"] > 0
+
+
+def test_full_step_dpo_trains_on_step_rewards(tmp_path):
+    from reasoner.trainers.full_step import load_step_rewards
+
+    problems = load_split("train", limit=6)
+    trees = run_mcts(problems, ScriptedGenerator(problems, p_correct=0.6, seed=5), MCTSConfig(simulations=8, children=3, seed=5))
+    records, _ = label_trees(trees, "step-rewards", FMT)
+    write_jsonl(tmp_path / "rewards.jsonl", records)
+    policy = load_policy()
+    before = {k: v.clone() for k, v in policy.model.state_dict().items()}
+    args = PreferenceArgs(algo="full-step-dpo", data=str(tmp_path / "rewards.jsonl"), output=str(tmp_path / "fsdpo"),
+                          max_steps=2, batch_size=2, logging_steps=1, learning_rate=1e-3, warmup_steps=0, save_steps=100)
+    _, trainer = train_preference(policy, load_step_rewards(args.data), args)
+    assert len([h for h in trainer.state.log_history if "loss" in h]) == 2
+    assert any(not torch.equal(before[k], v) for k, v in policy.model.state_dict().items())
+    bad = dict(records[0], step_rewards=records[0]["step_rewards"][:-1])
+    write_jsonl(tmp_path / "bad.jsonl", [records[0], bad])
+    with pytest.raises(RecordError, match=r"bad\.jsonl:2"):
+        train_preference(load_policy(), load_step_rewards(str(tmp_path / "bad.jsonl")),
+                         PreferenceArgs(algo="full-step-dpo", data=str(tmp_path / "bad.jsonl"), output=str(tmp_path / "x")))

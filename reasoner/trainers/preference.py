@@ -9,6 +9,7 @@ Pairs with the same prompt are grouped and, with ``prefix_sharing`` (default), e
 * any of them + ``sft_weight`` × the chosen step's per-token NLL (TRL's ``rpo_alpha``), which keeps a small
   policy from lowering the chosen likelihood along with the rejected one;
 * ``step-apo``: `step_apo_loss` with the pair's Q gap (α);
+* ``full-step-dpo``: `full_step_dpo_loss` on ``step-rewards`` records (`reasoner.trainers.full_step`);
 * ``svpo``: `svpo_loss` — step DPO + value MSE to Q + ranking margin, with a tanh value head on the policy's
   last hidden state trained jointly (reconstructed objective, see its docstring).
 
@@ -37,7 +38,7 @@ from reasoner.trainers.pairs import collate_shared, collate_unshared, group_pair
 __all__ = ["PreferenceArgs", "PreferenceTrainer", "PairGroups", "PolicyWithValueHead", "train_preference",
            "ALGOS", "load_pairs"]
 
-ALGOS = ("step-dpo", "step-apo", "svpo", "mcts-dpo")
+ALGOS = ("step-dpo", "step-apo", "svpo", "mcts-dpo", "full-step-dpo")
 PAIR_FIELDS = ("prompt", "chosen", "rejected")
 VALUE_HEAD_WEIGHTS = "value_head.safetensors"
 
@@ -58,6 +59,8 @@ class PreferenceArgs:
     mse_weight: float = field(default=0.5, metadata={"help": "svpo: λ₁ of the value MSE"})
     rank_weight: float = field(default=0.5, metadata={"help": "svpo: λ₂ of the ranking margin"})
     margin: float = field(default=0.1, metadata={"help": "svpo: γ (negative: use the Q gap)"})
+    token_rate: float = field(default=1.0, metadata={"help": "full-step-dpo: ρ of the token gates"})
+    reward_temp: float = field(default=0.5, metadata={"help": "full-step-dpo: τ of the step-reward softmax"})
     prefix_sharing: bool = field(default=True, metadata={"help": "pack each prompt's pairs into one row"})
     max_pairs_per_group: int = 16
     reference: str = field(default="precomputed", metadata={"help": "precomputed or model (frozen copy)"})
@@ -256,10 +259,11 @@ class PreferenceTrainer(Trainer):
         super().log(logs, start_time)
 
 
-def train_preference(policy: Any, records: Sequence[dict[str, Any]], args: PreferenceArgs,
+def train_preference(policy: Any, records: Sequence[Any], args: PreferenceArgs,
                      callbacks: Sequence[Any] = ()) -> tuple[nn.Module, PreferenceTrainer]:
-    """Train ``policy`` (a `reasoner.models.Policy`) on pair ``records``; returns the trained module (the
-    policy's model, or a `PolicyWithValueHead` for SVPO) and the trainer (``state.log_history``)."""
+    """Train ``policy`` (a `reasoner.models.Policy`) on ``records`` (pair dicts from `load_pairs`, or
+    ``(line, record)`` step-reward records from `full_step.load_step_rewards` for full-step-dpo); returns the
+    trained module (the policy's model, or a `PolicyWithValueHead` for SVPO) and the trainer."""
     from transformers import TrainingArguments
 
     if args.algo not in ALGOS:
@@ -267,13 +271,23 @@ def train_preference(policy: Any, records: Sequence[dict[str, Any]], args: Prefe
     if args.reference not in ("precomputed", "model"):
         raise ValueError(f"--reference must be precomputed or model, not {args.reference!r}")
     pad_id = policy.tokenizer.pad_token_id or 0
-    dataset = PairGroups(records, policy.tokenizer, policy.step_format, args.max_pairs_per_group,
-                         args.max_prompt_length)
     reference_model = None
-    if args.reference == "precomputed":
-        dataset.compute_reference(policy.model, pad_id, shared=args.prefix_sharing)
+    if args.algo == "full-step-dpo":
+        from reasoner.trainers.full_step import FullStepDPOTrainer, StepRewardGroups, collate_groups
+
+        if args.reference != "precomputed":
+            raise ValueError("full-step-dpo uses precomputed reference log-probs")
+        dataset = StepRewardGroups(records, policy.tokenizer, policy.step_format, path=args.data)
+        dataset.compute_reference(policy.model, pad_id)
+        trainer_class, collator = FullStepDPOTrainer, collate_groups(pad_id)
     else:
-        reference_model = copy.deepcopy(policy.model).eval().requires_grad_(False)
+        dataset = PairGroups(records, policy.tokenizer, policy.step_format, args.max_pairs_per_group,
+                             args.max_prompt_length)
+        if args.reference == "precomputed":
+            dataset.compute_reference(policy.model, pad_id, shared=args.prefix_sharing)
+        else:
+            reference_model = copy.deepcopy(policy.model).eval().requires_grad_(False)
+        trainer_class, collator = PreferenceTrainer, PairCollator(pad_id, shared=args.prefix_sharing)
     model = PolicyWithValueHead(policy.model) if args.algo == "svpo" else policy.model
     model.train()
     training_args = TrainingArguments(
@@ -286,9 +300,8 @@ def train_preference(policy: Any, records: Sequence[dict[str, Any]], args: Prefe
         use_cpu=not torch.cuda.is_available(), dataloader_num_workers=0, remove_unused_columns=False,
         disable_tqdm=False,
     )
-    trainer = PreferenceTrainer(model=model, args=training_args, train_dataset=dataset,
-                                data_collator=PairCollator(pad_id, shared=args.prefix_sharing),
-                                callbacks=list(callbacks), preference=args, reference_model=reference_model)
+    trainer = trainer_class(model=model, args=training_args, train_dataset=dataset, data_collator=collator,
+                            callbacks=list(callbacks), preference=args, reference_model=reference_model)
     trainer.train(resume_from_checkpoint=True if args.resume else None)
     model.eval()
     return model, trainer

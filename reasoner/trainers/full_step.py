@@ -1,0 +1,129 @@
+"""Full-Step-DPO (algorithms.md 3.3): K responses per prompt with per-step rewards, one packed row per prompt.
+
+Input: a ``step-rewards`` JSONL from `reasoner label` (``prompt``, ``responses``, ``rewards``,
+``step_rewards``). Each response is split into steps with the policy's step format and tokenised piecewise, so
+every token carries the reward of its step (never 0: 0 marks padding in the loss). The K responses of a prompt
+are the branches of one prefix-shared row (`reasoner.trainers.pairs.collate_shared`), reference per-token
+log-probs are computed once, and the loss is `reasoner.losses.full_step_dpo_loss` per prompt, averaged.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import torch
+from torch.utils.data import Dataset
+
+from data.records import RecordError, read_jsonl
+from reasoner.losses import full_step_dpo_loss
+from reasoner.models import encode_prefix
+from reasoner.trainers.pairs import collate_shared, token_logps
+from reasoner.trainers.preference import PreferenceTrainer
+
+__all__ = ["StepRewardGroups", "FullStepDPOTrainer", "load_step_rewards", "response_token_logps"]
+
+FIELDS = ("prompt", "responses", "rewards", "step_rewards")
+
+
+def load_step_rewards(path: str, limit: int | None = None) -> list[tuple[int, dict]]:
+    """(line, record) pairs of a step-rewards file; shapes are checked later, per record, with its line."""
+    records = list(read_jsonl(path, with_line_numbers=True, required=FIELDS))
+    if not records:
+        raise ValueError(f"{path}: no step-reward records to train on")
+    return records[:limit] if limit else records
+
+
+class StepRewardGroups(Dataset):
+    """One item per prompt: its token ids, K response token lists, per-token step rewards, outcome rewards."""
+
+    def __init__(self, records: Sequence[tuple[int, dict]], tokenizer: Any, step_format: Any, path: str = "",
+                 max_responses: int = 8):
+        self.groups = []
+        for line, record in records:
+            if not (len(record["responses"]) == len(record["rewards"]) == len(record["step_rewards"])):
+                raise RecordError(path, line, "'responses', 'rewards' and 'step_rewards' must have one length")
+            completions, token_rewards = [], []
+            for response, rewards in zip(record["responses"][:max_responses], record["step_rewards"][:max_responses]):
+                steps = step_format.split(response)
+                if len(steps) != len(rewards):
+                    raise RecordError(path, line, f"a response has {len(steps)} steps but {len(rewards)} step rewards")
+                ids, per_token = [], []
+                for index, (step, reward) in enumerate(zip(steps, rewards)):
+                    piece = tokenizer(step_format.header(index) + step.strip() + step_format.delimiter,
+                                      add_special_tokens=False)["input_ids"]
+                    ids.extend(piece)
+                    per_token.extend([float(reward) or 1e-6] * len(piece))
+                completions.append(ids)
+                token_rewards.append(per_token)
+            self.groups.append({"prompt": encode_prefix(tokenizer, record["prompt"]), "completions": completions,
+                                "pairs": [], "token_rewards": token_rewards,
+                                "rewards": [float(r) for r in record["rewards"][:max_responses]],
+                                "ref": None})
+
+    def __len__(self) -> int:
+        return len(self.groups)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        return self.groups[index]
+
+    @torch.no_grad()
+    def compute_reference(self, model: torch.nn.Module, pad_id: int, batch_size: int = 16) -> None:
+        """Per-token reference log-probs of every response, with the starting policy, once."""
+        was_training = model.training
+        model.eval()
+        device = next(model.parameters()).device
+        for start in range(0, len(self.groups), batch_size):
+            groups = self.groups[start:start + batch_size]
+            per_response = response_token_logps(model, groups, pad_id, device)
+            offset = 0
+            for group in groups:
+                k = len(group["completions"])
+                group["ref"] = [t.tolist() for t in per_response[offset:offset + k]]
+                offset += k
+        model.train(was_training)
+
+
+def response_token_logps(model: torch.nn.Module, groups: Sequence[dict], pad_id: int, device) -> list[torch.Tensor]:
+    """Per-token log-probs of every response of ``groups`` (one packed row per prompt), in order."""
+    batch = collate_shared(groups, pad_id).to(device)
+    logits = model(input_ids=batch.input_ids, attention_mask=batch.attention_mask,
+                   position_ids=batch.position_ids).logits
+    per_token = token_logps(logits, batch.input_ids)
+    return [per_token[row, start:end] for row, start, end in batch.spans]
+
+
+def _padded(rows: Sequence[Sequence[float] | torch.Tensor], device) -> torch.Tensor:
+    width = max(len(r) for r in rows)
+    out = torch.zeros((len(rows), width), device=device)
+    for i, row in enumerate(rows):
+        out[i, : len(row)] = torch.as_tensor(row, device=device)
+    return out
+
+
+class FullStepDPOTrainer(PreferenceTrainer):
+    """`PreferenceTrainer` whose items are prompts with K scored responses (Full-Step-DPO's loss)."""
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        options = self.preference
+        groups = inputs["groups"]
+        device = next(model.parameters()).device
+        per_response = response_token_logps(model, groups, inputs["pad_id"], device)
+        losses, offset = [], 0
+        for group in groups:
+            k = len(group["completions"])
+            logps = torch.zeros((k, max(len(c) for c in group["completions"])), device=device)
+            for i, row in enumerate(per_response[offset:offset + k]):
+                logps[i, : len(row)] = row
+            offset += k
+            loss, parts = full_step_dpo_loss(logps, _padded(group["ref"], device), _padded(group["token_rewards"], device),
+                                             torch.tensor(group["rewards"], device=device), beta=options.beta,
+                                             token_rate=options.token_rate, reward_temp=options.reward_temp)
+            losses.append(loss)
+            self._record(pairs=parts["pairs"].float())
+        loss = torch.stack(losses).mean()
+        return (loss, {}) if return_outputs else loss
+
+
+def collate_groups(pad_id: int):
+    """Items are passed through whole: packing happens inside the loss (it needs per-token log-probs)."""
+    return lambda groups: {"groups": groups, "pad_id": pad_id}
