@@ -324,9 +324,8 @@ def calibrate_threshold(model: ValueModel, dataset: PRMDataset, pad_id: int, bat
 
 def train_prm(args: PRMArgs, callbacks: Sequence[Any] = ()) -> tuple[ValueModel, Any]:
     """Build (or continue) a value model, train it on ``args.data`` (+ pairs), save it to ``args.output``."""
-    from transformers import TrainingArguments
-
     from reasoner.models import load_policy
+    from reasoner.trainers.common import training_arguments
 
     if args.head not in ("tanh", "sigmoid"):
         raise ValueError(f"unknown value head {args.head!r}: use tanh or sigmoid")
@@ -352,17 +351,8 @@ def train_prm(args: PRMArgs, callbacks: Sequence[Any] = ()) -> tuple[ValueModel,
         pair_list.extend(pairs.get(problem_id, []))
     train_set = PRMDataset(model, *split["train"], max_length=args.max_length)
     eval_set = PRMDataset(model, split["eval"][0], max_length=args.max_length) if split["eval"][0] else None
-    training_args = TrainingArguments(
-        output_dir=args.output, num_train_epochs=args.epochs, max_steps=args.max_steps,
-        per_device_train_batch_size=args.batch_size, per_device_eval_batch_size=args.batch_size,
-        gradient_accumulation_steps=args.gradient_accumulation_steps, learning_rate=args.learning_rate,
-        lr_scheduler_type=args.lr_scheduler, warmup_steps=args.warmup_steps, weight_decay=args.weight_decay,
-        logging_steps=args.logging_steps, save_steps=args.save_steps, save_total_limit=2,
-        eval_strategy="steps" if eval_set is not None else "no", eval_steps=args.eval_steps,
-        seed=args.seed, data_seed=args.seed, report_to=[] if args.report_to == "none" else [args.report_to],
-        deepspeed=args.deepspeed, use_cpu=not torch.cuda.is_available(), dataloader_num_workers=0,
-        remove_unused_columns=False, disable_tqdm=False,
-    )
+    training_args = training_arguments(args, eval_strategy="steps" if eval_set is not None else "no",
+                                       eval_steps=args.eval_steps)
     trainer = PRMTrainer(
         model=model, args=training_args, train_dataset=train_set, eval_dataset=eval_set,
         data_collator=PRMCollator(model.tokenizer.pad_token_id or 0), callbacks=list(callbacks),

@@ -9,6 +9,7 @@ log-probs are computed once, and the loss is `reasoner.losses.full_step_dpo_loss
 
 from __future__ import annotations
 
+import re
 from typing import Any, Sequence
 
 import torch
@@ -44,7 +45,7 @@ class StepRewardGroups(Dataset):
                 raise RecordError(path, line, "'responses', 'rewards' and 'step_rewards' must have one length")
             completions, token_rewards = [], []
             for response, rewards in zip(record["responses"][:max_responses], record["step_rewards"][:max_responses]):
-                steps = step_format.split(response)
+                steps = _steps_of(response, step_format, len(rewards))
                 if len(steps) != len(rewards):
                     raise RecordError(path, line, f"a response has {len(steps)} steps but {len(rewards)} step rewards")
                 ids, per_token = [], []
@@ -81,6 +82,19 @@ class StepRewardGroups(Dataset):
                 group["ref"] = [t.tolist() for t in per_response[offset:offset + k]]
                 offset += k
         model.train(was_training)
+
+
+def _steps_of(response: str, step_format: Any, expected: int) -> list[str]:
+    """The response's steps; empty steps (a policy can write one) are kept when that matches the rewards."""
+    steps = step_format.split(response)
+    if len(steps) == expected:
+        return steps
+    raw = response.split(step_format.delimiter)
+    if raw and raw[-1] == "":
+        raw = raw[:-1]
+    if step_format.step_header:
+        raw = [re.sub(r"^Step\s*\d+\s*:\s*", "", piece) for piece in raw]
+    return raw
 
 
 def response_token_logps(model: torch.nn.Module, groups: Sequence[dict], pad_id: int, device) -> list[torch.Tensor]:

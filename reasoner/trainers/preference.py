@@ -264,7 +264,7 @@ def train_preference(policy: Any, records: Sequence[Any], args: PreferenceArgs,
     """Train ``policy`` (a `reasoner.models.Policy`) on ``records`` (pair dicts from `load_pairs`, or
     ``(line, record)`` step-reward records from `full_step.load_step_rewards` for full-step-dpo); returns the
     trained module (the policy's model, or a `PolicyWithValueHead` for SVPO) and the trainer."""
-    from transformers import TrainingArguments
+    from reasoner.trainers.common import training_arguments
 
     if args.algo not in ALGOS:
         raise ValueError(f"unknown preference algorithm {args.algo!r}; known: {', '.join(ALGOS)}")
@@ -290,16 +290,7 @@ def train_preference(policy: Any, records: Sequence[Any], args: PreferenceArgs,
         trainer_class, collator = PreferenceTrainer, PairCollator(pad_id, shared=args.prefix_sharing)
     model = PolicyWithValueHead(policy.model) if args.algo == "svpo" else policy.model
     model.train()
-    training_args = TrainingArguments(
-        output_dir=args.output, num_train_epochs=args.epochs, max_steps=args.max_steps,
-        per_device_train_batch_size=args.batch_size, gradient_accumulation_steps=args.gradient_accumulation_steps,
-        learning_rate=args.learning_rate, lr_scheduler_type=args.lr_scheduler, warmup_steps=args.warmup_steps,
-        max_grad_norm=args.max_grad_norm, weight_decay=0.0, logging_steps=args.logging_steps,
-        save_steps=args.save_steps, save_total_limit=2, seed=args.seed, data_seed=args.seed,
-        report_to=[] if args.report_to == "none" else [args.report_to], deepspeed=args.deepspeed,
-        use_cpu=not torch.cuda.is_available(), dataloader_num_workers=0, remove_unused_columns=False,
-        disable_tqdm=False,
-    )
+    training_args = training_arguments(args)
     trainer = trainer_class(model=model, args=training_args, train_dataset=dataset, data_collator=collator,
                             callbacks=list(callbacks), preference=args, reference_model=reference_model)
     trainer.train(resume_from_checkpoint=True if args.resume else None)

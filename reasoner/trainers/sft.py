@@ -101,31 +101,12 @@ class SFTArgs:
 def train_sft(model, tokenizer, step_format: StepFormat, problems: Sequence[Problem], args: SFTArgs,
               callbacks: Sequence[Any] = (), max_steps: int = -1) -> Any:
     """Run SFT with `transformers.Trainer`; returns the trainer (its ``state`` holds the log history)."""
-    from transformers import Trainer, TrainingArguments
+    from transformers import Trainer
+
+    from reasoner.trainers.common import training_arguments
 
     dataset = SFTDataset(problems, tokenizer, step_format, args.max_length)
-    training_args = TrainingArguments(
-        output_dir=args.output,
-        num_train_epochs=args.epochs,
-        max_steps=max_steps,
-        per_device_train_batch_size=args.batch_size,
-        gradient_accumulation_steps=args.gradient_accumulation_steps,
-        learning_rate=args.learning_rate,
-        lr_scheduler_type=args.lr_scheduler,
-        warmup_steps=args.warmup_steps,
-        weight_decay=0.0,
-        logging_steps=args.logging_steps,
-        save_steps=args.save_steps,
-        save_total_limit=2,
-        seed=args.seed,
-        data_seed=args.seed,
-        report_to=[] if args.report_to == "none" else [args.report_to],
-        deepspeed=args.deepspeed,
-        use_cpu=not torch.cuda.is_available(),
-        dataloader_num_workers=0,
-        remove_unused_columns=False,
-        disable_tqdm=False,
-    )
+    training_args = training_arguments(args, max_steps=max_steps)
     trainer = Trainer(
         model=model,
         args=training_args,
