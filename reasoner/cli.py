@@ -127,10 +127,13 @@ def cmd_train(args: argparse.Namespace, rest: Sequence[str]) -> int:
     policy.model.train()
     problems = load_problems(config.data, limit=config.limit)
     save_config(config, config.output)
-    train_sft(policy.model, policy.tokenizer, policy.step_format, problems, config)
+    trainer = train_sft(policy.model, policy.tokenizer, policy.step_format, problems, config)
     policy.model.eval()
-    save_policy(policy, config.output)
-    print(f"saved the fine-tuned policy to {config.output}")
+    trainer.save_model(config.output)  # gathers ZeRO-3 shards; writes on the main process only
+    if trainer.is_world_process_zero():
+        save_policy(policy, config.output, weights=False)
+        Path(config.output, "training_args.bin").unlink(missing_ok=True)  # a pickle; the config.yaml says it all
+        print(f"saved the fine-tuned policy to {config.output}")
     return 0
 
 
@@ -152,8 +155,13 @@ def _train_preference(algo: str, rest: Sequence[str]) -> int:
         records = load_pairs(config.data, config.limit)
     policy = load_policy(config.model, device=config.device)
     save_config(config, config.output)
-    model, _ = train_preference(policy, records, config)
-    save_policy(policy, config.output)
+    model, trainer = train_preference(policy, records, config)
+    if algo != "svpo":
+        trainer.save_model(config.output)  # gathers ZeRO-3 shards; writes on the main process only
+    if not trainer.is_world_process_zero():
+        return 0
+    save_policy(policy, config.output, weights=algo == "svpo")  # tokenizer + step format (+ weights for SVPO)
+    Path(config.output, "training_args.bin").unlink(missing_ok=True)  # a pickle; config.yaml says it all
     print(f"saved the {algo} policy to {config.output}")
     if algo == "svpo":
         from prm.model import ValueModel

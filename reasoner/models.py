@@ -118,15 +118,18 @@ def _step_format_for(directory: Path, tokenizer: Any, requested: str | None) -> 
     return get_format("newline2")
 
 
-def save_policy(policy: Policy | Any, output_dir: str | Path, tokenizer: Any = None, step_format: StepFormat | None = None) -> Path:
-    """Save model (safetensors), tokenizer and step format to ``output_dir``."""
+def save_policy(policy: Policy | Any, output_dir: str | Path, tokenizer: Any = None, step_format: StepFormat | None = None,
+                weights: bool = True) -> Path:
+    """Save model (safetensors), tokenizer and step format to ``output_dir`` (``weights=False``: all but the
+    model, for when a distributed trainer has written the weights itself)."""
     if isinstance(policy, Policy):
         model, tokenizer, step_format = policy.model, policy.tokenizer, policy.step_format
     else:
         model = policy
     output = Path(output_dir)
     output.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(output, safe_serialization=True)
+    if weights:
+        model.save_pretrained(output, safe_serialization=True)
     if tokenizer is not None:
         tokenizer.save_pretrained(output)
     if step_format is not None:
