@@ -115,6 +115,8 @@ def cmd_train(args: argparse.Namespace, rest: Sequence[str]) -> int:
     from reasoner.config import parse_config, save_config
     from reasoner.trainers.sft import SFTArgs
 
+    if args.algo == "tree-grpo":
+        return _train_tree_grpo(rest)
     if args.algo != "sft":
         return _train_preference(args.algo, rest)
 
@@ -170,6 +172,35 @@ def _train_preference(algo: str, rest: Sequence[str]) -> int:
         value.value_head.load_state_dict(model.value_head.state_dict())
         value.save_pretrained(f"{config.output}/value-model")
         print(f"saved its value head as a value model to {config.output}/value-model")
+    return 0
+
+
+def _train_tree_grpo(rest: Sequence[str]) -> int:
+    from data.problems import load_problems
+    from reasoner.config import parse_config, save_config
+    from reasoner.models import load_policy, save_policy
+    from reasoner.trainers.tree_grpo import TreeGRPOArgs, train_tree_grpo
+    from search.tree_grpo import TreeGRPOConfig, grpo_leaves, run_tree_grpo
+
+    config = parse_config(TreeGRPOArgs, rest, prog="reasoner train tree-grpo",
+                          description="online Tree-GRPO: sample trees with the policy, verify leaves, update")
+    sampling = TreeGRPOConfig(trees_per_prompt=config.trees_per_prompt, expand_nodes=config.expand_nodes,
+                              rounds=config.rounds, temperature=config.temperature, max_depth=config.max_depth,
+                              max_step_tokens=config.max_step_tokens)
+
+    def sample(problems, generator, step):
+        sampling.seed = config.seed * 100_003 + step  # new trees every step, reproducible per run
+        trees = run_tree_grpo(problems, generator, sampling)
+        return [dict(leaf, prompt=index) for index, tree in enumerate(trees) for leaf in grpo_leaves(tree)]
+
+    policy = load_policy(config.model, device=config.device)
+    save_config(config, config.output)
+    trainer = train_tree_grpo(policy, load_problems(config.problems, limit=config.limit), config, sample)
+    trainer.save_model(config.output)
+    if trainer.is_world_process_zero():
+        save_policy(policy, config.output, weights=False)
+        Path(config.output, "training_args.bin").unlink(missing_ok=True)
+        print(f"saved the tree-grpo policy to {config.output}")
     return 0
 
 
@@ -362,7 +393,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.set_defaults(func=cmd_eval_policy)
 
     train = sub.add_parser("train", help="train a policy (`reasoner train sft --help`)", add_help=False)
-    train.add_argument("algo", choices=["sft", "step-dpo", "step-apo", "svpo", "mcts-dpo", "full-step-dpo"],
+    train.add_argument("algo", choices=["sft", "step-dpo", "step-apo", "svpo", "mcts-dpo", "full-step-dpo", "tree-grpo"],
                        help="sft on gold solutions, or a step-preference algorithm on pairs")
     train.set_defaults(func=cmd_train, wants_rest=True)
 

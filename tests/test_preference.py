@@ -145,3 +145,33 @@ def test_full_step_dpo_trains_on_step_rewards(tmp_path):
     with pytest.raises(RecordError, match=r"bad\.jsonl:2"):
         train_preference(load_policy(), load_step_rewards(str(tmp_path / "bad.jsonl")),
                          PreferenceArgs(algo="full-step-dpo", data=str(tmp_path / "bad.jsonl"), output=str(tmp_path / "x")))
+
+
+def test_tree_grpo_trains_online_with_a_sampler(tmp_path):
+    from reasoner.trainers.tree_grpo import TreeGRPOArgs, train_tree_grpo
+    from search.tree_grpo import TreeGRPOConfig, grpo_leaves, run_tree_grpo
+
+    problems = load_split("train", limit=8)
+    scripted = ScriptedGenerator(problems, p_correct=0.8, seed=6)
+    calls = []
+
+    def sample(batch, generator, step):  # the scripted generator stands in for the policy's samples
+        calls.append(step)
+        trees = run_tree_grpo(batch, scripted, TreeGRPOConfig(seed=step))
+        return [dict(leaf, prompt=i) for i, tree in enumerate(trees) for leaf in grpo_leaves(tree)]
+
+    policy = load_policy()
+    before = {k: v.clone() for k, v in policy.model.state_dict().items()}
+    args = TreeGRPOArgs(output=str(tmp_path / "tg"), max_steps=2, batch_size=4, logging_steps=1, learning_rate=1e-3)
+    trainer = train_tree_grpo(policy, problems, args, sample)
+    assert calls == [0, 1]
+    logs = [h for h in trainer.state.log_history if "loss" in h]
+    assert len(logs) == 2 and all("reward" in h for h in logs) and any("kl" in h for h in logs)
+    assert any(not torch.equal(before[k], v) for k, v in policy.model.state_dict().items())
+
+
+def test_cli_tree_grpo_with_the_embedded_policy(tmp_path):
+    out = tmp_path / "tg"
+    assert main(["--quiet", "train", "tree-grpo", "--limit", "4", "--batch_size", "2", "--max_steps", "1",
+                 "--output", str(out)]) == 0
+    assert load_policy(str(out)).step_format.name == "tiny" and not list(out.glob("*.bin"))

@@ -18,7 +18,7 @@ from torch.utils.data import Dataset
 from data.records import RecordError, read_jsonl
 from reasoner.losses import full_step_dpo_loss
 from reasoner.models import encode_prefix
-from reasoner.trainers.pairs import collate_shared, token_logps
+from reasoner.trainers.pairs import response_token_logps
 from reasoner.trainers.preference import PreferenceTrainer
 
 __all__ = ["StepRewardGroups", "FullStepDPOTrainer", "load_step_rewards", "response_token_logps"]
@@ -95,15 +95,6 @@ def _steps_of(response: str, step_format: Any, expected: int) -> list[str]:
     if step_format.step_header:
         raw = [re.sub(r"^Step\s*\d+\s*:\s*", "", piece) for piece in raw]
     return raw
-
-
-def response_token_logps(model: torch.nn.Module, groups: Sequence[dict], pad_id: int, device) -> list[torch.Tensor]:
-    """Per-token log-probs of every response of ``groups`` (one packed row per prompt), in order."""
-    batch = collate_shared(groups, pad_id).to(device)
-    logits = model(input_ids=batch.input_ids, attention_mask=batch.attention_mask,
-                   position_ids=batch.position_ids).logits
-    per_token = token_logps(logits, batch.input_ids)
-    return [per_token[row, start:end] for row, start, end in batch.spans]
 
 
 def _padded(rows: Sequence[Sequence[float] | torch.Tensor], device) -> torch.Tensor:

@@ -30,7 +30,7 @@ from reasoner.models import encode_prefix
 from reasoner.steps import StepFormat
 
 __all__ = ["tokenize_pair", "group_pairs", "collate_shared", "collate_unshared", "pair_logps", "token_logps",
-           "span_logps", "PairBatch"]
+           "span_logps", "PairBatch", "response_token_logps"]
 
 
 def tokenize_pair(tokenizer: Any, step_format: StepFormat, prompt: str, chosen: str, rejected: str,
@@ -185,3 +185,12 @@ def pair_logps(model: Any, batch: PairBatch, return_hidden: bool = False):
     if return_hidden:
         return chosen, rejected, output.hidden_states[-1]
     return chosen, rejected
+
+
+def response_token_logps(model: torch.nn.Module, groups: Sequence[dict], pad_id: int, device) -> list[torch.Tensor]:
+    """Per-token log-probs of every response of ``groups`` (one packed row per prompt), in order."""
+    batch = collate_shared(groups, pad_id).to(device)
+    logits = model(input_ids=batch.input_ids, attention_mask=batch.attention_mask,
+                   position_ids=batch.position_ids).logits
+    per_token = token_logps(logits, batch.input_ids)
+    return [per_token[row, start:end] for row, start, end in batch.spans]

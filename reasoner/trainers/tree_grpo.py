@@ -1,0 +1,159 @@
+"""Online Tree-GRPO (algorithms.md section 6) as a `transformers.Trainer` subclass.
+
+Each training step takes a batch of prompts, samples Tree-GRPO trees for them with the *current* policy (m trees
+per prompt, n branches per round, l rounds; the sampler is injected by the caller, `reasoner train tree-grpo`
+wires `search.tree_grpo`), scores every leaf with the verifier (reward 1 / 0), computes the intra- + inter-tree
+advantages (`reasoner.losses.tree_grpo_advantages`) and takes one gradient step on the dual-clip policy loss
+with the k3 KL to a frozen reference (`reasoner.losses.clipped_policy_loss`). With one update per batch the
+"old" policy is the sampling policy itself (ratio 1 at the step), as in GRPO with one PPO epoch.
+
+Trajectories of one prompt are packed into one row ([prompt][trajectory 0][copy][trajectory 1]...,
+`reasoner.trainers.pairs`), so the prompt is computed once; the steps two trajectories of a tree share are
+still computed per trajectory (a tree mask is the next step). Trajectories with advantage 0 carry no gradient
+and are dropped before the forward pass.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Any, Callable, Sequence
+
+import torch
+from transformers import Trainer
+
+from reasoner.losses import clipped_policy_loss, tree_grpo_advantages
+from reasoner.models import encode_prefix
+from reasoner.trainers.pairs import response_token_logps
+
+__all__ = ["TreeGRPOArgs", "TreeGRPOTrainer", "train_tree_grpo"]
+
+Sampler = Callable[[Sequence[Any], Any, int], list[dict]]
+
+
+@dataclass
+class TreeGRPOArgs:
+    """Settings of `reasoner train tree-grpo` (sampling as in `search.tree_grpo.TreeGRPOConfig`)."""
+
+    problems: str = field(default="synthetic:train", metadata={"help": "prompts with gold answers"})
+    limit: int | None = field(default=256, metadata={"help": "first N problems"})
+    model: str | None = field(default=None, metadata={"help": "policy to train (default: embedded)"})
+    output: str = "runs/tree-grpo"
+    trees_per_prompt: int = 2
+    expand_nodes: int = 2
+    rounds: int = 1
+    temperature: float = 1.0
+    max_depth: int = 12
+    max_step_tokens: int = 48
+    advantage: str = field(default="tree", metadata={"help": "tree, tree_inner or grpo"})
+    clip_low: float = 0.2
+    clip_high: float = 0.2
+    dual_clip: float = 3.0
+    kl_coef: float = 0.001
+    epochs: float = 1.0
+    max_steps: int = -1
+    learning_rate: float = 1e-4
+    batch_size: int = field(default=8, metadata={"help": "prompts per step"})
+    gradient_accumulation_steps: int = 1
+    warmup_steps: int = 0
+    lr_scheduler: str = "constant"
+    logging_steps: int = 5
+    save_steps: int = 500
+    seed: int = 0
+    report_to: str = "none"
+    deepspeed: str | None = None
+    device: str | None = None
+    resume: bool = False
+
+
+class TreeGRPOTrainer(Trainer):
+    """Samples trees in `compute_loss`, then one clipped policy-gradient step on their leaves."""
+
+    def __init__(self, *args, grpo: TreeGRPOArgs, sampler: Sampler, make_generator: Callable[[Any], Any],
+                 reference_model: torch.nn.Module, tokenizer: Any, step_format: Any, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.grpo, self.sampler, self.make_generator = grpo, sampler, make_generator
+        self.reference_model, self.tokenizer, self.step_format = reference_model, tokenizer, step_format
+        self._metrics: dict[str, list[float]] = defaultdict(list)
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        problems = inputs["problems"]
+        unwrapped = getattr(model, "module", model)
+        unwrapped.eval()
+        with torch.no_grad():
+            leaves = self.sampler(problems, self.make_generator(unwrapped), self.state.global_step)
+        unwrapped.train()
+        rewards = [leaf["reward"] for leaf in leaves]
+        advantages = tree_grpo_advantages(rewards, [leaf["prompt"] for leaf in leaves],
+                                          [leaf["tree"] for leaf in leaves], mode=self.grpo.advantage)
+        self._metrics["reward"].append(sum(rewards) / max(len(rewards), 1))
+        self._metrics["trajectories"].append(float(len(leaves)))
+        keep = [i for i, a in enumerate(advantages.tolist()) if a != 0.0 and leaves[i]["steps"]]
+        if not keep:
+            loss = sum(p.sum() * 0.0 for p in model.parameters() if p.requires_grad)
+            return (loss, {}) if return_outputs else loss
+        groups = self._groups(problems, [leaves[i] for i in keep])
+        device = next(model.parameters()).device
+        pad = self.tokenizer.pad_token_id or 0
+        logps = _pad([t for g in groups for t in response_token_logps(model, [g], pad, device)])
+        with torch.no_grad():
+            reference = _pad([t for g in groups for t in response_token_logps(self.reference_model, [g], pad, device)])
+        mask = _pad([torch.ones(len(c), device=device) for g in groups for c in g["completions"]])
+        order = [i for g in groups for i in g["members"]]
+        kept = advantages[keep][order].to(device)
+        loss, parts = clipped_policy_loss(logps, logps.detach(), reference, kept, mask,
+                                          clip_low=self.grpo.clip_low, clip_high=self.grpo.clip_high,
+                                          dual_clip=self.grpo.dual_clip, kl_coef=self.grpo.kl_coef)
+        for key, value in parts.items():
+            self._metrics[key].append(float(value))
+        return (loss, {}) if return_outputs else loss
+
+    def _groups(self, problems: Sequence[Any], leaves: Sequence[dict]) -> list[dict]:
+        """Trajectories of one prompt → one packed group; ``members`` index into the kept leaves' advantages."""
+        by_prompt: dict[int, dict] = {}
+        for position, leaf in enumerate(leaves):
+            group = by_prompt.setdefault(leaf["prompt"], {
+                "prompt": encode_prefix(self.tokenizer, self.step_format.render(problems[leaf["prompt"]].question, [])),
+                "completions": [], "pairs": [], "members": []})
+            text = self.step_format.render_solution(leaf["steps"])
+            group["completions"].append(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+            group["members"].append(position)
+        return list(by_prompt.values())
+
+    def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
+        if "loss" in logs:
+            for key, values in self._metrics.items():
+                logs[key] = round(sum(values) / len(values), 5)
+            self._metrics.clear()
+        super().log(logs, start_time)
+
+
+def _pad(rows: Sequence[torch.Tensor]) -> torch.Tensor:
+    width = max(len(r) for r in rows)
+    out = rows[0].new_zeros((len(rows), width))
+    for i, row in enumerate(rows):
+        out[i, : len(row)] = row
+    return out
+
+
+def train_tree_grpo(policy: Any, problems: Sequence[Any], args: TreeGRPOArgs, sampler: Sampler,
+                    callbacks: Sequence[Any] = ()) -> TreeGRPOTrainer:
+    """Online Tree-GRPO on ``problems`` (with gold answers) for ``policy``; returns the trainer."""
+    import copy
+
+    from reasoner.backends.hf import HFStepGenerator
+    from reasoner.trainers.common import training_arguments
+
+    if args.advantage not in ("tree", "tree_inner", "grpo"):
+        raise ValueError(f"unknown advantage mode {args.advantage!r}: use tree, tree_inner or grpo")
+    reference = copy.deepcopy(policy.model).eval().requires_grad_(False)
+    make_generator = lambda model: HFStepGenerator(model, policy.tokenizer, policy.step_format, seed=args.seed)
+    policy.model.train()
+    trainer = TreeGRPOTrainer(
+        model=policy.model, args=training_arguments(args), train_dataset=list(problems),
+        data_collator=lambda batch: {"problems": batch}, callbacks=list(callbacks), grpo=args, sampler=sampler,
+        make_generator=make_generator, reference_model=reference, tokenizer=policy.tokenizer,
+        step_format=policy.step_format)
+    trainer.train(resume_from_checkpoint=True if args.resume else None)
+    policy.model.eval()
+    return trainer
