@@ -34,13 +34,14 @@ from transformers import Trainer
 from data.records import RecordError, read_jsonl
 from prm.metrics import best_threshold, roc_auc
 from prm.model import WEIGHTS_FILE, ValueModel, encode_steps, pad_right
+from reasoner.trainers.common import TrainingKnobs
 
 __all__ = ["PRMArgs", "PRMDataset", "PRMCollator", "PRMTrainer", "point_loss", "rank_loss", "train_prm",
            "load_label_examples", "load_pair_examples"]
 
 
 @dataclass
-class PRMArgs:
+class PRMArgs(TrainingKnobs):
     """Settings of `reasoner train-prm` (the Trainer's own knobs that matter here are mirrored)."""
 
     data: str = field(default="", metadata={"help": "mc-labels JSONL from `reasoner label --kind mc-labels`"})
@@ -63,21 +64,13 @@ class PRMArgs:
     eval_limit: int = 200
     max_length: int = 512
     epochs: float = 1.0
-    max_steps: int = -1
     learning_rate: float = 3e-4
     batch_size: int = 32
-    gradient_accumulation_steps: int = 1
     warmup_steps: int = 20
     lr_scheduler: str = "cosine"
     weight_decay: float = 0.0
     eval_steps: int = 200
-    save_steps: int = 500
     logging_steps: int = 20
-    seed: int = 0
-    report_to: str = "none"
-    deepspeed: str | None = None
-    device: str | None = None
-    resume: bool = False
 
 
 def _held_out(problem_id: str, fraction: float) -> bool:

@@ -2,11 +2,26 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 
-__all__ = ["training_arguments"]
+__all__ = ["training_arguments", "TrainingKnobs"]
+
+
+@dataclass
+class TrainingKnobs:
+    """Fields every training command shares (each command's config dataclass adds its own after these)."""
+
+    max_steps: int = field(default=-1, metadata={"help": "stop after N optimizer steps (-1: run the epochs)"})
+    gradient_accumulation_steps: int = 1
+    save_steps: int = 500
+    seed: int = 0
+    report_to: str = field(default="none", metadata={"help": "none, tensorboard, wandb, ... (transformers)"})
+    deepspeed: str | None = field(default=None, metadata={"help": "configs/deepspeed/zero2.json or zero3.json"})
+    device: str | None = None
+    resume: bool = field(default=False, metadata={"help": "continue from the last checkpoint in --output"})
 
 
 def training_arguments(args: Any, **overrides: Any):

@@ -34,6 +34,7 @@ from transformers import Trainer
 from data.records import read_jsonl
 from reasoner.losses import dpo_loss, step_apo_loss, svpo_loss
 from reasoner.trainers.pairs import collate_shared, collate_unshared, group_pairs, pair_logps, tokenize_pair
+from reasoner.trainers.common import TrainingKnobs
 
 __all__ = ["PreferenceArgs", "PreferenceTrainer", "PairGroups", "PolicyWithValueHead", "train_preference",
            "ALGOS", "load_pairs"]
@@ -44,7 +45,7 @@ VALUE_HEAD_WEIGHTS = "value_head.safetensors"
 
 
 @dataclass
-class PreferenceArgs:
+class PreferenceArgs(TrainingKnobs):
     """Settings of `reasoner train step-dpo|step-apo|svpo|mcts-dpo` (`reasoner train ALGO --help`)."""
 
     algo: str = "step-dpo"
@@ -67,20 +68,12 @@ class PreferenceArgs:
     max_prompt_length: int = 512
     limit: int | None = field(default=None, metadata={"help": "use the first N pairs"})
     epochs: float = 1.0
-    max_steps: int = -1
     learning_rate: float = 1e-4
     batch_size: int = field(default=8, metadata={"help": "prompt groups per step"})
-    gradient_accumulation_steps: int = 1
     warmup_steps: int = 10
     lr_scheduler: str = "cosine"
     max_grad_norm: float = 1.0
     logging_steps: int = 10
-    save_steps: int = 500
-    seed: int = 0
-    report_to: str = "none"
-    deepspeed: str | None = None
-    device: str | None = None
-    resume: bool = False
 
 
 def load_pairs(path: str, limit: int | None = None) -> list[dict[str, Any]]:

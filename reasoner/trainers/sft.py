@@ -16,6 +16,7 @@ from torch.utils.data import Dataset
 from data.problems import Problem
 from reasoner.models import encode_prefix
 from reasoner.steps import StepFormat
+from reasoner.trainers.common import TrainingKnobs
 
 __all__ = ["SFTDataset", "SFTCollator", "sft_example", "solution_steps", "train_sft", "SFTArgs"]
 
@@ -76,8 +77,8 @@ class SFTCollator:
 
 
 @dataclass
-class SFTArgs:
-    """Settings of `reasoner train sft` (the rest are `transformers.TrainingArguments` fields)."""
+class SFTArgs(TrainingKnobs):
+    """Settings of `reasoner train sft` (plus the shared `TrainingKnobs`)."""
 
     data: str = field(default="synthetic:train", metadata={"help": "problem spec with gold solutions"})
     model: str | None = field(default=None, metadata={"help": "policy to fine-tune (default: embedded)"})
@@ -87,15 +88,9 @@ class SFTArgs:
     epochs: float = 1.0
     learning_rate: float = 1e-4
     batch_size: int = 32
-    gradient_accumulation_steps: int = 1
     warmup_steps: int = 0
     lr_scheduler: str = "constant_with_warmup"
-    save_steps: int = 500
     logging_steps: int = 20
-    seed: int = 0
-    report_to: str = "none"
-    deepspeed: str | None = None
-    resume: bool = False
 
 
 def train_sft(model, tokenizer, step_format: StepFormat, problems: Sequence[Problem], args: SFTArgs,
@@ -106,7 +101,7 @@ def train_sft(model, tokenizer, step_format: StepFormat, problems: Sequence[Prob
     from reasoner.trainers.common import training_arguments
 
     dataset = SFTDataset(problems, tokenizer, step_format, args.max_length)
-    training_args = training_arguments(args, max_steps=max_steps)
+    training_args = training_arguments(args, max_steps=max_steps if max_steps >= 0 else args.max_steps)
     trainer = Trainer(
         model=model,
         args=training_args,

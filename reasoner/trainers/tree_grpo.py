@@ -25,6 +25,7 @@ from transformers import Trainer
 from reasoner.losses import clipped_policy_loss, tree_grpo_advantages
 from reasoner.models import encode_prefix
 from reasoner.trainers.pairs import response_token_logps
+from reasoner.trainers.common import TrainingKnobs
 
 __all__ = ["TreeGRPOArgs", "TreeGRPOTrainer", "train_tree_grpo"]
 
@@ -32,7 +33,7 @@ Sampler = Callable[[Sequence[Any], Any, int], list[dict]]
 
 
 @dataclass
-class TreeGRPOArgs:
+class TreeGRPOArgs(TrainingKnobs):
     """Settings of `reasoner train tree-grpo` (sampling as in `search.tree_grpo.TreeGRPOConfig`)."""
 
     problems: str = field(default="synthetic:train", metadata={"help": "prompts with gold answers"})
@@ -51,19 +52,11 @@ class TreeGRPOArgs:
     dual_clip: float = 3.0
     kl_coef: float = 0.001
     epochs: float = 1.0
-    max_steps: int = -1
     learning_rate: float = 1e-4
     batch_size: int = field(default=8, metadata={"help": "prompts per step"})
-    gradient_accumulation_steps: int = 1
     warmup_steps: int = 0
     lr_scheduler: str = "constant"
     logging_steps: int = 5
-    save_steps: int = 500
-    seed: int = 0
-    report_to: str = "none"
-    deepspeed: str | None = None
-    device: str | None = None
-    resume: bool = False
 
 
 class TreeGRPOTrainer(Trainer):
