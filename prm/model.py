@@ -31,10 +31,10 @@ from typing import Any, Sequence
 import torch
 from torch import nn
 
-from reasoner.models import encode_prefix, resolve_device
+from reasoner.models import encode_prefix, pad_right, resolve_device, token_logps
 from reasoner.steps import StepFormat, get_format
 
-__all__ = ["ValueModel", "encode_steps", "load_value_model", "pad_right", "HEADS", "VALUE_HEAD_FILE"]
+__all__ = ["ValueModel", "encode_steps", "score_solutions", "step_features", "load_value_model", "HEADS", "VALUE_HEAD_FILE"]
 
 HEADS = ("tanh", "sigmoid")
 VALUE_HEAD_FILE = "value_head.json"
@@ -62,18 +62,6 @@ def encode_steps(tokenizer: Any, step_format: StepFormat, prompt: str, steps: Se
             return ids[:max_length], ends, prompt_length
         ends.append(len(ids) - 1)
     return ids, ends, prompt_length
-
-
-def pad_right(sequences: Sequence[Sequence[int]], pad_id: int, device: torch.device | str = "cpu"
-              ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Right-padded ``input_ids`` and ``attention_mask`` (causal attention needs no position shift)."""
-    width = max(len(s) for s in sequences)
-    input_ids = torch.full((len(sequences), width), pad_id, dtype=torch.long)
-    attention = torch.zeros((len(sequences), width), dtype=torch.long)
-    for row, sequence in enumerate(sequences):
-        input_ids[row, : len(sequence)] = torch.tensor(sequence, dtype=torch.long)
-        attention[row, : len(sequence)] = 1
-    return input_ids.to(device), attention.to(device)
 
 
 class ValueModel(nn.Module):
@@ -167,14 +155,13 @@ class ValueModel(nn.Module):
         else:
             output = self.lm(input_ids=input_ids, attention_mask=attention_mask, output_hidden_states=True)
             hidden = output.hidden_states[-1]
-            logps = torch.log_softmax(output.logits[:, :-1].detach().float(), dim=-1)
-            token_logps = torch.gather(logps, 2, input_ids[:, 1:, None]).squeeze(-1)
+            step_logps = token_logps(output.logits.detach(), input_ids)
         rows = torch.tensor([r for r, row_ends in enumerate(ends) for _ in row_ends], device=hidden.device)
         cols = torch.tensor([e for row_ends in ends for e in row_ends], device=hidden.device)
         logits = self.value_head(hidden[rows, cols]).squeeze(-1)
         if self.feature_head is None:
             return logits
-        return logits + self.feature_head(_step_features(token_logps, ends, prompt_lengths)).squeeze(-1)
+        return logits + self.feature_head(step_features(step_logps, ends, prompt_lengths)).squeeze(-1)
 
     def activate(self, logits: torch.Tensor) -> torch.Tensor:
         """Logits → values: tanh ([-1, 1]) or sigmoid ([0, 1]) depending on the head."""
@@ -186,22 +173,9 @@ class ValueModel(nn.Module):
         """One value per step of each solution; batched over solutions (sorted by length, right-padded)."""
         was_training = self.training
         self.eval()
-        encoded = [encode_steps(self.tokenizer, self.step_format, self.step_format.prompt(q), steps, max_length=max_length)
-                   for q, steps in zip(questions, step_lists)]
-        results: list[list[float]] = [[] for _ in encoded]
-        order = sorted(range(len(encoded)), key=lambda i: len(encoded[i][0]))
-        pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
-        for start in range(0, len(order), batch_size):
-            rows = [i for i in order[start:start + batch_size] if encoded[i][1]]
-            if not rows:
-                continue
-            input_ids, attention = pad_right([encoded[i][0] for i in rows], pad, self.device)
-            values = self.activate(self(input_ids, attention, [encoded[i][1] for i in rows],
-                                        [encoded[i][2] for i in rows])).float().cpu().tolist()
-            offset = 0
-            for i in rows:
-                results[i] = values[offset:offset + len(encoded[i][1])]
-                offset += len(encoded[i][1])
+        results = score_solutions(self.tokenizer, self.step_format, questions, step_lists,
+                                  lambda *batch: self.activate(self(*batch)).float().cpu().tolist(),
+                                  self.device, batch_size, max_length)
         for i, steps in enumerate(step_lists):  # steps cut by max_length inherit the last readable value
             if len(results[i]) < len(steps):
                 fill = results[i][-1] if results[i] else (0.0 if self.head == "tanh" else 0.5)
@@ -210,7 +184,29 @@ class ValueModel(nn.Module):
         return results
 
 
-def _step_features(token_logps: torch.Tensor, ends: Sequence[Sequence[int]], prompt_lengths: Sequence[int]) -> torch.Tensor:
+def score_solutions(tokenizer: Any, step_format: StepFormat, questions: Sequence[str],
+                    step_lists: Sequence[Sequence[str]], step_values: Any, device: torch.device | str,
+                    batch_size: int = 64, max_length: int | None = None) -> list[list[float]]:
+    """The batching loop of every step scorer here: encode each solution (`encode_steps`), batch them sorted
+    by length, and call ``step_values(input_ids, attention_mask, ends, prompt_lengths)``, which returns one
+    value per step end, flat in row order. Steps cut by ``max_length`` get no value."""
+    encoded = [encode_steps(tokenizer, step_format, step_format.prompt(q), steps, max_length=max_length)
+               for q, steps in zip(questions, step_lists)]
+    results: list[list[float]] = [[] for _ in encoded]
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    order = [i for i in sorted(range(len(encoded)), key=lambda i: len(encoded[i][0])) if encoded[i][1]]
+    for start in range(0, len(order), batch_size):
+        rows = order[start:start + batch_size]
+        input_ids, attention = pad_right([encoded[i][0] for i in rows], pad, device)
+        values = step_values(input_ids, attention, [encoded[i][1] for i in rows], [encoded[i][2] for i in rows])
+        offset = 0
+        for i in rows:
+            results[i] = values[offset:offset + len(encoded[i][1])]
+            offset += len(encoded[i][1])
+    return results
+
+
+def step_features(token_logps: torch.Tensor, ends: Sequence[Sequence[int]], prompt_lengths: Sequence[int]) -> torch.Tensor:
     """Per step: [min, running min, mean] of its tokens' log-probs (/10, clipped to [-2, 0]), flat in row order.
 
     ``token_logps[r, j]`` is log p(token j+1 | ≤ j), so step k's tokens (prompt_end+1 .. end) are predicted at

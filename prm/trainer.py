@@ -33,7 +33,8 @@ from transformers import Trainer
 
 from data.records import RecordError, read_jsonl
 from prm.metrics import best_threshold, roc_auc
-from prm.model import WEIGHTS_FILE, ValueModel, encode_steps, pad_right
+from prm.model import WEIGHTS_FILE, ValueModel, encode_steps
+from reasoner.models import pad_right
 from reasoner.trainers.common import TrainingKnobs
 
 __all__ = ["PRMArgs", "PRMDataset", "PRMCollator", "PRMTrainer", "point_loss", "rank_loss", "train_prm",

@@ -12,13 +12,14 @@ import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import torch
 
 from reasoner.steps import StepFormat, get_format
 
-__all__ = ["Policy", "load_policy", "save_policy", "encode_prefix", "EMBEDDED_POLICY", "resolve_device", "resolve_dtype"]
+__all__ = ["Policy", "load_policy", "save_policy", "encode_prefix", "pad_right", "token_logps", "EMBEDDED_POLICY",
+           "resolve_device", "resolve_dtype"]
 
 log = logging.getLogger(__name__)
 
@@ -94,6 +95,24 @@ def encode_prefix(tokenizer: Any, text: str) -> list[int]:
     """Token ids of a rendered prefix: BOS added by the tokenizer unless a chat template already wrote it."""
     bos = tokenizer.bos_token
     return tokenizer(text, add_special_tokens=not (bos and text.startswith(bos)))["input_ids"]
+
+
+def pad_right(sequences: Sequence[Sequence[int]], pad_id: int, device: torch.device | str = "cpu"
+              ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Right-padded ``input_ids`` and ``attention_mask`` (causal attention needs no position shift)."""
+    width = max(len(s) for s in sequences)
+    input_ids = torch.full((len(sequences), width), pad_id, dtype=torch.long)
+    attention = torch.zeros((len(sequences), width), dtype=torch.long)
+    for row, sequence in enumerate(sequences):
+        input_ids[row, : len(sequence)] = torch.tensor(sequence, dtype=torch.long)
+        attention[row, : len(sequence)] = 1
+    return input_ids.to(device), attention.to(device)
+
+
+def token_logps(logits: torch.Tensor, input_ids: torch.Tensor) -> torch.Tensor:
+    """log p(token_{j+1} | ≤ j) at every position j, shape [B, L-1] (fp32 whatever the model's dtype)."""
+    logps = torch.log_softmax(logits[:, :-1].float(), dim=-1)
+    return torch.gather(logps, 2, input_ids[:, 1:, None]).squeeze(-1)
 
 
 def _drop_dequantized_gguf_quantizer(model: Any) -> None:

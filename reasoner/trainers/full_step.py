@@ -18,10 +18,10 @@ from torch.utils.data import Dataset
 from data.records import RecordError, read_jsonl
 from reasoner.losses import full_step_dpo_loss
 from reasoner.models import encode_prefix
-from reasoner.trainers.pairs import response_token_logps
+from reasoner.trainers.pairs import pad_rows, response_token_logps
 from reasoner.trainers.preference import PreferenceTrainer
 
-__all__ = ["StepRewardGroups", "FullStepDPOTrainer", "load_step_rewards", "response_token_logps"]
+__all__ = ["StepRewardGroups", "FullStepDPOTrainer", "load_step_rewards"]
 
 FIELDS = ("prompt", "responses", "rewards", "step_rewards")
 
@@ -97,14 +97,6 @@ def _steps_of(response: str, step_format: Any, expected: int) -> list[str]:
     return raw
 
 
-def _padded(rows: Sequence[Sequence[float] | torch.Tensor], device) -> torch.Tensor:
-    width = max(len(r) for r in rows)
-    out = torch.zeros((len(rows), width), device=device)
-    for i, row in enumerate(rows):
-        out[i, : len(row)] = torch.as_tensor(row, device=device)
-    return out
-
-
 class FullStepDPOTrainer(PreferenceTrainer):
     """`PreferenceTrainer` whose items are prompts with K scored responses (Full-Step-DPO's loss)."""
 
@@ -116,11 +108,9 @@ class FullStepDPOTrainer(PreferenceTrainer):
         losses, offset = [], 0
         for group in groups:
             k = len(group["completions"])
-            logps = torch.zeros((k, max(len(c) for c in group["completions"])), device=device)
-            for i, row in enumerate(per_response[offset:offset + k]):
-                logps[i, : len(row)] = row
+            logps = pad_rows(per_response[offset:offset + k])
             offset += k
-            loss, parts = full_step_dpo_loss(logps, _padded(group["ref"], device), _padded(group["token_rewards"], device),
+            loss, parts = full_step_dpo_loss(logps, pad_rows(group["ref"], device), pad_rows(group["token_rewards"], device),
                                              torch.tensor(group["rewards"], device=device), beta=options.beta,
                                              token_rate=options.token_rate, reward_temp=options.reward_temp)
             losses.append(loss)

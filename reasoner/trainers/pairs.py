@@ -26,11 +26,11 @@ from typing import Any, Sequence
 
 import torch
 
-from reasoner.models import encode_prefix
+from reasoner.models import encode_prefix, pad_right, token_logps
 from reasoner.steps import StepFormat
 
 __all__ = ["tokenize_pair", "group_pairs", "collate_shared", "collate_unshared", "pair_logps", "token_logps",
-           "span_logps", "PairBatch", "response_token_logps"]
+           "span_logps", "PairBatch", "response_token_logps", "pad_rows"]
 
 
 def tokenize_pair(tokenizer: Any, step_format: StepFormat, prompt: str, chosen: str, rejected: str,
@@ -94,16 +94,6 @@ def group_pairs(tokenized: Sequence[dict[str, Any]], max_pairs: int = 16, by_pro
     return list(groups.values())
 
 
-def _pad(rows: Sequence[Sequence[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
-    width = max(len(r) for r in rows)
-    input_ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
-    attention = torch.zeros((len(rows), width), dtype=torch.long)
-    for i, row in enumerate(rows):
-        input_ids[i, : len(row)] = torch.tensor(row)
-        attention[i, : len(row)] = 1
-    return input_ids, attention
-
-
 def collate_unshared(groups: Sequence[dict[str, Any]], pad_id: int) -> PairBatch:
     """Two right-padded rows per pair, [prompt][chosen] and [prompt][rejected] (the usual DPO input)."""
     rows, spans, chosen, rejected = [], [], [], []
@@ -115,7 +105,7 @@ def collate_unshared(groups: Sequence[dict[str, Any]], pad_id: int) -> PairBatch
                 target.append(len(spans))
                 spans.append((len(rows), len(prompt) - 1, len(prompt) - 1 + len(completion)))
                 rows.append(prompt + completion)
-    input_ids, attention = _pad(rows, pad_id)
+    input_ids, attention = pad_right(rows, pad_id)
     return PairBatch(input_ids, attention, None, spans, torch.tensor(chosen), torch.tensor(rejected))
 
 
@@ -162,10 +152,15 @@ def collate_shared(groups: Sequence[dict[str, Any]], pad_id: int) -> PairBatch:
     return PairBatch(input_ids, mask[:, None], position_ids, spans, torch.tensor(chosen), torch.tensor(rejected))
 
 
-def token_logps(logits: torch.Tensor, input_ids: torch.Tensor) -> torch.Tensor:
-    """log p(token_{j+1} | ≤ j) at every position j, shape [B, L-1]."""
-    logps = torch.log_softmax(logits[:, :-1].float(), dim=-1)
-    return torch.gather(logps, 2, input_ids[:, 1:, None]).squeeze(-1)
+def pad_rows(rows: Sequence[Sequence[float] | torch.Tensor], device: torch.device | str | None = None) -> torch.Tensor:
+    """Float rows of different lengths (per-token log-probs, rewards, masks) → one zero-padded [n, width] tensor."""
+    width = max(len(r) for r in rows)
+    if device is None:
+        device = rows[0].device if isinstance(rows[0], torch.Tensor) else "cpu"
+    out = torch.zeros((len(rows), width), device=device)
+    for i, row in enumerate(rows):
+        out[i, : len(row)] = torch.as_tensor(row, device=device)
+    return out
 
 
 def span_logps(per_token: torch.Tensor, spans: Sequence[tuple[int, int, int]]) -> torch.Tensor:

@@ -24,7 +24,7 @@ from transformers import Trainer
 
 from reasoner.losses import clipped_policy_loss, tree_grpo_advantages
 from reasoner.models import encode_prefix
-from reasoner.trainers.pairs import response_token_logps
+from reasoner.trainers.pairs import pad_rows, response_token_logps
 from reasoner.trainers.common import TrainingKnobs
 
 __all__ = ["TreeGRPOArgs", "TreeGRPOTrainer", "train_tree_grpo"]
@@ -88,10 +88,10 @@ class TreeGRPOTrainer(Trainer):
         groups = self._groups(problems, [leaves[i] for i in keep])
         device = next(model.parameters()).device
         pad = self.tokenizer.pad_token_id or 0
-        logps = _pad([t for g in groups for t in response_token_logps(model, [g], pad, device)])
+        logps = pad_rows(response_token_logps(model, groups, pad, device))
         with torch.no_grad():
-            reference = _pad([t for g in groups for t in response_token_logps(self.reference_model, [g], pad, device)])
-        mask = _pad([torch.ones(len(c), device=device) for g in groups for c in g["completions"]])
+            reference = pad_rows(response_token_logps(self.reference_model, groups, pad, device))
+        mask = pad_rows([torch.ones(len(c), device=device) for g in groups for c in g["completions"]])
         order = [i for g in groups for i in g["members"]]
         kept = advantages[keep][order].to(device)
         loss, parts = clipped_policy_loss(logps, logps.detach(), reference, kept, mask,
@@ -119,14 +119,6 @@ class TreeGRPOTrainer(Trainer):
                 logs[key] = round(sum(values) / len(values), 5)
             self._metrics.clear()
         super().log(logs, start_time)
-
-
-def _pad(rows: Sequence[torch.Tensor]) -> torch.Tensor:
-    width = max(len(r) for r in rows)
-    out = rows[0].new_zeros((len(rows), width))
-    for i, row in enumerate(rows):
-        out[i, : len(row)] = row
-    return out
 
 
 def train_tree_grpo(policy: Any, problems: Sequence[Any], args: TreeGRPOArgs, sampler: Sampler,
