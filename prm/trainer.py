@@ -12,8 +12,10 @@ Inputs are the files `reasoner label` writes: ``mc-labels`` (TRL's stepwise form
 * ranking (SVPO's margin idea, 1.11, reconstructed): L_rank = mean_pairs max(0, γ - (V_w - V_l)) over sibling
   pairs, added with weight λ (``rank_weight``).
 
-Held-out problems (``eval_fraction`` of problem ids) give ``eval_loss`` and ``eval_step_auc`` (values vs
-hard labels) every ``eval_steps``. Checkpoints and the final model are loadable value-model directories.
+Held-out problems (``eval_fraction`` of problem ids) give ``eval_loss``, ``eval_step_auc`` (values vs hard
+labels) and the first-error threshold with the best F1 on those paths (``eval_threshold``, stored in the model
+as its default decision threshold) every ``eval_steps``. Checkpoints and the final model are loadable
+value-model directories.
 """
 
 from __future__ import annotations
@@ -209,6 +211,8 @@ class PRMTrainer(Trainer):
         super().__init__(*args, **kwargs)
         self.rank_weight, self.margin = rank_weight, margin
         self.eval_problems, self.eval_limit = eval_problems, eval_limit
+        self.last_eval: dict[str, float] = {}
+        self.last_eval_step = -1
         self._parts: dict[str, list[float]] = defaultdict(list)
 
     def _losses(self, model, inputs) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -253,18 +257,28 @@ class PRMTrainer(Trainer):
         model = self.model
         was_training = model.training
         model.eval()
-        points, values, hard = [], [], []
+        points, path_values, path_labels = [], [], []
         for inputs in self.get_eval_dataloader(dataset):
             inputs = self._prepare_inputs(inputs)
             point, _, read_logits, _ = self._losses(model, inputs)
             if read_logits.numel():
                 points.append((point.item(), read_logits.numel()))
-                values.extend(self._activate(model, read_logits).tolist())
-                hard.extend(inputs["hard"].tolist())
+                values, hard, offset = self._activate(model, read_logits).tolist(), inputs["hard"].tolist(), 0
+                for row_ends in inputs["ends"]:  # eval examples are label paths, one row each
+                    path_values.append(values[offset:offset + len(row_ends)])
+                    path_labels.append(hard[offset:offset + len(row_ends)])
+                    offset += len(row_ends)
         model.train(was_training)
         total = sum(n for _, n in points) or 1
+        # First-error threshold from the held-out label paths alone (a path's first error = its first step whose
+        # hard label is False, -1 when none): the same ProcessBench rule as eval-prm, no gold solution used.
+        first_errors = [next((i for i, ok in enumerate(labels) if not ok), -1) for labels in path_labels]
+        threshold, f1 = best_threshold(path_values, first_errors)
+        self._unwrap(model).threshold = threshold
         metrics = {f"{metric_key_prefix}_loss": sum(loss * n for loss, n in points) / total,
-                   f"{metric_key_prefix}_step_auc": roc_auc(values, hard)}
+                   f"{metric_key_prefix}_step_auc": roc_auc([v for row in path_values for v in row],
+                                                            [ok for row in path_labels for ok in row]),
+                   f"{metric_key_prefix}_threshold": threshold, f"{metric_key_prefix}_first_error_f1": f1}
         if self.eval_problems:
             from prm.evaluate import evaluate_prm
 
@@ -272,6 +286,7 @@ class PRMTrainer(Trainer):
             metrics.update({f"{metric_key_prefix}_synthetic_{key}": found[key]
                             for key in ("step_auc", "first_error_f1", "solution_auc_min")})
         self.log(metrics)
+        self.last_eval, self.last_eval_step = metrics, self.state.global_step
         return metrics
 
     def _save(self, output_dir: str | None = None, state_dict=None) -> None:
@@ -286,34 +301,6 @@ class PRMTrainer(Trainer):
 
         load_model(self._unwrap(model or self.model), os.path.join(resume_from_checkpoint, WEIGHTS_FILE), strict=True)
 
-
-
-@torch.no_grad()
-def calibrate_threshold(model: ValueModel, dataset: PRMDataset, pad_id: int, batch_size: int = 64) -> tuple[float, float]:
-    """The first-error threshold that maximises F1 on held-out label paths, and that F1.
-
-    A path's true first error is its first step whose hard label is False (-1 when all are True): the same
-    ProcessBench rule as `reasoner eval-prm`, here with MCTS labels only, so no gold solution is used.
-    """
-    collate = PRMCollator(pad_id)
-    examples = [e for e in dataset.examples if e["kind"] == "labels"]
-    was_training = model.training
-    model.eval()
-    values, first_errors = [], []
-    for start in range(0, len(examples), batch_size):
-        chunk = examples[start:start + batch_size]
-        inputs = collate(chunk)
-        logits = model(inputs["input_ids"].to(model.device), inputs["attention_mask"].to(model.device),
-                       inputs["ends"], inputs["prompt_lengths"])
-        flat = model.activate(logits).cpu().tolist()
-        offset = 0
-        for example in chunk:
-            n = len(example["labels"])
-            values.append(flat[offset:offset + n])
-            first_errors.append(next((i for i, ok in enumerate(example["labels"]) if not ok), -1))
-            offset += n
-    model.train(was_training)
-    return best_threshold(values, first_errors)
 
 
 def train_prm(args: PRMArgs, callbacks: Sequence[Any] = ()) -> tuple[ValueModel, Any]:
@@ -354,10 +341,10 @@ def train_prm(args: PRMArgs, callbacks: Sequence[Any] = ()) -> tuple[ValueModel,
     )
     trainer.train(resume_from_checkpoint=True if args.resume else None)
     if eval_set is not None:
-        if not any("eval_loss" in h and h.get("step") == trainer.state.global_step for h in trainer.state.log_history):
+        if trainer.last_eval_step != trainer.state.global_step:
             trainer.evaluate()
-        model.threshold, f1 = calibrate_threshold(model, eval_set, model.tokenizer.pad_token_id or 0)
-        trainer.log({"calibrated_threshold": round(model.threshold, 4), "held_out_first_error_f1": round(f1, 4)})
+        trainer.log({"calibrated_threshold": round(model.threshold, 4),
+                     "held_out_first_error_f1": round(trainer.last_eval["eval_first_error_f1"], 4)})
     model.eval()
     model.save_pretrained(args.output)
     return model, trainer
