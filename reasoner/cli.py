@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Sequence
 
 from data.records import RecordError
+from reasoner.cli_train import cmd_train, cmd_train_prm
 
 __all__ = ["main"]
 
@@ -111,99 +112,6 @@ def cmd_eval_policy(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_train(args: argparse.Namespace, rest: Sequence[str]) -> int:
-    from reasoner.config import parse_config, save_config
-    from reasoner.trainers.sft import SFTArgs
-
-    if args.algo == "tree-grpo":
-        return _train_tree_grpo(rest)
-    if args.algo != "sft":
-        return _train_preference(args.algo, rest)
-
-    config = parse_config(SFTArgs, rest, prog="reasoner train sft", description="SFT on gold step-by-step solutions")
-    from data.problems import load_problems
-    from reasoner.models import load_policy, save_policy
-    from reasoner.trainers.sft import train_sft
-
-    policy = load_policy(config.model)
-    policy.model.train()
-    problems = load_problems(config.data, limit=config.limit)
-    save_config(config, config.output)
-    trainer = train_sft(policy.model, policy.tokenizer, policy.step_format, problems, config)
-    policy.model.eval()
-    trainer.save_model(config.output)  # gathers ZeRO-3 shards; writes on the main process only
-    if trainer.is_world_process_zero():
-        save_policy(policy, config.output, weights=False)
-        Path(config.output, "training_args.bin").unlink(missing_ok=True)  # a pickle; the config.yaml says it all
-        print(f"saved the fine-tuned policy to {config.output}")
-    return 0
-
-
-def _train_preference(algo: str, rest: Sequence[str]) -> int:
-    from reasoner.config import parse_config, save_config
-    from reasoner.models import load_policy, save_policy
-    from reasoner.trainers.preference import PreferenceArgs, load_pairs, train_preference
-
-    config = parse_config(PreferenceArgs, rest, prog=f"reasoner train {algo}",
-                          description=f"{algo} on step pairs from `reasoner label`")
-    config.algo = algo
-    if not config.data:
-        raise ValueError(f"--data is required: a pairs JSONL from `reasoner label --kind {algo}`")
-    if algo == "full-step-dpo":
-        from reasoner.trainers.full_step import load_step_rewards
-
-        records = load_step_rewards(config.data, config.limit)
-    else:
-        records = load_pairs(config.data, config.limit)
-    policy = load_policy(config.model, device=config.device)
-    save_config(config, config.output)
-    model, trainer = train_preference(policy, records, config)
-    if algo != "svpo":
-        trainer.save_model(config.output)  # gathers ZeRO-3 shards; writes on the main process only
-    if not trainer.is_world_process_zero():
-        return 0
-    save_policy(policy, config.output, weights=algo == "svpo")  # tokenizer + step format (+ weights for SVPO)
-    Path(config.output, "training_args.bin").unlink(missing_ok=True)  # a pickle; config.yaml says it all
-    print(f"saved the {algo} policy to {config.output}")
-    if algo == "svpo":
-        from prm.model import ValueModel
-
-        value = ValueModel(policy.model, policy.tokenizer, policy.step_format, head="tanh", source=f"svpo:{config.output}")
-        value.value_head.load_state_dict(model.value_head.state_dict())
-        value.save_pretrained(f"{config.output}/value-model")
-        print(f"saved its value head as a value model to {config.output}/value-model")
-    return 0
-
-
-def _train_tree_grpo(rest: Sequence[str]) -> int:
-    from data.problems import load_problems
-    from reasoner.config import parse_config, save_config
-    from reasoner.models import load_policy, save_policy
-    from reasoner.trainers.tree_grpo import TreeGRPOArgs, train_tree_grpo
-    from search.tree_grpo import TreeGRPOConfig, grpo_leaves, run_tree_grpo
-
-    config = parse_config(TreeGRPOArgs, rest, prog="reasoner train tree-grpo",
-                          description="online Tree-GRPO: sample trees with the policy, verify leaves, update")
-    sampling = TreeGRPOConfig(trees_per_prompt=config.trees_per_prompt, expand_nodes=config.expand_nodes,
-                              rounds=config.rounds, temperature=config.temperature, max_depth=config.max_depth,
-                              max_step_tokens=config.max_step_tokens)
-
-    def sample(problems, generator, step):
-        sampling.seed = config.seed * 100_003 + step  # new trees every step, reproducible per run
-        trees = run_tree_grpo(problems, generator, sampling)
-        return [dict(leaf, prompt=index) for index, tree in enumerate(trees) for leaf in grpo_leaves(tree)]
-
-    policy = load_policy(config.model, device=config.device)
-    save_config(config, config.output)
-    trainer = train_tree_grpo(policy, load_problems(config.problems, limit=config.limit), config, sample)
-    trainer.save_model(config.output)
-    if trainer.is_world_process_zero():
-        save_policy(policy, config.output, weights=False)
-        Path(config.output, "training_args.bin").unlink(missing_ok=True)
-        print(f"saved the tree-grpo policy to {config.output}")
-    return 0
-
-
 def cmd_build_tiny(args: argparse.Namespace, rest: Sequence[str]) -> int:
     from reasoner.config import parse_config
     from reasoner.tiny import TinyBuildArgs, build_tiny_policy
@@ -289,20 +197,6 @@ def cmd_label(args: argparse.Namespace) -> int:
 
 
 # ----------------------------------------------------------------------------- prm
-def cmd_train_prm(args: argparse.Namespace, rest: Sequence[str]) -> int:
-    from reasoner.config import parse_config, save_config
-    from prm.trainer import PRMArgs, train_prm
-
-    config = parse_config(PRMArgs, rest, prog="reasoner train-prm",
-                          description="train a step value model on MC labels (+ sibling pairs)")
-    if not config.data:
-        raise ValueError("--data is required: an mc-labels JSONL from `reasoner label --kind mc-labels`")
-    save_config(config, config.output)
-    train_prm(config)
-    print(f"saved the value model to {config.output}")
-    return 0
-
-
 def cmd_eval_prm(args: argparse.Namespace) -> int:
     from prm.evaluate import evaluate_prm
     from prm.model import load_value_model
@@ -314,8 +208,9 @@ def cmd_eval_prm(args: argparse.Namespace) -> int:
         scorer = PolicyLikelihoodScorer(load_policy(None if args.prm == "embedded" else args.prm, device=args.device))
     else:
         scorer = load_value_model(args.prm, device=args.device)
-    result = {"prm": args.prm, "scorer": "policy-likelihood" if args.policy_likelihood else "value-model", **evaluate_prm(scorer, args.problems, args.limit, seed=args.seed,
-                                              threshold=args.threshold, calibrate_on=args.calibrate_on)}
+    found = evaluate_prm(scorer, args.problems, args.limit, seed=args.seed, threshold=args.threshold,
+                         calibrate_on=args.calibrate_on)
+    result = {"prm": args.prm, "scorer": "policy-likelihood" if args.policy_likelihood else "value-model", **found}
     print(json.dumps(result, indent=2))
     if args.output:
         Path(args.output).write_text(json.dumps(result, indent=2) + "\n")
@@ -426,7 +321,8 @@ def build_parser() -> argparse.ArgumentParser:
                           help="score with the policy's own running-min token probability (training-free baseline)")
     eval_prm.add_argument("--problems", default="synthetic:test")
     eval_prm.add_argument("--limit", type=int, default=None)
-    eval_prm.add_argument("--threshold", type=float, default=None, help="default: 0 (tanh head) / 0.5 (sigmoid)")
+    eval_prm.add_argument("--threshold", type=float, default=None,
+                          help="default: the model's calibrated threshold, else 0 (tanh head) / 0.5 (sigmoid)")
     eval_prm.add_argument("--calibrate-on", default=None,
                           help="choose the threshold on this other split first (e.g. synthetic:train, 500 problems)")
     eval_prm.add_argument("--seed", type=int, default=0, help="seed of the corruptions")

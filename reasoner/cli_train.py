@@ -1,0 +1,124 @@
+"""`reasoner train ALGO` and `reasoner train-prm`: the training commands of the CLI (wired to data, search,
+the trainers and the value model here, as the rest of `reasoner.cli`)."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+from pathlib import Path
+from typing import Sequence
+
+__all__ = ["cmd_train", "cmd_train_prm"]
+
+
+def cmd_train(args: argparse.Namespace, rest: Sequence[str]) -> int:
+    """`reasoner train ALGO [--config YAML] [--key value ...]`: SFT, a step-preference algorithm, or Tree-GRPO."""
+    if args.algo == "tree-grpo":
+        return _train_tree_grpo(rest)
+    if args.algo != "sft":
+        return _train_preference(args.algo, rest)
+    from reasoner.config import parse_config, save_config
+    from reasoner.trainers.sft import SFTArgs
+
+    config = parse_config(SFTArgs, rest, prog="reasoner train sft", description="SFT on gold step-by-step solutions")
+    from data.problems import load_problems
+    from reasoner.models import load_policy
+    from reasoner.trainers.sft import train_sft
+
+    policy = load_policy(config.model, device=config.device)
+    policy.model.train()
+    problems = load_problems(config.data, limit=config.limit)
+    save_config(config, config.output)
+    trainer = train_sft(policy.model, policy.tokenizer, policy.step_format, problems, config)
+    policy.model.eval()
+    _save_trained(trainer, policy, config.output, "sft")
+    return 0
+
+
+def _train_preference(algo: str, rest: Sequence[str]) -> int:
+    from reasoner.config import parse_config, save_config
+    from reasoner.models import load_policy
+    from reasoner.trainers.preference import PreferenceArgs, load_pairs, train_preference
+
+    config = parse_config(PreferenceArgs, rest, prog=f"reasoner train {algo}",
+                          description=f"{algo} on step pairs from `reasoner label`")
+    config.algo = algo
+    if not config.data:
+        raise ValueError(f"--data is required: a pairs JSONL from `reasoner label --kind {algo}`")
+    if algo == "full-step-dpo":
+        from reasoner.trainers.full_step import load_step_rewards
+
+        records = load_step_rewards(config.data, config.limit)
+    else:
+        records = load_pairs(config.data, config.limit)
+    policy = load_policy(config.model, device=config.device)
+    save_config(config, config.output)
+    model, trainer = train_preference(policy, records, config)
+    # SVPO's policy + value head module is no PreTrainedModel: its policy is saved directly (ZeRO-2 at most).
+    if not _save_trained(trainer, policy, config.output, algo, gather=algo != "svpo"):
+        return 0
+    if algo == "svpo":
+        from prm.model import ValueModel
+
+        value = ValueModel(policy.model, policy.tokenizer, policy.step_format, head="tanh", source=f"svpo:{config.output}")
+        value.value_head.load_state_dict(model.value_head.state_dict())
+        value.save_pretrained(f"{config.output}/value-model")
+        print(f"saved its value head as a value model to {config.output}/value-model")
+    return 0
+
+
+def _train_tree_grpo(rest: Sequence[str]) -> int:
+    from data.problems import load_problems
+    from reasoner.config import parse_config, save_config
+    from reasoner.models import load_policy
+    from reasoner.trainers.tree_grpo import TreeGRPOArgs, train_tree_grpo
+    from search.tree_grpo import TreeGRPOConfig, grpo_leaves, run_tree_grpo
+
+    config = parse_config(TreeGRPOArgs, rest, prog="reasoner train tree-grpo",
+                          description="online Tree-GRPO: sample trees with the policy, verify leaves, update")
+    sampling = TreeGRPOConfig(trees_per_prompt=config.trees_per_prompt, expand_nodes=config.expand_nodes,
+                              rounds=config.rounds, temperature=config.temperature, max_depth=config.max_depth,
+                              max_step_tokens=config.max_step_tokens)
+
+    def sample(problems, generator, step):
+        seeded = dataclasses.replace(sampling, seed=config.seed * 100_003 + step)  # new trees every step
+        trees = run_tree_grpo(problems, generator, seeded)
+        return [dict(leaf, prompt=index) for index, tree in enumerate(trees) for leaf in grpo_leaves(tree)]
+
+    policy = load_policy(config.model, device=config.device)
+    save_config(config, config.output)
+    trainer = train_tree_grpo(policy, load_problems(config.problems, limit=config.limit), config, sample)
+    _save_trained(trainer, policy, config.output, "tree-grpo")
+    return 0
+
+
+def cmd_train_prm(args: argparse.Namespace, rest: Sequence[str]) -> int:
+    """`reasoner train-prm [--config YAML] [--key value ...]`: a step value model on MC labels."""
+    from reasoner.config import parse_config, save_config
+    from prm.trainer import PRMArgs, train_prm
+
+    config = parse_config(PRMArgs, rest, prog="reasoner train-prm",
+                          description="train a step value model on MC labels (+ sibling pairs)")
+    if not config.data:
+        raise ValueError("--data is required: an mc-labels JSONL from `reasoner label --kind mc-labels`")
+    save_config(config, config.output)
+    train_prm(config)
+    print(f"saved the value model to {config.output}")
+    return 0
+
+
+def _save_trained(trainer, policy, output: str, name: str, gather: bool = True) -> bool:
+    """Write a trained policy to ``output``: weights through ``trainer.save_model`` (gathers ZeRO-3 shards and
+    writes on the main process only) unless ``gather`` is False, then, on the main process, tokenizer + step
+    format (+ the weights when not gathered). Drops the Trainer's pickled ``training_args.bin`` (config.yaml
+    says it all). Returns whether this is the main process."""
+    from reasoner.models import save_policy
+
+    if gather:
+        trainer.save_model(output)
+    if not trainer.is_world_process_zero():
+        return False
+    save_policy(policy, output, weights=not gather)
+    Path(output, "training_args.bin").unlink(missing_ok=True)
+    print(f"saved the {name} policy to {output}")
+    return True
