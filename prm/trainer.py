@@ -37,7 +37,7 @@ from data.records import RecordError, read_jsonl
 from prm.metrics import best_threshold, roc_auc
 from prm.model import WEIGHTS_FILE, ValueModel, encode_steps
 from reasoner.models import pad_right
-from reasoner.trainers.common import TrainingKnobs
+from reasoner.trainers.common import AveragedMetrics, TrainingKnobs
 
 __all__ = ["PRMArgs", "PRMDataset", "PRMCollator", "PRMTrainer", "point_loss", "rank_loss", "train_prm",
            "load_label_examples", "load_pair_examples"]
@@ -203,7 +203,7 @@ def rank_loss(chosen_values: torch.Tensor, rejected_values: torch.Tensor, margin
     return torch.clamp(margin - (chosen_values - rejected_values), min=0).mean()
 
 
-class PRMTrainer(Trainer):
+class PRMTrainer(AveragedMetrics, Trainer):
     """`Trainer` with the value-model loss, held-out metrics, and checkpoints loadable by path."""
 
     def __init__(self, *args, rank_weight: float = 0.0, margin: float = 0.1, eval_problems: str | None = None,
@@ -213,7 +213,6 @@ class PRMTrainer(Trainer):
         self.eval_problems, self.eval_limit = eval_problems, eval_limit
         self.last_eval: dict[str, float] = {}
         self.last_eval_step = -1
-        self._parts: dict[str, list[float]] = defaultdict(list)
 
     def _losses(self, model, inputs) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         logits = model(inputs["input_ids"], inputs["attention_mask"], inputs["ends"], inputs["prompt_lengths"])
@@ -237,17 +236,10 @@ class PRMTrainer(Trainer):
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         point, rank, _, _ = self._losses(model, inputs)
         loss = point + self.rank_weight * rank
-        self._parts["point_loss"].append(point.item())
+        self._record(point_loss=point)
         if inputs["pairs"].numel():
-            self._parts["rank_loss"].append(rank.item())
+            self._record(rank_loss=rank)
         return (loss, {}) if return_outputs else loss
-
-    def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
-        if "loss" in logs:
-            for key, values in self._parts.items():
-                logs[key] = round(sum(values) / len(values), 5)
-            self._parts.clear()
-        super().log(logs, start_time)
 
     @torch.no_grad()
     def evaluate(self, eval_dataset=None, ignore_keys=None, metric_key_prefix: str = "eval") -> dict[str, float]:

@@ -7,7 +7,7 @@ from typing import Any
 
 import torch
 
-__all__ = ["training_arguments", "TrainingKnobs"]
+__all__ = ["training_arguments", "TrainingKnobs", "AveragedMetrics"]
 
 
 @dataclass
@@ -44,3 +44,23 @@ def training_arguments(args: Any, **overrides: Any):
     )
     values.update(overrides)
     return TrainingArguments(**values)
+
+
+class AveragedMetrics:
+    """`transformers.Trainer` mixin: values recorded with `_record` during training steps are averaged into the
+    next logged line (loss components, reward accuracies, KL, ...), then cleared."""
+
+    def _record(self, **values: Any) -> None:
+        if not self.model.training:
+            return
+        metrics = self.__dict__.setdefault("_metrics", {})
+        for key, value in values.items():
+            metrics.setdefault(key, []).append(float(value.detach()) if isinstance(value, torch.Tensor) else float(value))
+
+    def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
+        metrics = self.__dict__.get("_metrics", {})
+        if "loss" in logs:
+            for key, values in metrics.items():
+                logs[key] = round(sum(values) / len(values), 5)
+            metrics.clear()
+        super().log(logs, start_time)

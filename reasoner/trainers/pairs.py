@@ -111,7 +111,7 @@ def collate_unshared(groups: Sequence[dict[str, Any]], pad_id: int) -> PairBatch
 
 def collate_shared(groups: Sequence[dict[str, Any]], pad_id: int) -> PairBatch:
     """One packed row per group with the position ids and 4-D mask described in the module docstring."""
-    rows, positions, branches, spans, chosen, rejected = [], [], [], [], [], []
+    rows, positions, spans, chosen, rejected = [], [], [], [], []
     for row_index, group in enumerate(groups):
         prompt = group["prompt"]
         P = len(prompt)

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import copy
 import os
-from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
@@ -33,8 +32,8 @@ from transformers import Trainer
 
 from data.records import read_jsonl
 from reasoner.losses import dpo_loss, step_apo_loss, svpo_loss
+from reasoner.trainers.common import AveragedMetrics, TrainingKnobs
 from reasoner.trainers.pairs import collate_shared, collate_unshared, group_pairs, pair_logps, tokenize_pair
-from reasoner.trainers.common import TrainingKnobs
 
 __all__ = ["PreferenceArgs", "PreferenceTrainer", "PairGroups", "PolicyWithValueHead", "train_preference",
            "ALGOS", "load_pairs"]
@@ -173,14 +172,13 @@ class PolicyWithValueHead(nn.Module):
         self.value_head.load_state_dict(load_file(os.path.join(directory, VALUE_HEAD_WEIGHTS)))
 
 
-class PreferenceTrainer(Trainer):
+class PreferenceTrainer(AveragedMetrics, Trainer):
     """`Trainer` whose loss is the chosen algorithm's pair loss over prefix-shared (or plain) pair batches."""
 
     def __init__(self, *args, preference: PreferenceArgs, reference_model: nn.Module | None = None, **kwargs):
         super().__init__(*args, **kwargs)
         self.preference = preference
         self.reference_model = reference_model
-        self._metrics: dict[str, list[float]] = defaultdict(list)
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         options = self.preference
@@ -238,18 +236,6 @@ class PreferenceTrainer(Trainer):
         if not isinstance(target, PolicyWithValueHead):
             return super()._load_from_checkpoint(resume_from_checkpoint, model)
         target.load(resume_from_checkpoint)
-
-    def _record(self, **values: torch.Tensor) -> None:
-        if self.model.training:
-            for key, value in values.items():
-                self._metrics[key].append(float(value.detach()))
-
-    def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
-        if "loss" in logs:
-            for key, values in self._metrics.items():
-                logs[key] = round(sum(values) / len(values), 5)
-            self._metrics.clear()
-        super().log(logs, start_time)
 
 
 def train_preference(policy: Any, records: Sequence[Any], args: PreferenceArgs,

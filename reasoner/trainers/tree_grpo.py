@@ -15,7 +15,6 @@ and are dropped before the forward pass.
 
 from __future__ import annotations
 
-from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
@@ -25,7 +24,7 @@ from transformers import Trainer
 from reasoner.losses import clipped_policy_loss, tree_grpo_advantages
 from reasoner.models import encode_prefix
 from reasoner.trainers.pairs import pad_rows, response_token_logps
-from reasoner.trainers.common import TrainingKnobs
+from reasoner.trainers.common import AveragedMetrics, TrainingKnobs
 
 __all__ = ["TreeGRPOArgs", "TreeGRPOTrainer", "train_tree_grpo"]
 
@@ -59,7 +58,7 @@ class TreeGRPOArgs(TrainingKnobs):
     logging_steps: int = 5
 
 
-class TreeGRPOTrainer(Trainer):
+class TreeGRPOTrainer(AveragedMetrics, Trainer):
     """Samples trees in `compute_loss`, then one clipped policy-gradient step on their leaves."""
 
     def __init__(self, *args, grpo: TreeGRPOArgs, sampler: Sampler, make_generator: Callable[[Any], Any],
@@ -67,7 +66,6 @@ class TreeGRPOTrainer(Trainer):
         super().__init__(*args, **kwargs)
         self.grpo, self.sampler, self.make_generator = grpo, sampler, make_generator
         self.reference_model, self.tokenizer, self.step_format = reference_model, tokenizer, step_format
-        self._metrics: dict[str, list[float]] = defaultdict(list)
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         problems = inputs["problems"]
@@ -79,8 +77,7 @@ class TreeGRPOTrainer(Trainer):
         rewards = [leaf["reward"] for leaf in leaves]
         advantages = tree_grpo_advantages(rewards, [leaf["prompt"] for leaf in leaves],
                                           [leaf["tree"] for leaf in leaves], mode=self.grpo.advantage)
-        self._metrics["reward"].append(sum(rewards) / max(len(rewards), 1))
-        self._metrics["trajectories"].append(float(len(leaves)))
+        self._record(reward=sum(rewards) / max(len(rewards), 1), trajectories=len(leaves))
         keep = [i for i, a in enumerate(advantages.tolist()) if a != 0.0 and leaves[i]["steps"]]
         if not keep:
             loss = sum(p.sum() * 0.0 for p in model.parameters() if p.requires_grad)
@@ -97,8 +94,7 @@ class TreeGRPOTrainer(Trainer):
         loss, parts = clipped_policy_loss(logps, logps.detach(), reference, kept, mask,
                                           clip_low=self.grpo.clip_low, clip_high=self.grpo.clip_high,
                                           dual_clip=self.grpo.dual_clip, kl_coef=self.grpo.kl_coef)
-        for key, value in parts.items():
-            self._metrics[key].append(float(value))
+        self._record(**parts)
         return (loss, {}) if return_outputs else loss
 
     def _groups(self, problems: Sequence[Any], leaves: Sequence[dict]) -> list[dict]:
@@ -112,13 +108,6 @@ class TreeGRPOTrainer(Trainer):
             group["completions"].append(self.tokenizer(text, add_special_tokens=False)["input_ids"])
             group["members"].append(position)
         return list(by_prompt.values())
-
-    def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
-        if "loss" in logs:
-            for key, values in self._metrics.items():
-                logs[key] = round(sum(values) / len(values), 5)
-            self._metrics.clear()
-        super().log(logs, start_time)
 
 
 def train_tree_grpo(policy: Any, problems: Sequence[Any], args: TreeGRPOArgs, sampler: Sampler,
