@@ -217,11 +217,52 @@ def cmd_eval_prm(args: argparse.Namespace) -> int:
     return 0
 
 
-# ---------------------------------------------------------------------------- demo
+# ---------------------------------------------------------------------------- eval
+def cmd_eval(args: argparse.Namespace, rest: Sequence[str]) -> int:
+    from eval.evaluate import EvalConfig, run_eval
+    from reasoner.config import parse_config
+
+    config = parse_config(EvalConfig, rest, prog="reasoner eval",
+                          description="compare decoding methods (greedy, maj@K, bon@K, wmaj@K, beam@B1xB2, mcts)")
+    if args.quiet:
+        config.quiet = True
+    report = run_eval(config, make_generator=_search_generator, make_scorer=eval_scorer)
+    from eval.report import markdown_table
+
+    print(markdown_table(report["methods"]))
+    print(f"wrote {Path(config.output) / 'report.json'}, report.md and report.png")
+    return 0
+
+
+def eval_scorer(config):
+    """The `StepScorer` named by ``config.value``: a value model directory, or ``likelihood`` (the policy's own
+    running-min token probability, `prm.likelihood.PolicyLikelihoodScorer`)."""
+    if config.value == "likelihood":
+        from prm.likelihood import PolicyLikelihoodScorer
+        from reasoner.models import load_policy
+
+        return PolicyLikelihoodScorer(load_policy(config.policy, device=config.device))
+    from prm.model import load_value_model
+
+    return load_value_model(config.value, device=config.device)
+
+
+# ------------------------------------------------------------------- pipeline, demo
+def cmd_pipeline(args: argparse.Namespace) -> int:
+    from reasoner.pipeline import before_after_table, load_pipeline_config, run_pipeline
+
+    config = load_pipeline_config(args.config, {"output": args.output, "rounds": args.rounds})
+    report = run_pipeline(config, run_command=lambda argv: main((["--quiet"] if args.quiet else []) + argv))
+    print(before_after_table(report))
+    print(f"wrote {Path(config.output) / 'report.json'} ({report['wall_seconds']:.0f} s of stages)")
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from eval.demo import run_demo
 
-    return run_demo(output=args.output, quick=args.quick)
+    return run_demo(output=args.output, quick=args.quick,
+                    run_command=lambda argv: main((["--quiet"] if args.quiet else []) + argv))
 
 
 # ---------------------------------------------------------------------------- main
@@ -338,7 +379,17 @@ def build_parser() -> argparse.ArgumentParser:
     show_tree.add_argument("--out", default="tree.png", help="output .png or .html")
     show_tree.set_defaults(func=cmd_tree_show)
 
-    demo = sub.add_parser("demo", help="run the main job on the embedded default (what `make demo` runs)")
+    evaluate = sub.add_parser("eval", help="compare decoding methods with a report (`reasoner eval --help`)",
+                              add_help=False)
+    evaluate.set_defaults(func=cmd_eval, wants_rest=True)
+
+    pipeline = sub.add_parser("pipeline", help="rounds of search → label → train-prm → train → eval from a recipe")
+    pipeline.add_argument("--config", required=True, help="recipe YAML (configs/demo.yaml, gsm8k.yaml, math.yaml)")
+    pipeline.add_argument("--output", default=None, help="override the recipe's output directory")
+    pipeline.add_argument("--rounds", type=int, default=None, help="override the recipe's number of rounds")
+    pipeline.set_defaults(func=cmd_pipeline)
+
+    demo = sub.add_parser("demo", help="the pipeline on the embedded default, ≤ 15 min on a laptop CPU (`make demo`)")
     demo.add_argument("--output", default="runs/demo")
     demo.add_argument("--quick", action="store_true", help="a smaller run, for tests")
     demo.set_defaults(func=cmd_demo)

@@ -1,19 +1,23 @@
-"""Decoding through a `StepGenerator`: whole solutions step by step, greedy and sampled, batched over problems.
+"""Decoding through a `StepGenerator`: whole solutions step by step, batched over problems.
 
 `rollout` advances many partial solutions in lockstep, one step per generator call, until each finishes
-(a final answer or EOS) or hits ``max_steps``. Greedy decoding and k-sample majority vote are built on it.
+(a final answer or EOS) or hits ``max_steps``. Greedy decoding and k-sample majority vote are built on it;
+with a `StepScorer`, best-of-N and weighted majority (algorithms.md 8.1-8.2) pick among the k samples,
+and `search.beam` holds value-guided step beam search and MCTS used as a decoder.
 """
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
 from data.answers import extract_answer, is_equivalent
-from search.protocols import State, StepGenerator
+from search.protocols import State, StepGenerator, StepScorer
 
-__all__ = ["Solution", "rollout", "greedy", "sample_solutions", "majority_answer", "accuracy_report"]
+__all__ = ["Solution", "rollout", "greedy", "sample_solutions", "majority_answer", "majority_vote", "accuracy_report",
+           "aggregate", "as_probability", "answer_groups", "best_of_n", "weighted_majority", "score_groups"]
 
 
 @dataclass
@@ -87,21 +91,78 @@ def sample_solutions(
     return [flat[i * k : (i + 1) * k] for i in range(len(questions))]
 
 
-def majority_answer(solutions: Sequence[Solution]) -> str | None:
-    """The most common final answer (answers grouped by equivalence; ties go to the earliest)."""
-    groups: list[tuple[str, int]] = []
-    for answer in (s.answer for s in solutions):
+def answer_groups(answers: Sequence[str | None], weights: Sequence[float] | None = None) -> list[tuple[str, float]]:
+    """Answers grouped by equivalence, in order of first appearance, each with its summed weight (1 each
+    by default); ``None`` answers are left out."""
+    groups: list[tuple[str, float]] = []
+    for position, answer in enumerate(answers):
         if answer is None:
             continue
-        for position, (representative, count) in enumerate(groups):
+        weight = 1.0 if weights is None else float(weights[position])
+        for index, (representative, total) in enumerate(groups):
             if representative == answer or is_equivalent(answer, representative):
-                groups[position] = (representative, count + 1)
+                groups[index] = (representative, total + weight)
                 break
         else:
-            groups.append((answer, 1))
-    if not groups:
-        return None
-    return max(groups, key=lambda group: group[1])[0]
+            groups.append((answer, weight))
+    return groups
+
+
+def majority_vote(answers: Sequence[str | None]) -> str | None:
+    """The most common answer (grouped by equivalence; ties go to the earliest; ``None`` never wins)."""
+    groups = answer_groups(answers)
+    return max(groups, key=lambda group: group[1])[0] if groups else None
+
+
+def majority_answer(solutions: Sequence[Solution]) -> str | None:
+    """`majority_vote` over the final answers of ``solutions``."""
+    return majority_vote([s.answer for s in solutions])
+
+
+def as_probability(value: float, head: str) -> float:
+    """A scorer's value on [0, 1]: ``(v + 1) / 2`` for a tanh value head (values in [-1, 1]), else ``v``."""
+    return (value + 1.0) / 2.0 if head == "tanh" else value
+
+
+def aggregate(step_values: Sequence[float], how: str, head: str = "sigmoid") -> float:
+    """One score for a solution from its step values (algorithms.md 8.1), on [0, 1].
+
+    ``min``: min_i r_i (Math-Shepherd); ``prod``: prod_i r_i (all steps right); ``last``: r_K (the value of the
+    whole solution; search-and-learn's default). Values of a tanh head are mapped to [0, 1] first, so that
+    ``prod`` is a product of probabilities and weighted majority sums non-negative weights. A solution with
+    no steps scores 0.
+    """
+    if not step_values:
+        return 0.0
+    values = [min(1.0, max(0.0, as_probability(v, head))) for v in step_values]
+    if how == "min":
+        return min(values)
+    if how == "prod":
+        return math.prod(values)
+    if how == "last":
+        return values[-1]
+    raise ValueError(f"unknown aggregation {how!r}: use min, prod or last")
+
+
+def score_groups(scorer: StepScorer, groups: Sequence[Sequence[Solution]], how: str) -> list[list[float]]:
+    """Aggregated scorer value of every solution of every group, all scored in one `StepScorer` call."""
+    flat = [solution for group in groups for solution in group]
+    values = scorer.score([s.question for s in flat], [s.steps for s in flat]) if flat else []
+    head = getattr(scorer, "head", "sigmoid")
+    scores = iter([aggregate(row, how, head) for row in values])
+    return [[next(scores) for _ in group] for group in groups]
+
+
+def best_of_n(answers: Sequence[str | None], scores: Sequence[float]) -> str | None:
+    """Best-of-N (naive): the answer of the highest-scoring solution that has one (ties go to the earliest)."""
+    ranked = [(score, -index) for index, (answer, score) in enumerate(zip(answers, scores)) if answer is not None]
+    return answers[-max(ranked)[1]] if ranked else None
+
+
+def weighted_majority(answers: Sequence[str | None], scores: Sequence[float]) -> str | None:
+    """Weighted majority: the answer whose equivalence group has the largest sum of scores (algorithms.md 8.2)."""
+    groups = answer_groups(answers, scores)
+    return max(groups, key=lambda group: group[1])[0] if groups else None
 
 
 def accuracy_report(generator: StepGenerator, questions: Sequence[str], golds: Sequence[str], *, k: int = 0,

@@ -10,10 +10,12 @@ One simulation per tree per round, all trees at once:
    away, and is removed before the real backup.
 2. **expand**: one generator call samples ``children`` next steps for every selected leaf of every tree.
 3. **evaluate**: a terminal child (final answer, EOS, empty step or depth limit) gets the reward +1 / -1
-   from `data.is_equivalent` against the gold answer. A non-terminal child gets the `StepScorer`'s value
-   of its last step when a scorer is given; otherwise it is rolled out (batched across all trees) to a
-   final answer, the rollout's steps are stored in the tree as a chain below the child, and the
-   rollout's reward is its value.
+   from `data.is_equivalent` against the gold answer (``reward="gold"``, for training data). A
+   non-terminal child gets the `StepScorer`'s value of its last step when a scorer is given; otherwise it
+   is rolled out (batched across all trees) to a final answer, the rollout's steps are stored in the tree
+   as a chain below the child, and the rollout's reward is its value. With ``reward="value"`` (MCTS as a
+   decoder, AlphaMath's test-time search) the gold answer is never looked at: a child with a final answer
+   gets the scorer's value of its last step too, a terminal child without one gets -1.
 4. **backup**: every value is added along the path to the root (``N += 1``, ``W += v``, ``Q = W / N``).
 
 Deterministic for a fixed seed (the generator's seed and the per-tree tie-break RNGs).
@@ -29,7 +31,7 @@ from typing import Callable, Sequence
 
 from data.answers import extract_answer, is_equivalent
 from data.problems import Problem
-from search.decode import rollout
+from search.decode import as_probability, rollout
 from search.protocols import State, StepGenerator, StepScorer
 from search.tree import Tree
 
@@ -49,7 +51,12 @@ class MCTSConfig:
     max_step_tokens: int = 48
     parallel_leaves: int = 1
     virtual_loss: float = 1.0
+    reward: str = "gold"
     seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.reward not in ("gold", "value"):
+            raise ValueError(f"MCTS reward must be 'gold' (training data) or 'value' (decoding), got {self.reward!r}")
 
 
 class SearchTimer:
@@ -76,6 +83,8 @@ def run_mcts(
     timer: SearchTimer | None = None,
 ) -> list[Tree]:
     """Search one tree per problem, all problems advancing in lockstep; returns the trees."""
+    if config.reward == "value" and scorer is None:
+        raise ValueError("MCTS with reward='value' (decoding without the gold answer) needs a StepScorer")
     timer = timer or SearchTimer()
     trees = [Tree(p.id, p.question, p.answer, config={"algo": "mcts", **asdict(config)}) for p in problems]
     rngs = [random.Random(f"{config.seed}:{p.id}") for p in problems]
@@ -138,19 +147,22 @@ def _apply_virtual_loss(tree: Tree, node_id: int, loss: float) -> None:
         node.value_sum -= loss
 
 
-def _terminal_verdict(tree: Tree, text: str, finished: bool, depth: int, max_depth: int) -> tuple[bool, str | None, bool | None]:
-    """(terminal, answer, correct) of a new step."""
+def _terminal_verdict(tree: Tree, text: str, finished: bool, depth: int, config: MCTSConfig) -> tuple[bool, str | None, bool | None]:
+    """(terminal, answer, correct) of a new step; ``correct`` stays None when the gold answer is off limits."""
     if finished:
         answer = extract_answer(text)
+        if config.reward == "value":
+            return True, answer, None
         return True, answer, answer is not None and is_equivalent(answer, tree.answer)
-    if not text or depth >= max_depth:
+    if not text or depth >= config.max_depth:
         return True, None, False
     return False, None, None
 
 
 def _expand(trees: list[Tree], leaves: list[tuple[int, int]], expanded: list[set[int]], generator: StepGenerator,
             config: MCTSConfig, timer: SearchTimer) -> list[tuple[int, int]]:
-    """Add ``children`` sampled steps under every leaf; back up terminal rewards; return new open children."""
+    """Add ``children`` sampled steps under every leaf; back up terminal rewards; return the new children
+    that need a value (open ones, and with ``reward="value"`` also those holding an answer)."""
     states = [State(trees[t].question, tuple(trees[t].steps(node_id))) for t, node_id in leaves]
     samples = timer.timed(generator.expand, states, config.children, temperature=config.temperature,
                           max_step_tokens=config.max_step_tokens)
@@ -160,10 +172,12 @@ def _expand(trees: list[Tree], leaves: list[tuple[int, int]], expanded: list[set
         expanded[t].add(node_id)
         depth = tree.nodes[node_id].depth + 1
         for sample in group:
-            terminal, answer, correct = _terminal_verdict(tree, sample.text, sample.finished, depth, config.max_depth)
+            terminal, answer, correct = _terminal_verdict(tree, sample.text, sample.finished, depth, config)
             child = tree.add_child(node_id, sample.text, prior=sample.prior, tokens=sample.num_tokens,
                                    logprob=sample.logprob, terminal=terminal, answer=answer, correct=correct)
-            if terminal:
+            if terminal and config.reward == "value" and answer is not None:
+                open_children.append((t, child.id))
+            elif terminal:
                 tree.backup(child.id, 1.0 if correct else -1.0)
             else:
                 open_children.append((t, child.id))
@@ -172,14 +186,16 @@ def _expand(trees: list[Tree], leaves: list[tuple[int, int]], expanded: list[set
 
 def _evaluate(trees: list[Tree], children: list[tuple[int, int]], generator: StepGenerator,
               scorer: StepScorer | None, config: MCTSConfig, timer: SearchTimer) -> None:
-    """Value of every new non-terminal child: the scorer's last-step value, else a stored rollout's reward."""
+    """Value of every new child in ``children``: the scorer's last-step value on [-1, 1], else a stored
+    rollout's reward."""
     if not children:
         return
     step_lists = [trees[t].steps(node_id) for t, node_id in children]
     if scorer is not None:
         values = timer.timed(scorer.score, [trees[t].question for t, _ in children], step_lists)
+        head = getattr(scorer, "head", "tanh")
         for (t, node_id), row in zip(children, values):
-            trees[t].backup(node_id, float(row[-1]) if row else 0.0)
+            trees[t].backup(node_id, 2.0 * as_probability(float(row[-1]), head) - 1.0 if row else 0.0)
         return
     states = [State(trees[t].question, tuple(steps)) for (t, _), steps in zip(children, step_lists)]
     remaining = max(1, config.max_depth - min(trees[t].nodes[n].depth for t, n in children))

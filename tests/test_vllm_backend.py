@@ -112,3 +112,15 @@ def test_prefix_cache_serves_repeated_prompts(vllm_generator, states):
     before = vllm_generator.stats.cached_prompt_tokens
     vllm_generator.expand(states, 1, temperature=0, max_step_tokens=4)
     assert vllm_generator.stats.cached_prompt_tokens > before
+
+
+def test_eval_runs_with_the_vllm_backend(tmp_path):
+    import json
+
+    from reasoner.cli import main
+
+    code = main(["--quiet", "eval", "--backend", "vllm", "--limit", "16", "--methods", "greedy,maj@4,beam@1x3",
+                 "--value", "likelihood", "--output", str(tmp_path)])
+    assert code == 0
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert report["methods"]["greedy"]["n"] == 16 and report["methods"]["greedy"]["accuracy"] > 0.1

@@ -1,0 +1,112 @@
+"""Eval reports: per-method summaries, compute-matched comparisons, ``report.json`` / ``report.md`` / ``report.png``.
+
+A method's row: ``accuracy``, ``tokens_per_problem`` (tokens the policy generated; value-model forward passes
+are not counted), ``seconds`` (wall time of the whole method over all problems, summed over resumed parts)
+and ``n``. Sample-based methods also carry ``curve``: the same numbers for the first k samples, k = 1, 2,
+4, ... K. ``compute_matched`` sets each method against majority vote with the largest k whose tokens per
+problem do not exceed the method's: "at equal or fewer tokens, does this method beat voting?".
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any, Sequence
+
+__all__ = ["summarize", "write_report", "markdown_table", "plot_accuracy_vs_tokens"]
+
+
+def summarize(config: Any, methods: Sequence[Any], records: dict[str, list[dict]]) -> dict:
+    """The report dict of one eval: config, per-method rows (with curves) and compute-matched comparisons."""
+    rows: dict[str, dict] = {}
+    for method in methods:
+        found = records[method.name]
+        n = max(len(found), 1)
+        row = {"accuracy": round(sum(r["correct"] for r in found) / n, 4),
+               "tokens_per_problem": round(sum(r["tokens"] for r in found) / n, 1),
+               "seconds": round(sum(r["seconds"] for r in found), 2), "n": len(found)}
+        if found and "curve" in found[0]:
+            row["curve"] = [{"k": int(k), "accuracy": round(sum(r["curve"][k]["correct"] for r in found) / n, 4),
+                             "tokens_per_problem": round(sum(r["curve"][k]["tokens"] for r in found) / n, 1)}
+                            for k in found[0]["curve"]]
+        rows[method.name] = row
+    settings = asdict(config)
+    return {"problems": settings["problems"], "n": max((row["n"] for row in rows.values()), default=0),
+            "policy": settings["policy"] or "embedded", "value": settings["value"],
+            "temperature": settings["temperature"], "aggregate": settings["aggregate"],
+            "methods": rows, "compute_matched": compute_matched(rows)}
+
+
+def compute_matched(rows: dict[str, dict]) -> dict[str, dict]:
+    """For every method, the majority-vote point (any ``maj@K`` curve) with the most tokens ≤ the method's."""
+    voting = [point for name, row in rows.items() if name.startswith("maj@") for point in row.get("curve", [])]
+    matched = {}
+    for name, row in rows.items():
+        if name.startswith("maj@"):
+            continue
+        affordable = [p for p in voting if p["tokens_per_problem"] <= row["tokens_per_problem"]]
+        best = max(affordable, key=lambda p: (p["tokens_per_problem"], p["accuracy"]), default=None)
+        matched[name] = {"accuracy": row["accuracy"], "tokens_per_problem": row["tokens_per_problem"],
+                         "majority": best,
+                         "beats_majority": None if best is None else row["accuracy"] >= best["accuracy"]}
+    return matched
+
+
+def markdown_table(methods: dict[str, dict]) -> str:
+    """A Markdown table: method, accuracy, tokens per problem, seconds."""
+    lines = ["| method | accuracy | tokens / problem | seconds |", "|---|---:|---:|---:|"]
+    for name, row in methods.items():
+        lines.append(f"| {name} | {row['accuracy']:.1%} | {row['tokens_per_problem']:.0f} | {row['seconds']:.1f} |")
+    return "\n".join(lines)
+
+
+def _matched_lines(matched: dict[str, dict]) -> list[str]:
+    lines = ["| method | accuracy | tokens / problem | majority vote at ≤ tokens |", "|---|---:|---:|---|"]
+    for name, row in matched.items():
+        best = row["majority"]
+        versus = "no majority point that cheap" if best is None else \
+            f"maj@{best['k']}: {best['accuracy']:.1%} at {best['tokens_per_problem']:.0f} tokens"
+        lines.append(f"| {name} | {row['accuracy']:.1%} | {row['tokens_per_problem']:.0f} | {versus} |")
+    return lines
+
+
+def plot_accuracy_vs_tokens(series: dict[str, dict], path: str | Path, title: str) -> Path:
+    """PNG of accuracy vs generated tokens per problem (log x): curves for sample-based methods, points else."""
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(7.0, 4.6), dpi=120)
+    ax = figure.add_subplot()
+    for name, row in series.items():
+        if row.get("curve"):
+            xs = [p["tokens_per_problem"] for p in row["curve"]]
+            ys = [100 * p["accuracy"] for p in row["curve"]]
+            ax.plot(xs, ys, marker="o", linestyle="--" if "(round 0)" in name else "-",
+                    label=re.sub(r"@\d+", "@k", name))
+        else:
+            ax.scatter([row["tokens_per_problem"]], [100 * row["accuracy"]], s=60, marker="D", label=name, zorder=3)
+    ax.set_xscale("log")
+    ax.set_xlabel("tokens generated per problem (log scale)")
+    ax.set_ylabel("accuracy (%)")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    figure.tight_layout()
+    figure.savefig(path)
+    return Path(path)
+
+
+def write_report(report: dict, output: str | Path) -> None:
+    """``report.json``, ``report.md`` and ``report.png`` under ``output``."""
+    out = Path(output)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "report.json").write_text(json.dumps(report, indent=2) + "\n")
+    title = f"{report['problems']} ({report['n']} problems), policy {report['policy']}"
+    text = [f"# reasoner eval\n\n{title}; value model: {report['value']}; sampling temperature "
+            f"{report['temperature']}; bon/wmaj aggregation: {report['aggregate']}.\n",
+            markdown_table(report["methods"]), "",
+            "## Compute-matched: each method against majority vote at equal or fewer generated tokens\n",
+            *_matched_lines(report["compute_matched"]), "", "![accuracy vs tokens](report.png)", ""]
+    (out / "report.md").write_text("\n".join(text))
+    plot_accuracy_vs_tokens(report["methods"], out / "report.png", title)

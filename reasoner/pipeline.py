@@ -1,0 +1,206 @@
+"""`reasoner pipeline --config RECIPE.yaml`: rounds of search → label → train-prm → train policy → eval.
+
+Each stage is the CLI command of the same name, run with the recipe's section for it as ``--key value``
+flags plus the paths the pipeline decides, so a stage can be re-run by hand with the command printed in its
+log line. Layout under ``output``::
+
+    round-0/eval/                      the starting policy, evaluated with round 1's value model
+    round-R/search/  labels/  prm/  policy/  eval/
+    report.json  report.md  report.png
+
+A stage that finished leaves ``.done`` (JSON: the command and its seconds) in its folder and is skipped on
+re-run; a stage cut short resumes where its command resumes (search and eval append per batch, training
+resumes from its checkpoints only with ``resume: true`` in its section). Round R's search and training start
+from round R-1's policy. Recipe keys: ``output``, ``rounds``, ``policy``, ``eval_initial`` and the sections
+``search``, ``labels`` (list of kinds), ``prm``, ``prm_eval`` (optional: eval-prm flags), ``train`` (with
+``algo``) and ``eval`` (``value: prm`` uses the round's value model, ``likelihood`` the policy's own).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+__all__ = ["PipelineConfig", "load_pipeline_config", "run_pipeline"]
+
+_SECTIONS = ("search", "prm", "prm_eval", "train", "eval")
+
+
+@dataclass
+class PipelineConfig:
+    """A pipeline recipe (see the module docstring for what each key does)."""
+
+    output: str = "runs/pipeline"
+    rounds: int = 1
+    policy: str | None = None
+    eval_initial: bool = True
+    step_format: str = "tiny"
+    labels: list[str] = field(default_factory=lambda: ["step-dpo", "mc-labels", "svpo"])
+    search: dict[str, Any] = field(default_factory=dict)
+    prm: dict[str, Any] = field(default_factory=dict)
+    prm_eval: dict[str, Any] | None = None
+    train: dict[str, Any] = field(default_factory=lambda: {"algo": "step-dpo"})
+    eval: dict[str, Any] = field(default_factory=dict)
+
+
+def load_pipeline_config(path: str | Path, overrides: dict[str, Any] | None = None) -> PipelineConfig:
+    """Read a recipe; unknown keys or a section that is not a mapping name the file and the key."""
+    from reasoner.config import load_yaml
+
+    values = {**load_yaml(path), **{k: v for k, v in (overrides or {}).items() if v is not None}}
+    known = set(PipelineConfig.__dataclass_fields__)
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise ValueError(f"{path}: unknown pipeline key {unknown[0]!r} (known: {', '.join(sorted(known))})")
+    for name in _SECTIONS:
+        if values.get(name) is not None and not isinstance(values[name], dict):
+            raise ValueError(f"{path}: section {name!r} must be a mapping of that command's flags")
+    if "train" in values and "algo" not in (values["train"] or {}):
+        raise ValueError(f"{path}: section 'train' needs an 'algo' (e.g. step-dpo)")
+    return PipelineConfig(**values)
+
+
+def flags(section: dict[str, Any] | None, drop: Sequence[str] = ()) -> list[str]:
+    """``{"limit": 64, "quiet": true}`` → ``["--limit", "64", "--quiet", "true"]`` (None values left out)."""
+    argv = []
+    for key, value in (section or {}).items():
+        if key in drop or value is None:
+            continue
+        argv += [f"--{key}", str(value).lower() if isinstance(value, bool) else str(value)]
+    return argv
+
+
+class _Stages:
+    """Runs CLI commands as pipeline stages, skipping finished ones and timing the rest."""
+
+    def __init__(self, run_command: Callable[[list[str]], int], log: Callable[[str], None]):
+        self.run_command, self.log = run_command, log
+        self.seconds: dict[str, float] = {}
+
+    def run(self, name: str, folder: Path, commands: list[list[str]]) -> None:
+        marker = folder / ".done"
+        if marker.exists():
+            self.seconds[name] = json.loads(marker.read_text()).get("seconds", 0.0)
+            self.log(f"── {name}: done already ({folder}), skipped")
+            return
+        started = time.perf_counter()
+        for argv in commands:
+            self.log(f"── {name}: reasoner {' '.join(argv)}")
+            code = self.run_command(argv)
+            if code != 0:
+                raise RuntimeError(f"stage {name} failed (exit {code}): reasoner {' '.join(argv)}")
+        self.seconds[name] = round(time.perf_counter() - started, 1)
+        folder.mkdir(parents=True, exist_ok=True)
+        marker.write_text(json.dumps({"commands": commands, "seconds": self.seconds[name]}) + "\n")
+        self.log(f"── {name}: finished in {self.seconds[name]:.0f} s")
+
+
+def run_pipeline(config: PipelineConfig, run_command: Callable[[list[str]], int],
+                 log: Callable[[str], None] = print) -> dict:
+    """Run every round (skipping finished stages), then write and return ``report.json``."""
+    out = Path(config.output)
+    stages = _Stages(run_command, log)
+    policy = config.policy
+    policy_flags = ["--policy", policy] if policy else []
+    for number in range(1, config.rounds + 1):
+        here = out / f"round-{number}"
+        log(f"━━ round {number}/{config.rounds} (policy: {policy or 'embedded'})")
+        stages.run(f"round {number} search", here / "search",
+                   [["search", *flags(config.search, drop=("output", "policy")), "--output", str(here / "search"),
+                     *policy_flags]])
+        stages.run(f"round {number} label", here / "labels",
+                   [["label", str(here / "search"), "--kind", kind, "--step-format", config.step_format,
+                     "--output", str(here / "labels" / f"{kind}.jsonl")] for kind in config.labels])
+        prm_commands = [["train-prm", *flags(config.prm, drop=("output", "data", "pairs", "policy")),
+                         "--data", str(here / "labels" / "mc-labels.jsonl"), *_pairs_flag(config, here),
+                         "--output", str(here / "prm"), *policy_flags]]
+        if config.prm_eval is not None:
+            prm_commands.append(["eval-prm", str(here / "prm"), *flags(config.prm_eval, drop=("output",)),
+                                 "--output", str(here / "prm" / "eval-prm.json")])
+        stages.run(f"round {number} train-prm", here / "prm", prm_commands)
+        value = _value_flag(config, here)
+        if number == 1 and config.eval_initial:
+            stages.run("round 0 eval", out / "round-0" / "eval", [_eval_command(config, out / "round-0", policy, value)])
+        train = dict(config.train)
+        algo = train.pop("algo")
+        data_kind = "step-rewards" if algo == "full-step-dpo" else ("svpo" if algo in ("svpo", "step-apo") else algo)
+        stages.run(f"round {number} train {algo}", here / "policy",
+                   [["train", algo, *flags(train, drop=("output", "data", "model")),
+                     "--data", str(here / "labels" / f"{data_kind}.jsonl"), "--output", str(here / "policy"),
+                     *(["--model", policy] if policy else [])]])
+        policy = str(here / "policy")
+        policy_flags = ["--policy", policy]
+        stages.run(f"round {number} eval", here / "eval", [_eval_command(config, here, policy, value)])
+    report = pipeline_report(config, stages.seconds)
+    (out / "report.json").write_text(json.dumps(report, indent=2) + "\n")
+    _write_summary(report, out)
+    return report
+
+
+def _pairs_flag(config: PipelineConfig, here: Path) -> list[str]:
+    if "pairs" in config.prm and not config.prm["pairs"]:
+        return []
+    kind = "svpo" if "svpo" in config.labels else ("step-apo" if "step-apo" in config.labels else None)
+    return ["--pairs", str(here / "labels" / f"{kind}.jsonl")] if kind else []
+
+
+def _value_flag(config: PipelineConfig, here: Path) -> str:
+    value = config.eval.get("value", "prm")
+    return str(here / "prm") if value == "prm" else str(value)
+
+
+def _eval_command(config: PipelineConfig, here: Path, policy: str | None, value: str) -> list[str]:
+    return ["eval", *flags(config.eval, drop=("output", "policy", "value")), "--output", str(here / "eval"),
+            "--value", value, *(["--policy", policy] if policy else [])]
+
+
+def pipeline_report(config: PipelineConfig, seconds: dict[str, float]) -> dict:
+    """``rounds`` (each: round, policy, eval = method → row), ``prm`` (the last round's eval-prm figures),
+    ``prm_rounds``, ``stage_seconds`` and ``wall_seconds`` (the sum of stage times, over resumed runs too)."""
+    out = Path(config.output)
+    rounds, prm_rounds = [], []
+    for number in range(0, config.rounds + 1):
+        report_path = out / f"round-{number}" / "eval" / "report.json"
+        if report_path.exists():
+            found = json.loads(report_path.read_text())
+            rounds.append({"round": number, "policy": found["policy"], "value": found["value"],
+                           "eval": found["methods"], "compute_matched": found["compute_matched"]})
+        prm_path = out / f"round-{number}" / "prm" / "eval-prm.json"
+        if prm_path.exists():
+            found = json.loads(prm_path.read_text())
+            prm_rounds.append({"round": number, "step_auc": found.get("step_auc"),
+                               "first_error_f1": found.get("first_error_f1"), "threshold": found.get("threshold")})
+    return {"rounds": rounds, "prm": prm_rounds[-1] if prm_rounds else None, "prm_rounds": prm_rounds,
+            "stage_seconds": seconds, "wall_seconds": round(sum(seconds.values()), 1)}
+
+
+def before_after_table(report: dict) -> str:
+    """Markdown: one row per method, one accuracy (and tokens) column per evaluated round."""
+    rounds = report["rounds"]
+    methods = list(dict.fromkeys(name for entry in rounds for name in entry["eval"]))
+    header = "| method | " + " | ".join(f"round {e['round']} accuracy | tokens" for e in rounds) + " |"
+    lines = [header, "|---|" + "---:|---:|" * len(rounds)]
+    for name in methods:
+        cells = []
+        for entry in rounds:
+            row = entry["eval"].get(name)
+            cells += [f"{row['accuracy']:.1%}", f"{row['tokens_per_problem']:.0f}"] if row else ["", ""]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def _write_summary(report: dict, out: Path) -> None:
+    from eval.report import plot_accuracy_vs_tokens
+
+    lines = ["# reasoner pipeline", "", before_after_table(report), ""]
+    if report["prm"]:
+        lines += [f"Value model (last round) on synthetic:test: step AUC {report['prm']['step_auc']:.3f}, "
+                  f"first-error F1 {report['prm']['first_error_f1']:.3f}.", ""]
+    lines += [f"Wall time of all stages: {report['wall_seconds']:.0f} s.", "", "![accuracy vs tokens](report.png)", ""]
+    (out / "report.md").write_text("\n".join(lines))
+    series = {f"{name} (round {entry['round']})": row for entry in report["rounds"] for name, row in entry["eval"].items()}
+    if series:
+        plot_accuracy_vs_tokens(series, out / "report.png", "accuracy vs tokens, every round")

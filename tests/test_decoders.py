@@ -1,0 +1,91 @@
+"""Decoders over the `StepGenerator` / `StepScorer` protocols: aggregation, best-of-N, weighted majority,
+value-guided step beam search and MCTS as a decoder (the scripted generator and test-double scorers)."""
+
+import pytest
+
+from data.answers import is_equivalent
+from data.synthetic import load_split
+from search.beam import beam_search, mcts_decode, tree_answer
+from search.decode import aggregate, best_of_n, greedy, majority_vote, weighted_majority
+from search.mcts import MCTSConfig, run_mcts
+from search.tree import Tree
+from tests.scripted import ConstantScorer, GoldTrackScorer, ScriptedGenerator
+
+PROBLEMS = load_split("test")[:40]
+
+
+def test_aggregations_follow_search_and_learn():
+    assert aggregate([0.9, 0.2, 0.7], "min") == pytest.approx(0.2)
+    assert aggregate([0.9, 0.2, 0.7], "prod") == pytest.approx(0.9 * 0.2 * 0.7)
+    assert aggregate([0.9, 0.2, 0.7], "last") == pytest.approx(0.7)
+    assert aggregate([-1.0, 0.0, 1.0], "prod", head="tanh") == pytest.approx(0.0)  # tanh values mapped to [0, 1]
+    assert aggregate([0.0, 0.5], "last", head="tanh") == pytest.approx(0.75)
+    assert aggregate([], "min") == 0.0
+    with pytest.raises(ValueError, match="aggregation"):
+        aggregate([0.5], "mean")
+
+
+def test_vote_rules_group_equivalent_answers():
+    answers = ["1/2", "3", "0.5", None, "3", "3"]
+    assert majority_vote(answers) == "3"
+    # weighted majority: 1/2 and 0.5 are one group of weight 0.9 + 0.8 against 3's 0.1 * 3
+    assert is_equivalent(weighted_majority(answers, [0.9, 0.1, 0.8, 1.0, 0.1, 0.1]), "1/2")
+    assert best_of_n(answers, [0.2, 0.1, 0.3, 0.99, 0.3, 0.0]) == "0.5"  # None never wins; ties go to the earliest
+    assert majority_vote([None, None]) is None and best_of_n([None], [1.0]) is None
+
+
+def test_beam_search_with_a_good_value_beats_greedy_and_counts_every_sampled_token():
+    questions = [p.question for p in PROBLEMS]
+    greedy_hits = sum(is_equivalent(s.answer, p.answer)
+                      for s, p in zip(greedy(ScriptedGenerator(PROBLEMS, p_correct=0.6, seed=1), questions), PROBLEMS))
+    generator, scorer = ScriptedGenerator(PROBLEMS, p_correct=0.6, seed=1), GoldTrackScorer(PROBLEMS)
+    results = beam_search(generator, scorer, questions, width=1, samples=5)
+    hits = sum(is_equivalent(r.answer, p.answer) for r, p in zip(results, PROBLEMS))
+    assert hits >= len(PROBLEMS) - 1 > greedy_hits
+    rounds = max(len(r.steps) for r in results)
+    assert generator.calls == rounds and scorer.calls == rounds  # one generator and one scorer call per round
+    assert all(r.tokens >= 5 * len(r.steps) for r in results)  # five candidates per kept step, each >= 1 token
+
+
+def test_beam_width_samples_b1_times_b2_first_steps_and_keeps_b1():
+    seen = []
+
+    class Recording(ScriptedGenerator):
+        def expand(self, states, n, **kwargs):
+            seen.append((len(states), n))
+            return super().expand(states, n, **kwargs)
+
+    beam_search(Recording(PROBLEMS[:1]), ConstantScorer(0.5), [PROBLEMS[0].question], width=3, samples=4, max_steps=2)
+    assert seen[0] == (3, 4)  # 3 x 4 candidates from the root
+    assert seen[1][0] <= 3 and seen[1][1] == 4  # at most B1 beams kept, B2 samples each
+
+
+def test_tree_answer_follows_q_and_skips_dead_ends():
+    tree = Tree("p", "q", "7")
+    good = tree.add_child(0, "a")
+    dead = tree.add_child(0, "", terminal=True)  # a dead end (no answer) never wins, whatever its value
+    tree.nodes[dead.id].visits, tree.nodes[dead.id].value_sum = 1, 0.99
+    low = tree.add_child(good.id, "The answer is 3", terminal=True, answer="3")
+    high = tree.add_child(good.id, "The answer is 7", terminal=True, answer="7")
+    tree.backup(low.id, -0.5)
+    tree.backup(high.id, 0.5)
+    assert tree_answer(tree).id == high.id
+    open_leaf = tree.add_child(0, "b")  # a higher-valued path that has not reached an answer yet
+    tree.backup(open_leaf.id, 0.9)
+    assert tree_answer(tree).id == open_leaf.id
+    assert tree_answer(Tree("p", "q", "7")).id == 0
+
+
+def test_mcts_decoder_uses_the_value_not_the_gold_answer():
+    with pytest.raises(ValueError, match="StepScorer"):
+        run_mcts(PROBLEMS[:1], ScriptedGenerator(PROBLEMS), MCTSConfig(reward="value"))
+    questions = [p.question for p in PROBLEMS[:24]]
+
+    def hits(scorer):
+        results = mcts_decode(ScriptedGenerator(PROBLEMS, p_correct=0.6, seed=2), scorer, questions,
+                              MCTSConfig(simulations=24, children=3))
+        assert all(r.answer is not None and r.tokens > 0 for r in results)  # unfinished paths are completed
+        return sum(is_equivalent(r.answer, p.answer) for r, p in zip(results, PROBLEMS))
+
+    # the problems handed to MCTS carry no gold answer: only the value can steer it
+    assert hits(GoldTrackScorer(PROBLEMS)) >= hits(ConstantScorer(0.0)) + 6

@@ -1,0 +1,61 @@
+"""`reasoner eval`: method names, the report (JSON/Markdown/PNG, curves, compute-matched rows), resuming, and
+the same command on the shared GSM8K / MATH-500 files."""
+
+import json
+
+import pytest
+
+from eval.evaluate import EvalConfig, parse_methods, run_eval
+from reasoner.cli import _search_generator, eval_scorer, main
+from tests.conftest import needs_shared_data
+
+
+def test_method_names_parse_and_bad_ones_are_named():
+    methods = {m.name: m for m in parse_methods("greedy, maj@8,bon@4,wmaj@2,beam@2x5,mcts,mcts@8x3")}
+    assert methods["maj@8"].k == 8 and methods["beam@2x5"].width == 2 and methods["beam@2x5"].samples == 5
+    assert (methods["mcts"].width, methods["mcts"].samples) == (16, 4)
+    assert not methods["maj@8"].needs_value and methods["bon@4"].needs_value
+    with pytest.raises(ValueError, match="'beam@5'"):
+        parse_methods("greedy,beam@5")
+
+
+def test_eval_writes_reports_shares_samples_and_resumes(tmp_path):
+    config = EvalConfig(limit=4, methods="greedy,maj@2,bon@2,wmaj@2,beam@1x2,mcts@2x2", value="likelihood",
+                        output=str(tmp_path), quiet=True, batch_problems=3)
+    report = run_eval(config, _search_generator, eval_scorer)
+    assert set(report["methods"]) == {"greedy", "maj@2", "bon@2", "wmaj@2", "beam@1x2", "mcts@2x2"}
+    for row in report["methods"].values():
+        assert row["n"] == 4 and 0 <= row["accuracy"] <= 1 and row["tokens_per_problem"] > 0
+    # one set of samples: every sample-based method spends the same tokens, and k=1 of the curve is half of k=2
+    tokens = {report["methods"][m]["tokens_per_problem"] for m in ("maj@2", "bon@2", "wmaj@2")}
+    assert len(tokens) == 1
+    curve = report["methods"]["maj@2"]["curve"]
+    assert [p["k"] for p in curve] == [1, 2] and curve[0]["tokens_per_problem"] < curve[1]["tokens_per_problem"]
+    assert report["compute_matched"]["beam@1x2"]["majority"]["tokens_per_problem"] <= \
+        report["methods"]["beam@1x2"]["tokens_per_problem"]
+    for name in ("report.json", "report.md", "report.png", "samples-2.jsonl", "predictions/beam@1x2.jsonl"):
+        assert (tmp_path / name).exists(), name
+    assert "| beam@1x2 |" in (tmp_path / "report.md").read_text()
+
+    def no_models(_):
+        raise AssertionError("a finished eval must not load a model again")
+
+    again = run_eval(config, no_models, no_models)
+    assert again["methods"] == report["methods"]
+    with pytest.raises(ValueError, match="temperature"):
+        run_eval(EvalConfig(**{**config.__dict__, "temperature": 1.3}), no_models, no_models)
+
+
+def test_value_methods_need_a_value_model(tmp_path):
+    with pytest.raises(ValueError, match="--value"):
+        run_eval(EvalConfig(limit=2, methods="bon@2", output=str(tmp_path), quiet=True), _search_generator, eval_scorer)
+
+
+@needs_shared_data
+@pytest.mark.parametrize("spec", ["gsm8k:test", "math500:test"])
+def test_eval_runs_unchanged_on_the_benchmarks(tmp_path, spec):
+    code = main(["--quiet", "eval", "--problems", spec, "--limit", "2", "--methods", "greedy,maj@2,beam@1x2",
+                 "--value", "likelihood", "--max_steps", "3", "--max_step_tokens", "16", "--output", str(tmp_path)])
+    assert code == 0
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert report["problems"] == spec and report["methods"]["beam@1x2"]["n"] == 2

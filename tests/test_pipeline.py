@@ -1,0 +1,84 @@
+"""`reasoner pipeline`: recipe checks, flag rendering, a whole (tiny) round, skipping finished stages."""
+
+import json
+
+import pytest
+
+from reasoner.cli import main
+from reasoner.pipeline import PipelineConfig, flags, load_pipeline_config, run_pipeline
+
+TINY = {
+    "rounds": 1,
+    "search": {"problems": "synthetic:train", "limit": 4, "simulations": 6, "children": 3, "max_step_tokens": 24},
+    "prm": {"max_steps": 2, "batch_size": 4, "freeze_backbone": True, "eval_steps": 1000},
+    "prm_eval": {"limit": 4},
+    "train": {"algo": "step-dpo", "max_steps": 1, "batch_size": 2},
+    "eval": {"limit": 3, "methods": "greedy,maj@2,beam@1x2"},
+}
+
+
+def test_flags_render_a_section_as_cli_options():
+    assert flags({"limit": 3, "freeze_backbone": True, "pairs": None, "output": "x"}, drop=("output",)) == \
+        ["--limit", "3", "--freeze_backbone", "true"]
+
+
+def test_recipe_errors_name_the_file_and_key(tmp_path):
+    path = tmp_path / "bad.yaml"
+    path.write_text("rounds: 1\nsearh: {}\n")
+    with pytest.raises(ValueError, match=r"bad.yaml: unknown pipeline key 'searh'"):
+        load_pipeline_config(path)
+    path.write_text("train: {beta: 0.5}\n")
+    with pytest.raises(ValueError, match="needs an 'algo'"):
+        load_pipeline_config(path)
+    path.write_text("eval: greedy\n")
+    with pytest.raises(ValueError, match="section 'eval' must be a mapping"):
+        load_pipeline_config(path)
+
+
+def test_a_tiny_round_runs_every_stage_and_a_rerun_skips_them(tmp_path):
+    calls = []
+
+    def run(argv):
+        calls.append(argv[0])
+        return main(["--quiet", *argv])
+
+    config = PipelineConfig(output=str(tmp_path), **TINY)
+    report = run_pipeline(config, run_command=run, log=lambda _: None)
+    assert calls == ["search", "label", "label", "label", "train-prm", "eval-prm", "eval", "train", "eval"]
+    assert [entry["round"] for entry in report["rounds"]] == [0, 1]
+    assert report["rounds"][1]["policy"] == str(tmp_path / "round-1" / "policy")
+    for entry in report["rounds"]:
+        assert set(entry["eval"]) == {"greedy", "maj@2", "beam@1x2"}
+        assert {"accuracy", "tokens_per_problem", "seconds"} <= set(entry["eval"]["greedy"])
+    assert set(report["prm"]) >= {"step_auc", "first_error_f1"} and report["wall_seconds"] > 0
+    saved = json.loads((tmp_path / "report.json").read_text())
+    assert saved["rounds"] == report["rounds"]
+    assert (tmp_path / "report.md").exists() and (tmp_path / "report.png").exists()
+
+    calls.clear()
+    again = run_pipeline(config, run_command=run, log=lambda _: None)
+    assert calls == [] and again["rounds"] == report["rounds"]
+
+
+def test_a_failing_stage_stops_the_pipeline(tmp_path):
+    config = PipelineConfig(output=str(tmp_path), **{**TINY, "search": {"problems": "nowhere:test"}})
+    with pytest.raises(RuntimeError, match="stage round 1 search failed"):
+        run_pipeline(config, run_command=lambda argv: main(["--quiet", *argv]), log=lambda _: None)
+    assert not (tmp_path / "round-1" / "search" / ".done").exists()
+
+
+@pytest.mark.parametrize("recipe", ["demo", "gsm8k", "math"])
+def test_shipped_recipes_parse_into_every_stage_config(recipe):
+    from eval.evaluate import EvalConfig
+    from prm.trainer import PRMArgs
+    from reasoner.config import parse_config
+    from reasoner.trainers.preference import PreferenceArgs
+    from search.runner import SearchConfig
+    from tests.conftest import REPO
+
+    config = load_pipeline_config(REPO / "configs" / f"{recipe}.yaml")
+    parse_config(SearchConfig, flags(config.search), prog="search")
+    parse_config(PRMArgs, flags(config.prm), prog="train-prm")
+    train = {k: v for k, v in config.train.items() if k != "algo"}
+    parse_config(PreferenceArgs, flags(train), prog="train")
+    parse_config(EvalConfig, flags(config.eval, drop=("value",)), prog="eval")
