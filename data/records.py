@@ -132,3 +132,21 @@ def done_ids(path: str | os.PathLike, key: str = "id") -> set[str]:
     if not Path(path).exists():
         return set()
     return {str(record[key]) for record in read_jsonl(path, skip_incomplete_tail=True) if isinstance(record, dict) and key in record}
+
+
+def check_resumable(saved_path: str | os.PathLike, current: dict[str, Any], resumable_keys: Iterable[str],
+                    what: str = "run") -> None:
+    """Refuse to resume when ``saved_path`` (a YAML config written by the first run) differs from ``current``
+    in a key outside ``resumable_keys``; the error names the file, the key and both values."""
+    import yaml
+
+    saved_path = Path(saved_path)
+    if not saved_path.exists():
+        return
+    saved = yaml.safe_load(saved_path.read_text()) or {}
+    free = set(resumable_keys)
+    changed = sorted(k for k in current if k not in free and saved.get(k) != current[k])
+    if changed:
+        key = changed[0]
+        raise ValueError(f"{saved_path}: this {what} was started with {key}={saved.get(key)!r}, not {current[key]!r}; "
+                         "use another --output or the same settings to resume")

@@ -27,7 +27,7 @@ from typing import Any, Callable, Sequence
 
 from data.answers import is_equivalent
 from data.problems import Problem, load_problems
-from data.records import append_jsonl, done_ids, read_jsonl
+from data.records import append_jsonl, check_resumable, done_ids, read_jsonl
 
 __all__ = ["EvalConfig", "Method", "parse_methods", "run_eval"]
 
@@ -156,17 +156,9 @@ def run_eval(config: EvalConfig, make_generator: Callable[[EvalConfig], Any],
 def _check_resume(out: Path, config: EvalConfig) -> None:
     import yaml
 
-    saved_path = out / "config.yaml"
-    current = asdict(config)
-    if saved_path.exists():
-        saved = yaml.safe_load(saved_path.read_text()) or {}
-        changed = sorted(k for k in current if k not in _RESUMABLE_KEYS and saved.get(k) != current[k])
-        if changed:
-            key = changed[0]
-            raise ValueError(f"{saved_path}: this eval was started with {key}={saved.get(key)!r}, not "
-                             f"{current[key]!r}; use another --output or the same settings to resume")
+    check_resumable(out / "config.yaml", asdict(config), _RESUMABLE_KEYS, what="eval")
     out.mkdir(parents=True, exist_ok=True)
-    saved_path.write_text(yaml.safe_dump(current, sort_keys=False))
+    (out / "config.yaml").write_text(yaml.safe_dump(asdict(config), sort_keys=False))
 
 
 def _decode(method: Method, batch: Sequence[Problem], models: _Models, config: EvalConfig, out: Path) -> list[dict]:

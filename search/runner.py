@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Callable, Iterable, Sequence
 
 from data.problems import Problem, load_problems
-from data.records import append_jsonl, done_ids
+from data.records import append_jsonl, check_resumable, done_ids
 from search.mcts import MCTSConfig, SearchTimer, run_mcts
 from search.tree import Tree, read_trees, tree_summary
 from search.tree_grpo import TreeGRPOConfig, run_tree_grpo
@@ -98,21 +98,6 @@ def run_files(output: str | Path) -> list[Path]:
     return sorted(Path(output).glob("trees*.jsonl"))
 
 
-def _check_resume_config(run_dir: Path, config: SearchConfig) -> None:
-    import yaml
-
-    saved_path = run_dir / "config.yaml"
-    if not saved_path.exists():
-        return
-    saved = yaml.safe_load(saved_path.read_text()) or {}
-    current = asdict(config)
-    changed = sorted(k for k in current if k not in _RESUMABLE_KEYS and k != "shard" and saved.get(k) != current[k])
-    if changed:
-        key = changed[0]
-        raise ValueError(f"{saved_path}: this run was started with {key}={saved.get(key)!r}, not {current[key]!r}; "
-                         "use another --output or the same settings to resume")
-
-
 def run_search(config: SearchConfig, make_generator: Callable[[SearchConfig], object],
                make_scorer: Callable[[SearchConfig], object] | None = None) -> dict:
     """Search every not-yet-done problem of this shard, appending trees; returns the run summary."""
@@ -123,7 +108,7 @@ def run_search(config: SearchConfig, make_generator: Callable[[SearchConfig], ob
         raise ValueError(f"unknown search algorithm {config.algo!r}: use mcts or tree-grpo")
     run_dir = Path(config.output)
     run_dir.mkdir(parents=True, exist_ok=True)
-    _check_resume_config(run_dir, config)
+    check_resumable(run_dir / "config.yaml", asdict(config), _RESUMABLE_KEYS | {"shard"})
     (run_dir / "config.yaml").write_text(yaml.safe_dump(asdict(config), sort_keys=False))
     out = trees_path(run_dir, config.shard)
     problems = shard_problems(load_problems(config.problems, limit=config.limit), config.shard)
