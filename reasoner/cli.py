@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Sequence
 
 from data.records import RecordError
+from reasoner.cli_eval import cmd_demo, cmd_eval, cmd_pipeline, search_generator, search_scorer
 from reasoner.cli_train import cmd_train, cmd_train_prm
 
 __all__ = ["main"]
@@ -123,6 +124,16 @@ def cmd_build_tiny(args: argparse.Namespace, rest: Sequence[str]) -> int:
     return 0
 
 
+def cmd_build_tiny_verifier(args: argparse.Namespace, rest: Sequence[str]) -> int:
+    from reasoner.config import parse_config
+    from reasoner.tiny import TinyVerifierArgs, build_tiny_verifier
+
+    config = parse_config(TinyVerifierArgs, rest, prog="reasoner build-tiny-verifier",
+                          description="continue the embedded policy's SFT into the value model's backbone")
+    print(json.dumps(build_tiny_verifier(config), indent=2))
+    return 0
+
+
 # -------------------------------------------------------------------------- search
 def cmd_search(args: argparse.Namespace, rest: Sequence[str]) -> int:
     from search.runner import summarize_run
@@ -139,21 +150,9 @@ def cmd_search(args: argparse.Namespace, rest: Sequence[str]) -> int:
     config = parse_config(SearchConfig, rest, prog="reasoner search", description="grow step-level search trees")
     if args.quiet:
         config.quiet = True
-    summary = run_search(config, make_generator=_search_generator, make_scorer=_search_scorer)
+    summary = run_search(config, make_generator=search_generator, make_scorer=search_scorer)
     print(json.dumps(summary, indent=2))
     return 0
-
-
-def _search_generator(config):
-    from eval.solve import load_generator
-
-    return load_generator(config.policy, config.backend, config.seed, config.device)
-
-
-def _search_scorer(config):
-    from prm.model import load_value_model
-
-    return load_value_model(config.value_model, device=config.device)
 
 
 def cmd_tree_show(args: argparse.Namespace) -> int:
@@ -215,54 +214,6 @@ def cmd_eval_prm(args: argparse.Namespace) -> int:
     if args.output:
         Path(args.output).write_text(json.dumps(result, indent=2) + "\n")
     return 0
-
-
-# ---------------------------------------------------------------------------- eval
-def cmd_eval(args: argparse.Namespace, rest: Sequence[str]) -> int:
-    from eval.evaluate import EvalConfig, run_eval
-    from reasoner.config import parse_config
-
-    config = parse_config(EvalConfig, rest, prog="reasoner eval",
-                          description="compare decoding methods (greedy, maj@K, bon@K, wmaj@K, beam@B1xB2, mcts)")
-    if args.quiet:
-        config.quiet = True
-    report = run_eval(config, make_generator=_search_generator, make_scorer=eval_scorer)
-    from eval.report import markdown_table
-
-    print(markdown_table(report["methods"]))
-    print(f"wrote {Path(config.output) / 'report.json'}, report.md and report.png")
-    return 0
-
-
-def eval_scorer(config):
-    """The `StepScorer` named by ``config.value``: a value model directory, or ``likelihood`` (the policy's own
-    running-min token probability, `prm.likelihood.PolicyLikelihoodScorer`)."""
-    if config.value == "likelihood":
-        from prm.likelihood import PolicyLikelihoodScorer
-        from reasoner.models import load_policy
-
-        return PolicyLikelihoodScorer(load_policy(config.policy, device=config.device))
-    from prm.model import load_value_model
-
-    return load_value_model(config.value, device=config.device)
-
-
-# ------------------------------------------------------------------- pipeline, demo
-def cmd_pipeline(args: argparse.Namespace) -> int:
-    from reasoner.pipeline import before_after_table, load_pipeline_config, run_pipeline
-
-    config = load_pipeline_config(args.config, {"output": args.output, "rounds": args.rounds})
-    report = run_pipeline(config, run_command=lambda argv: main((["--quiet"] if args.quiet else []) + argv))
-    print(before_after_table(report))
-    print(f"wrote {Path(config.output) / 'report.json'} ({report['wall_seconds']:.0f} s of stages)")
-    return 0
-
-
-def cmd_demo(args: argparse.Namespace) -> int:
-    from eval.demo import run_demo
-
-    return run_demo(output=args.output, quick=args.quick,
-                    run_command=lambda argv: main((["--quiet"] if args.quiet else []) + argv))
 
 
 # ---------------------------------------------------------------------------- main
@@ -335,6 +286,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     build = sub.add_parser("build-tiny-policy", help="rebuild the embedded tiny policy from scratch", add_help=False)
     build.set_defaults(func=cmd_build_tiny, wants_rest=True)
+    verifier = sub.add_parser("build-tiny-verifier", help="rebuild the embedded value-model backbone (SFT past the "
+                              "policy's weak point)", add_help=False)
+    verifier.set_defaults(func=cmd_build_tiny_verifier, wants_rest=True)
 
     search = sub.add_parser("search", help="grow MCTS trees over a problem spec (`reasoner search --help`)",
                             add_help=False)

@@ -1,6 +1,8 @@
 """Load and save a policy (causal LM + tokenizer + its step format).
 
-``load_policy()`` with no argument gives the embedded tiny policy in ``reasoner/assets/tiny-policy``; a
+``load_policy()`` with no argument gives the embedded tiny policy in ``reasoner/assets/tiny-policy``;
+``load_policy("embedded-verifier")`` gives its better-trained sibling in ``reasoner/assets/tiny-verifier``, the
+backbone of the demo's step value model (a stronger model than the policy, as in search-and-learn); a
 local directory or a hub name gives that model (``gguf_file=`` for GGUF checkpoints). Weights are saved as
 safetensors only. Device and dtype come from arguments: fp32 on CPU (bf16 on a CPU is ~160x slower),
 bf16 on a GPU unless told otherwise.
@@ -19,11 +21,15 @@ import torch
 from reasoner.steps import StepFormat, get_format
 
 __all__ = ["Policy", "load_policy", "save_policy", "encode_prefix", "pad_right", "token_logps", "EMBEDDED_POLICY",
+           "EMBEDDED_VERIFIER",
            "resolve_device", "resolve_dtype"]
 
 log = logging.getLogger(__name__)
 
 EMBEDDED_POLICY = Path(__file__).resolve().parent / "assets" / "tiny-policy"
+EMBEDDED_VERIFIER = Path(__file__).resolve().parent / "assets" / "tiny-verifier"
+EMBEDDED_MODELS = {"embedded": (EMBEDDED_POLICY, "build-tiny-policy"),
+                   "embedded-verifier": (EMBEDDED_VERIFIER, "build-tiny-verifier")}
 STEP_FORMAT_FILE = "step_format.json"
 
 
@@ -64,19 +70,17 @@ def load_policy(
     step_format: str | None = None,
     gguf_file: str | None = None,
 ) -> Policy:
-    """Load a policy: the embedded default (None), a local directory, or a hub name.
+    """Load a policy: the embedded default (None or "embedded"), "embedded-verifier", a local directory, or a hub name.
 
     The step format is, in order: the ``step_format`` argument, ``step_format.json`` in the model directory,
     the chat format when the tokenizer has a chat template, else ``newline2``.
     """
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    source = Path(name_or_path) if name_or_path else EMBEDDED_POLICY
-    if name_or_path is None and not (source / "config.json").exists():
-        raise FileNotFoundError(
-            f"the embedded policy is missing at {source}; build it with `reasoner build-tiny-policy`"
-        )
-    where = str(source) if (source.exists() or name_or_path is None) else str(name_or_path)
+    embedded = EMBEDDED_MODELS.get(str(name_or_path or "embedded"))
+    if embedded and not (embedded[0] / "config.json").exists():
+        raise FileNotFoundError(f"the embedded model is missing at {embedded[0]}; build it with `reasoner {embedded[1]}`")
+    where = str(embedded[0]) if embedded else str(name_or_path)
     target_device = resolve_device(device)
     torch_dtype = resolve_dtype(dtype, target_device)
     extra: dict[str, Any] = {"gguf_file": gguf_file} if gguf_file else {}
@@ -88,7 +92,8 @@ def load_policy(
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
     fmt = _step_format_for(Path(where), tokenizer, step_format)
-    return Policy(model=model, tokenizer=tokenizer, step_format=fmt, name=where if name_or_path else "embedded")
+    name = str(name_or_path or "embedded") if embedded else where
+    return Policy(model=model, tokenizer=tokenizer, step_format=fmt, name=name)
 
 
 def encode_prefix(tokenizer: Any, text: str) -> list[int]:

@@ -114,9 +114,10 @@ def run_pipeline(config: PipelineConfig, run_command: Callable[[list[str]], int]
         stages.run(f"round {number} label", here / "labels",
                    [["label", str(here / "search"), "--kind", kind, "--step-format", config.step_format,
                      "--output", str(here / "labels" / f"{kind}.jsonl")] for kind in config.labels])
+        backbone = ["--policy", config.prm["policy"]] if config.prm.get("policy") else policy_flags
         prm_commands = [["train-prm", *flags(config.prm, drop=("output", "data", "pairs", "policy")),
                          "--data", str(here / "labels" / "mc-labels.jsonl"), *_pairs_flag(config, here),
-                         "--output", str(here / "prm"), *policy_flags]]
+                         "--output", str(here / "prm"), *backbone]]
         if config.prm_eval is not None:
             prm_commands.append(["eval-prm", str(here / "prm"), *flags(config.prm_eval, drop=("output",)),
                                  "--output", str(here / "prm" / "eval-prm.json")])

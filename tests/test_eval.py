@@ -6,7 +6,8 @@ import json
 import pytest
 
 from eval.evaluate import EvalConfig, parse_methods, run_eval
-from reasoner.cli import _search_generator, eval_scorer, main
+from reasoner.cli import main
+from reasoner.cli_eval import eval_scorer, search_generator
 from tests.conftest import needs_shared_data
 
 
@@ -22,7 +23,7 @@ def test_method_names_parse_and_bad_ones_are_named():
 def test_eval_writes_reports_shares_samples_and_resumes(tmp_path):
     config = EvalConfig(limit=4, methods="greedy,maj@2,bon@2,wmaj@2,beam@1x2,mcts@2x2", value="likelihood",
                         output=str(tmp_path), quiet=True, batch_problems=3)
-    report = run_eval(config, _search_generator, eval_scorer)
+    report = run_eval(config, search_generator, eval_scorer)
     assert set(report["methods"]) == {"greedy", "maj@2", "bon@2", "wmaj@2", "beam@1x2", "mcts@2x2"}
     for row in report["methods"].values():
         assert row["n"] == 4 and 0 <= row["accuracy"] <= 1 and row["tokens_per_problem"] > 0
@@ -48,7 +49,7 @@ def test_eval_writes_reports_shares_samples_and_resumes(tmp_path):
 
 def test_value_methods_need_a_value_model(tmp_path):
     with pytest.raises(ValueError, match="--value"):
-        run_eval(EvalConfig(limit=2, methods="bon@2", output=str(tmp_path), quiet=True), _search_generator, eval_scorer)
+        run_eval(EvalConfig(limit=2, methods="bon@2", output=str(tmp_path), quiet=True), search_generator, eval_scorer)
 
 
 @needs_shared_data

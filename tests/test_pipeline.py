@@ -10,7 +10,7 @@ from reasoner.pipeline import PipelineConfig, flags, load_pipeline_config, run_p
 TINY = {
     "rounds": 1,
     "search": {"problems": "synthetic:train", "limit": 4, "simulations": 6, "children": 3, "max_step_tokens": 24},
-    "prm": {"max_steps": 2, "batch_size": 4, "freeze_backbone": True, "eval_steps": 1000},
+    "prm": {"max_steps": 2, "batch_size": 4, "freeze_backbone": True, "eval_steps": 1000, "policy": "embedded-verifier"},
     "prm_eval": {"limit": 4},
     "train": {"algo": "step-dpo", "max_steps": 1, "batch_size": 2},
     "eval": {"limit": 3, "methods": "greedy,maj@2,beam@1x2"},
@@ -47,6 +47,8 @@ def test_a_tiny_round_runs_every_stage_and_a_rerun_skips_them(tmp_path):
     assert calls == ["search", "label", "label", "label", "train-prm", "eval-prm", "eval", "train", "eval"]
     assert [entry["round"] for entry in report["rounds"]] == [0, 1]
     assert report["rounds"][1]["policy"] == str(tmp_path / "round-1" / "policy")
+    value_head = json.loads((tmp_path / "round-1" / "prm" / "value_head.json").read_text())
+    assert value_head["source"] == "embedded-verifier"  # the recipe's backbone, not the round's policy
     for entry in report["rounds"]:
         assert set(entry["eval"]) == {"greedy", "maj@2", "beam@1x2"}
         assert {"accuracy", "tokens_per_problem", "seconds"} <= set(entry["eval"]["greedy"])
