@@ -49,7 +49,8 @@ class PRMArgs(TrainingKnobs):
 
     data: str = field(default="", metadata={"help": "mc-labels JSONL from `reasoner label --kind mc-labels`"})
     pairs: str | None = field(default=None, metadata={"help": "svpo/step-apo pairs JSONL for the ranking term"})
-    policy: str | None = field(default=None, metadata={"help": "policy whose backbone starts the value model (default: embedded)"})
+    policy: str | None = field(default=None, metadata={
+        "help": "model whose backbone starts the value model: embedded (default), embedded-verifier, a dir or hub name"})
     init: str | None = field(default=None, metadata={"help": "continue from this value model instead"})
     output: str = field(default="runs/prm", metadata={"help": "output directory"})
     head: str = field(default="tanh", metadata={"help": "tanh ([-1,1], MSE) or sigmoid ([0,1], BCE)"})

@@ -1,4 +1,5 @@
-"""`reasoner <command>`: the one place that wires data, policy, search and evaluation together.
+"""`reasoner <command>`: wires data, policy, search and evaluation together (with `reasoner.cli_train` for the
+training commands and `reasoner.cli_eval` for eval / pipeline / demo).
 
 Commands that exist work for real; each imports what it needs when it runs, so ``reasoner data show``
 starts without loading torch.
@@ -204,7 +205,7 @@ def cmd_eval_prm(args: argparse.Namespace) -> int:
         from prm.likelihood import PolicyLikelihoodScorer
         from reasoner.models import load_policy
 
-        scorer = PolicyLikelihoodScorer(load_policy(None if args.prm == "embedded" else args.prm, device=args.device))
+        scorer = PolicyLikelihoodScorer(load_policy(args.prm, device=args.device))
     else:
         scorer = load_value_model(args.prm, device=args.device)
     found = evaluate_prm(scorer, args.problems, args.limit, seed=args.seed, threshold=args.threshold,

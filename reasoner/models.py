@@ -21,7 +21,7 @@ import torch
 from reasoner.steps import StepFormat, get_format
 
 __all__ = ["Policy", "load_policy", "save_policy", "encode_prefix", "pad_right", "token_logps", "EMBEDDED_POLICY",
-           "EMBEDDED_VERIFIER",
+           "EMBEDDED_VERIFIER", "embedded_model_dir",
            "resolve_device", "resolve_dtype"]
 
 log = logging.getLogger(__name__)
@@ -62,6 +62,18 @@ def resolve_dtype(dtype: str | None, device: torch.device) -> torch.dtype:
     return torch.float32 if device.type == "cpu" else torch.bfloat16
 
 
+def embedded_model_dir(name_or_path: str | Path | None) -> Path | None:
+    """The asset directory of an embedded model name (None = "embedded", or "embedded-verifier"); None for any
+    other name or path. The built-in names win over a local directory of the same name."""
+    embedded = EMBEDDED_MODELS.get(str(name_or_path or "embedded"))
+    if embedded is None:
+        return None
+    directory, build_command = embedded
+    if not (directory / "config.json").exists():
+        raise FileNotFoundError(f"the embedded model is missing at {directory}; build it with `reasoner {build_command}`")
+    return directory
+
+
 def load_policy(
     name_or_path: str | Path | None = None,
     *,
@@ -77,10 +89,8 @@ def load_policy(
     """
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    embedded = EMBEDDED_MODELS.get(str(name_or_path or "embedded"))
-    if embedded and not (embedded[0] / "config.json").exists():
-        raise FileNotFoundError(f"the embedded model is missing at {embedded[0]}; build it with `reasoner {embedded[1]}`")
-    where = str(embedded[0]) if embedded else str(name_or_path)
+    embedded = embedded_model_dir(name_or_path)
+    where = str(embedded) if embedded else str(name_or_path)
     target_device = resolve_device(device)
     torch_dtype = resolve_dtype(dtype, target_device)
     extra: dict[str, Any] = {"gguf_file": gguf_file} if gguf_file else {}

@@ -11,7 +11,8 @@ log line. Layout under ``output``::
 A stage that finished leaves ``.done`` (JSON: the command and its seconds) in its folder and is skipped on
 re-run; a stage cut short resumes where its command resumes (search and eval append per batch, training
 resumes from its checkpoints only with ``resume: true`` in its section). Round R's search and training start
-from round R-1's policy. Recipe keys: ``output``, ``rounds``, ``policy``, ``eval_initial`` and the sections
+from round R-1's policy; the value model's backbone is ``prm.policy`` when the recipe names one (the demo's
+``embedded-verifier``), else the round's policy. Recipe keys: ``output``, ``rounds``, ``policy``, ``eval_initial`` and the sections
 ``search``, ``labels`` (list of kinds), ``prm``, ``prm_eval`` (optional: eval-prm flags), ``train`` (with
 ``algo``) and ``eval`` (``value: prm`` uses the round's value model, ``likelihood`` the policy's own).
 """
@@ -114,7 +115,7 @@ def run_pipeline(config: PipelineConfig, run_command: Callable[[list[str]], int]
         stages.run(f"round {number} label", here / "labels",
                    [["label", str(here / "search"), "--kind", kind, "--step-format", config.step_format,
                      "--output", str(here / "labels" / f"{kind}.jsonl")] for kind in config.labels])
-        backbone = ["--policy", config.prm["policy"]] if config.prm.get("policy") else policy_flags
+        backbone = ["--policy", config.prm["policy"]] if (config.prm or {}).get("policy") else policy_flags
         prm_commands = [["train-prm", *flags(config.prm, drop=("output", "data", "pairs", "policy")),
                          "--data", str(here / "labels" / "mc-labels.jsonl"), *_pairs_flag(config, here),
                          "--output", str(here / "prm"), *backbone]]

@@ -21,8 +21,9 @@ import json
 import logging
 import shutil
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
+from typing import Any, Sequence
 
 import torch
 
@@ -208,12 +209,13 @@ def build_tiny_verifier(args: TinyVerifierArgs) -> dict:
     import hashlib
 
     from data.synthetic import load_split
-    from reasoner.models import EMBEDDED_POLICY, load_policy, save_policy
+    from reasoner.models import embedded_model_dir, load_policy, save_policy
     from reasoner.trainers.sft import SFTArgs, train_sft
 
     started = time.time()
-    policy = load_policy(args.policy)
-    start_weights = (Path(args.policy) if args.policy else EMBEDDED_POLICY) / "model.safetensors"
+    policy = load_policy(args.policy, dtype="float32")
+    start_weights = (embedded_model_dir(args.policy) or Path(str(args.policy))) / "model.safetensors"
+    start_sha256 = hashlib.sha256(start_weights.read_bytes()).hexdigest() if start_weights.exists() else None
     output = Path(args.output)
     scratch = output.parent / (output.name + "-checkpoints")
     sft_args = SFTArgs(output=str(scratch), batch_size=args.batch_size, learning_rate=args.learning_rate,
@@ -225,15 +227,25 @@ def build_tiny_verifier(args: TinyVerifierArgs) -> dict:
     policy.model.eval()
     shutil.rmtree(scratch, ignore_errors=True)
     scores = policy_accuracy(policy.model, policy.tokenizer, load_split("test")[: args.eval_problems],
-                             seed=args.seed)
+                             seed=args.seed, step_format_name=policy.step_format.name)
     save_policy(policy.model, output, tokenizer=policy.tokenizer, step_format=policy.step_format)
     record = {
         "seed": args.seed, "steps": args.steps, "learning_rate": args.learning_rate, "batch_size": args.batch_size,
         "started_from": policy.name,
-        "started_from_sha256": hashlib.sha256(start_weights.read_bytes()).hexdigest() if start_weights.exists() else None,
+        "started_from_sha256": start_sha256,
         "greedy": scores["greedy"], "eval_problems": args.eval_problems,
         "wall_seconds": round(time.time() - started, 1),
-        "command": f"reasoner build-tiny-verifier --seed {args.seed} --steps {args.steps} --output {args.output}",
+        "command": " ".join(["reasoner build-tiny-verifier", *_changed_flags(args, ("seed", "steps", "output"))]),
     }
     (output / "build.json").write_text(json.dumps(record, indent=2) + "\n")
     return record
+
+
+def _changed_flags(args: Any, always: Sequence[str]) -> list[str]:
+    """``--key value`` for the fields in ``always`` and every field that differs from its default."""
+    flags = []
+    for spec in fields(args):
+        value = getattr(args, spec.name)
+        if spec.name in always or value != spec.default:
+            flags += [f"--{spec.name}", str(value)]
+    return flags

@@ -35,6 +35,8 @@ def test_build_tiny_verifier_writes_a_loadable_model_and_its_record(tmp_path: Pa
     assert json.loads((out / "build.json").read_text()) == record
     assert record["started_from"] == "embedded" and len(record["started_from_sha256"]) == 64
     assert 0.0 <= record["greedy"] <= 1.0
+    assert record["command"] == (f"reasoner build-tiny-verifier --output {out} --seed 0 --steps 2 --batch_size 8 "
+                                 "--eval_problems 4")
     assert load_policy(str(out)).step_format.name == "tiny"
     assert not (tmp_path / "verifier-checkpoints").exists()
 

@@ -90,14 +90,11 @@ class VLLMStepGenerator:
             from vllm import SamplingParams
         except ImportError as exc:
             raise ImportError(f"{_INSTALL_HINT} ({exc})") from exc
-        from reasoner.models import EMBEDDED_POLICY
+        from reasoner.models import embedded_model_dir
 
-        directory = Path(model) if model is not None else EMBEDDED_POLICY
-        if model is None and not (directory / "config.json").exists():
-            raise FileNotFoundError(
-                f"the embedded policy is missing at {directory}; build it with `reasoner build-tiny-policy`"
-            )
-        where = str(directory) if (directory.exists() or model is None) else str(model)
+        embedded = embedded_model_dir(model)
+        directory = embedded or Path(model)
+        where = str(embedded) if embedded else str(model)
         if gguf_file is None and directory.suffix == ".gguf" and directory.is_file():
             where, gguf_file = str(directory.parent), directory.name
         if llm is None:
