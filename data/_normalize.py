@@ -1,7 +1,6 @@
 """String-level normalisation and structural comparison of final answers (pure Python, no sympy).
 
-``canonicalize`` rewrites a final-answer string into a canonical LaTeX-ish form (styling, units,
-dollar signs, thousands separators, degrees and ``\\text{}`` removed; fractions and roots braced).
+``data._canonical.canonicalize`` first rewrites a final-answer string into a canonical LaTeX-ish form;
 ``parse_tree`` turns a canonical string into a small tree (numbers, tuples, sets, intervals, unions,
 matrices, equations, relations, multiple answers), and ``trees_equal`` compares two trees, asking an
 ``Oracle`` about the leaves. The in-process ``FastOracle`` decides numeric leaves exactly (``Fraction``)
@@ -21,8 +20,16 @@ from dataclasses import dataclass
 from fractions import Fraction
 from typing import Protocol, Union
 
-MAX_ANSWER_CHARS = 2000  # longer answers are only compared as whitespace-free strings
-MAX_NESTING = 50  # deeper bracket nesting is treated as hostile (string comparison only)
+from data._canonical import (
+    _COMMAND_RE,
+    _MATH_WORDS,
+    _MIXED_SPACE_RE,
+    MAX_ANSWER_CHARS,
+    MAX_NESTING,
+    compact,
+    match_brace,
+)
+
 MAX_ITEMS = 64  # longer lists / sets / tuples are treated as hostile
 MAX_RESULT_DIGITS = 10_000  # an integer power with more digits than this is hostile
 MAX_EXPONENT_LOG10 = 6.0  # an exponent above 10**6 is hostile whatever the base
@@ -114,285 +121,6 @@ class Relation:
 
 
 Node = Union[Leaf, Text, Seq, SetOf, Many, UnionOf, Matrix, Equation, Assign, Relation]
-
-
-# --------------------------------------------------------------------------- brace helpers
-def match_brace(text: str, open_index: int) -> int:
-    """Index of the ``}`` closing the ``{`` at ``open_index`` (escaped ``\\{``/``\\}`` are skipped); -1 if none."""
-    depth = 0
-    i = open_index
-    n = len(text)
-    while i < n:
-        char = text[i]
-        if char == "\\":
-            i += 2
-            continue
-        if char == "{":
-            depth += 1
-        elif char == "}":
-            depth -= 1
-            if depth == 0:
-                return i
-        i += 1
-    return -1
-
-
-_BOX_RE = re.compile(r"\\(?:boxed|fbox)(?![A-Za-z])")
-
-
-_BOX_GAP_RE = re.compile(
-    r"(?:\s|[,;&.$]|\\[()\[\]]|\\q?quad|\\[,;!]|\\text\{\s*(?:and|or)?\s*\}|\band\b|\bor\b)*"
-)
-
-
-def boxed_run(text: str) -> list[str]:
-    """Contents of the last ``\\boxed{}`` and of the boxes right before it that only separators
-    (commas, 'and', 'or', spaces, math delimiters) keep apart: ``\\boxed{1} and \\boxed{2}`` -> [1, 2]."""
-    spans: list[tuple[int, int, str]] = []
-    position = 0
-    while True:
-        match = _BOX_RE.search(text, position)
-        if not match:
-            break
-        brace = match.end()
-        while brace < len(text) and text[brace] == " ":
-            brace += 1
-        end = match_brace(text, brace) if brace < len(text) and text[brace] == "{" else -1
-        if end < 0:
-            position = match.end()
-            continue
-        spans.append((match.start(), end + 1, text[brace + 1 : end].strip()))
-        position = end + 1
-    run: list[str] = []
-    for index in range(len(spans) - 1, -1, -1):
-        start, end, content = spans[index]
-        if run and not _BOX_GAP_RE.fullmatch(text[end : spans[index + 1][0]]):
-            break
-        if content:
-            run.append(content)
-    return run[::-1]
-
-
-def last_boxed(text: str) -> str | None:
-    """Content of the last complete, non-empty ``\\boxed{...}`` / ``\\fbox{...}`` (or ``\\boxed 5``), else None."""
-    starts = [match.end() for match in _BOX_RE.finditer(text)]
-    for start in reversed(starts):
-        i = start
-        while i < len(text) and text[i] in " \t":
-            i += 1
-        if i < len(text) and text[i] == "{":
-            end = match_brace(text, i)
-            if end < 0:
-                continue
-            content = text[i + 1 : end].strip()
-        else:
-            token = re.match(r"[^\s$]+", text[i:])
-            content = token.group(0).rstrip(".,;") if token else ""
-        if content:
-            return content
-    return None
-
-
-# --------------------------------------------------------------------------- canonicalize
-_UNICODE = {
-    "\u2212": "-", "\u2013": "-", "\u2014": "-", "\u00d7": r"\times ", "\u22c5": r"\cdot ", "\u00b7": r"\cdot ",
-    "\u03c0": r"\pi ", "\u221e": r"\infty ", "\u221a": r"\sqrt", "\u2264": r"\le ", "\u2265": r"\ge ",
-    "\u2260": r"\ne ", "\u00b0": r"^\circ", "\u00a0": " ", "\u222a": r"\cup ", "\u2208": r"\in ",
-    "\u2205": r"\emptyset ", "\u00bd": "1/2",
-}
-_UNICODE_RE = re.compile("|".join(map(re.escape, _UNICODE)))
-_DISPLAY_RE = re.compile(r"\$|(?<!\\)\\[()\[\]]")
-_SIZING_RE = re.compile(r"\\(?:left|right|[bB]igg?[lrm]?)(?![A-Za-z])\s*\.?")
-_TEXT_MACRO_RE = re.compile(
-    r"\\(?:text(?:bf|it|rm|sf|tt|normal|up|sc)?|math(?:rm|bf|it|sf|tt|normal)|mbox|hbox)\s*\{"
-)
-_THOUSANDS_BRACE_RE = re.compile(r"(?<=\d)\{,\}(?=\d{3})")
-_THOUSANDS_BANG_RE = re.compile(r"(?<=\d),\s*\\!\s*(?=\d{3}(?!\d))")
-_THIN_SPACE_RE = re.compile(r"(?<!\\)\\[,!;:>]")
-_WIDE_SPACE_RE = re.compile(r"\\q?quad|(?<!\\)\\ |~|\\(?:display|text|script)style|\\limits|\\nolimits")
-_FRAC_ALIAS_RE = re.compile(r"\\[dtc]frac(?![A-Za-z])")
-_BINOM_ALIAS_RE = re.compile(r"\\[dt]binom(?![A-Za-z])")
-_REL_ALIASES = [
-    (re.compile(r"\\leq?(?:slant)?(?![A-Za-z])|<="), r"\\le "),
-    (re.compile(r"\\geq?(?:slant)?(?![A-Za-z])|>="), r"\\ge "),
-    (re.compile(r"\\neq?(?![A-Za-z])|!="), r"\\ne "),
-    (re.compile(r"\\lt(?![A-Za-z])"), "<"),
-    (re.compile(r"\\gt(?![A-Za-z])"), ">"),
-    (re.compile(r"\\dots|\\ldots|\\cdots"), " "),
-]
-_DOUBLE_BACKSLASH_RE = re.compile(r"\\\\(?=[A-Za-z])")
-_DEGREE_RE = re.compile(r"\^\s*\{\s*\\circ\s*\}|\^\s*\\circ(?![A-Za-z])|\\circ(?![A-Za-z])|\\degree(?![A-Za-z])")
-_TRIG_RE = re.compile(r"\\(?:sin|cos|tan|cot|sec|csc)(?![A-Za-z])")
-_DEGREE_NUMBER_RE = re.compile(
-    r"(\d+(?:\.\d+)?)\s*(?:\^\s*\{\s*\\circ\s*\}|\^\s*\\circ(?![A-Za-z])|\\degree(?![A-Za-z]))"
-)
-# whitespace is collapsed to single spaces before these run, so " ?" is enough (and keeps them linear)
-_PERCENT_WORD_RE = re.compile(r" ?\\text\{ ?(?:percentage|percent|pct) ?\}| ?\b(?:percentage|percent|pct)\b")
-_OR_AND_RE = re.compile(r" ?\\text\{ ?(?:or|and) ?\} ?| (?:or|and) |(?<=[)\]}])(?:or|and)(?=[(\[{\\])")
-_COMMA_RUN_RE = re.compile(r"(?: ?,){2,}")
-_TRAILING_TEXT_RE = re.compile(r"\\text\{([^{}]*)\}\s*(?:\^\s*\{?\s*[23]\s*\}?)?\s*$")
-_UNIT_TEXT_RE = re.compile(r"[A-Za-z][A-Za-z .\-/]*")
-_UNIT_WORD_RE = re.compile(r"[A-Za-z]{2,}\.?(?:\^\{?[23]\}?)?")
-_ATTACHED_UNIT_RE = re.compile(r"([+-]?\d+(?:\.\d+)?)([A-Za-z]{3,})")
-_TEXT_RE = re.compile(r"\\text\{([^{}]*)\}")
-_BRACED_COMMAND_RE = re.compile(r"\\(frac|binom|sqrt)(?![A-Za-z])")
-_SINGLE_SUBSCRIPT_RE = re.compile(r"_\{\s*([A-Za-z0-9])\s*\}")
-_SPACE_THOUSANDS_RE = re.compile(r"[+-]?\d{1,3}(?: \d{3})+(?:\.\d+)?")
-_MIXED_SPACE_RE = re.compile(r"([+-]?\d+)\s+(\d+)\s*/\s*(\d+)")
-_COMMA_THOUSANDS_RE = re.compile(r"(?<![\d.,])\d{1,3}(?:,\d{3})+(?![\d,])")
-_MATH_WORDS = frozenset(
-    "sin cos tan cot sec csc log ln exp pi sqrt frac mod gcd lcm max min det arcsin arccos arctan sinh cosh tanh "
-    "infty inf lim sum prod int cup cap".split()
-)
-
-
-def _brace_arguments(text: str, depth: int = 0) -> str:
-    """``\\frac12`` -> ``\\frac{1}{2}``, ``\\sqrt2`` -> ``\\sqrt{2}``, ``\\frac{270}7`` -> ``\\frac{270}{7}``."""
-    if depth > MAX_NESTING or "\\frac" not in text and "\\sqrt" not in text and "\\binom" not in text:
-        return text
-    out: list[str] = []
-    i, n = 0, len(text)
-    while i < n:
-        match = _BRACED_COMMAND_RE.search(text, i)
-        if not match:
-            out.append(text[i:])
-            break
-        out.append(text[i : match.end()])
-        i = match.end()
-        arity = 1 if match.group(1) == "sqrt" else 2
-        if arity == 1 and i < n and text[i] == "[":  # \sqrt[3]{x}
-            close = text.find("]", i)
-            if close < 0:
-                continue
-            out.append(text[i : close + 1])
-            i = close + 1
-        for _ in range(arity):
-            while i < n and text[i] == " ":
-                i += 1
-            if i >= n:
-                break
-            if text[i] == "{":
-                end = match_brace(text, i)
-                if end < 0:
-                    break
-                out.append("{" + _brace_arguments(text[i + 1 : end], depth + 1) + "}")
-                i = end + 1
-            elif text[i] == "\\":
-                name = _COMMAND_RE.match(text, i)
-                token = name.group(0) if name else text[i : i + 2]
-                out.append("{" + token + "}")
-                i += len(token)
-            else:
-                out.append("{" + text[i] + "}")
-                i += 1
-    return "".join(out)
-
-
-def _is_unit_word(token: str) -> bool:
-    return bool(_UNIT_WORD_RE.fullmatch(token)) and re.sub(r"[^A-Za-z]", "", token).lower() not in _MATH_WORDS
-
-
-def _strip_units(text: str) -> str:
-    """Drop a trailing unit (``5 \\text{ cm}^2``, ``125 miles``, ``10 square units``, ``10weeks``)."""
-    for _ in range(4):
-        match = _TRAILING_TEXT_RE.search(text)
-        if match:
-            head = text[: match.start()].rstrip()
-            unit = match.group(1).strip()
-            if head and head[-1] not in ",=+-([{" and (not unit or _UNIT_TEXT_RE.fullmatch(unit)):
-                text = head
-                continue
-        tokens = text.rstrip().split(" ")
-        cut = len(tokens)
-        while cut > 1 and _is_unit_word(tokens[cut - 1]):
-            cut -= 1
-        if cut < len(tokens) and tokens[cut - 1] and tokens[cut - 1][-1] in "0123456789})]%":
-            text = " ".join(tokens[:cut])
-            continue
-        match = _ATTACHED_UNIT_RE.fullmatch(text.strip())
-        if match and not any(match.group(2).lower().startswith(word) for word in _MATH_WORDS):
-            text = match.group(1)
-            continue
-        break
-    return text
-
-
-def _remove_thousands_commas(text: str) -> str:
-    """Remove ``1,000``-style separators outside tuples / intervals / sets (where a comma separates items)."""
-    if "," not in text:
-        return text
-    pieces: list[str] = []
-    last = 0
-    for match in _COMMA_THOUSANDS_RE.finditer(text):
-        prefix = text[: match.start()]
-        depth = prefix.count("(") + prefix.count("[") + prefix.count("\\{") + prefix.count("\\langle")
-        depth -= prefix.count(")") + prefix.count("]") + prefix.count("\\}") + prefix.count("\\rangle")
-        if depth <= 0:
-            pieces.append(text[last : match.start()])
-            pieces.append(match.group(0).replace(",", ""))
-            last = match.end()
-    pieces.append(text[last:])
-    return "".join(pieces)
-
-
-def canonicalize(answer: str) -> str:
-    """Canonical form of a final answer: what two writings of the same answer should share.
-
-    Removes math delimiters, ``\\boxed``, ``\\left``/``\\right``, spacing commands, ``\\text``/``\\mbox``
-    wrappers, units after a value, degree signs, dollar signs and thousands separators; unifies
-    ``\\dfrac``/``\\tfrac``, relation spellings, percent words and 'or'/'and' (turned into commas).
-    """
-    text = answer.strip()
-    if "\\boxed" in text or "\\fbox" in text:
-        text = ", ".join(boxed_run(text)) or last_boxed(text) or text
-    text = _UNICODE_RE.sub(lambda match: _UNICODE[match.group(0)], text)
-    text = " ".join(text.split())  # one space between tokens keeps the patterns below linear
-    text = text.replace("\\$", " ")
-    text = " ".join(_DISPLAY_RE.sub(" ", text).split())
-    text = _SIZING_RE.sub("", text)
-    text = _TEXT_MACRO_RE.sub(r"\\text{", text)
-    text = _THOUSANDS_BRACE_RE.sub("", text)
-    text = _THOUSANDS_BANG_RE.sub("", text)
-    text = _THIN_SPACE_RE.sub("", text)
-    text = _WIDE_SPACE_RE.sub(" ", text)
-    text = _FRAC_ALIAS_RE.sub(r"\\frac", text)
-    text = _BINOM_ALIAS_RE.sub(r"\\binom", text)
-    for pattern, replacement in _REL_ALIASES:
-        text = pattern.sub(replacement, text)
-    if "matrix" not in text and "array" not in text:
-        text = _DOUBLE_BACKSLASH_RE.sub(r"\\", text)
-    if _TRIG_RE.search(text):  # \sin(90^\circ - x): degrees inside trigonometry become radians
-        text = _DEGREE_NUMBER_RE.sub(r"(\1\\pi/180)", text)
-    text = " ".join(_DEGREE_RE.sub("", text).split())
-    text = text.replace("\\%", "%")
-    text = _PERCENT_WORD_RE.sub("%", text)
-    text = _OR_AND_RE.sub(",", text)
-    text = _COMMA_RUN_RE.sub(",", text)
-    text = _strip_units(text)
-    for _ in range(3):
-        unwrapped = _TEXT_RE.sub(lambda match: match.group(1), text)
-        if unwrapped == text:
-            break
-        text = _strip_units(" ".join(unwrapped.split()))  # \text{3 hours}
-    text = _brace_arguments(text)
-    text = _SINGLE_SUBSCRIPT_RE.sub(r"_\1", text)
-    text = " ".join(text.split())
-    text = text.lstrip(" ,;:").rstrip(" .,;:")
-    text = text.removesuffix("\\").strip()
-    if _SPACE_THOUSANDS_RE.fullmatch(text):
-        text = text.replace(" ", "")
-    text = _remove_thousands_commas(text)
-    if text.startswith("+") and len(text) > 1:
-        text = text[1:].lstrip()
-    return text
-
-
-_SPACE_RE = re.compile(r"(\\[A-Za-z]+)\s+(?=[A-Za-z])|\s+")
-
-
-def compact(text: str) -> str:
-    """``text`` without spaces, except the one a LaTeX command needs before a letter (``\\pi r``)."""
-    return _SPACE_RE.sub(lambda match: match.group(1) + " " if match.group(1) else "", text)
 
 
 # --------------------------------------------------------------------------- numbers
@@ -493,7 +221,6 @@ def leaf_numbers_equal(a: Leaf, b: Leaf) -> bool:
 # --------------------------------------------------------------------------- hostile input
 _CARET_RE = re.compile(r"\^")
 _EXPONENT_TOKEN_RE = re.compile(r"[+-]?\d+(?:\.\d+)?|\\?[A-Za-z]+|.")
-_COMMAND_RE = re.compile(r"\\(?:[A-Za-z]+|.)")
 _FACTORIAL_RE = re.compile(r"(?<!\d)(\d+) ?!")
 
 

@@ -75,15 +75,11 @@ from fractions import Fraction
 from functools import lru_cache
 from pathlib import Path
 
+from data._canonical import MAX_ANSWER_CHARS, MAX_NESTING, canonicalize, compact, last_boxed
 from data._normalize import (
-    MAX_ANSWER_CHARS,
-    MAX_NESTING,
     FastOracle,
     NeedsSympy,
     Node,
-    canonicalize,
-    compact,
-    last_boxed,
     looks_hostile,
     nesting_depth,
     numbers_equal,
