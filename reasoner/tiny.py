@@ -242,10 +242,8 @@ def build_tiny_verifier(args: TinyVerifierArgs) -> dict:
 
 
 def _changed_flags(args: Any, always: Sequence[str]) -> list[str]:
-    """``--key value`` for the fields in ``always`` and every field that differs from its default."""
-    flags = []
-    for spec in fields(args):
-        value = getattr(args, spec.name)
-        if spec.name in always or value != spec.default:
-            flags += [f"--{spec.name}", str(value)]
-    return flags
+    """CLI flags (`reasoner.pipeline.flags`) for the fields in ``always`` and every field off its default."""
+    from reasoner.pipeline import flags
+
+    return flags({spec.name: getattr(args, spec.name) for spec in fields(args)
+                  if spec.name in always or getattr(args, spec.name) != spec.default})
