@@ -217,7 +217,8 @@ def _from_samples(method: Method, batch: Sequence[Problem], models: _Models, con
         final = curve[str(method.k)]
         records.append({"id": problem.id, "answer": final["answer"], "correct": final["correct"],
                         "tokens": final["tokens"], "seconds": drawn["seconds"] + seconds, "curve": curve,
-                        **({"scores": weights} if weights else {})})
+                        **({"scores": weights, "sample_correct": [is_equivalent(a, problem.answer) for a in answers]}
+                           if weights else {})})
     return records
 
 

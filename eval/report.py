@@ -2,7 +2,9 @@
 
 A method's row: ``accuracy``, ``tokens_per_problem`` (tokens the policy generated; value-model forward passes
 are not counted), ``seconds`` (wall time of the whole method over all problems, summed over resumed parts)
-and ``n``. Sample-based methods also carry ``curve``: the same numbers for the first k samples, k = 1, 2,
+and ``n``. Value-ranked sample methods (bon / wmaj) also carry ``ranking_auc``: how often the value model
+scores a correct sample above a wrong sample *of the same problem* (the ranking best-of-N depends on; ties
+½). Sample-based methods also carry ``curve``: the same numbers for the first k samples, k = 1, 2,
 4, ... K. ``compute_matched`` sets each method against majority vote with the largest k whose tokens per
 problem do not exceed the method's: "at equal or fewer tokens, does this method beat voting?".
 """
@@ -15,7 +17,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Sequence
 
-__all__ = ["summarize", "write_report", "markdown_table", "plot_accuracy_vs_tokens"]
+__all__ = ["summarize", "within_problem_auc", "write_report", "markdown_table", "plot_accuracy_vs_tokens"]
 
 
 def summarize(config: Any, methods: Sequence[Any], records: dict[str, list[dict]]) -> dict:
@@ -31,12 +33,31 @@ def summarize(config: Any, methods: Sequence[Any], records: dict[str, list[dict]
             row["curve"] = [{"k": int(k), "accuracy": round(sum(r["curve"][k]["correct"] for r in found) / n, 4),
                              "tokens_per_problem": round(sum(r["curve"][k]["tokens"] for r in found) / n, 1)}
                             for k in found[0]["curve"]]
+        if found and "sample_correct" in found[0]:
+            row["ranking_auc"] = within_problem_auc(found)
         rows[method.name] = row
     settings = asdict(config)
     return {"problems": settings["problems"], "n": max((row["n"] for row in rows.values()), default=0),
             "policy": settings["policy"] or "embedded", "value": settings["value"],
             "temperature": settings["temperature"], "aggregate": settings["aggregate"],
             "methods": rows, "compute_matched": compute_matched(rows)}
+
+
+def within_problem_auc(records: Sequence[dict]) -> float | None:
+    """P(score of a correct sample > score of a wrong sample of the same problem), pooled over every such pair
+    (ties ½): each problem's ROC AUC weighted by its n_correct x n_wrong pairs. None when no problem has both."""
+    from prm.metrics import roc_auc
+
+    total = pairs = 0.0
+    for record in records:
+        correct = record.get("sample_correct")
+        if not correct or "scores" not in record:
+            continue
+        mixed = sum(correct) * (len(correct) - sum(correct))
+        if mixed:
+            total += roc_auc(record["scores"], correct) * mixed
+            pairs += mixed
+    return round(total / pairs, 4) if pairs else None
 
 
 def compute_matched(rows: dict[str, dict]) -> dict[str, dict]:
@@ -70,6 +91,14 @@ def _matched_lines(matched: dict[str, dict]) -> list[str]:
             f"maj@{best['k']}: {best['accuracy']:.1%} at {best['tokens_per_problem']:.0f} tokens"
         lines.append(f"| {name} | {row['accuracy']:.1%} | {row['tokens_per_problem']:.0f} | {versus} |")
     return lines
+
+
+def _ranking_lines(methods: dict[str, dict]) -> list[str]:
+    ranked = {name: row["ranking_auc"] for name, row in methods.items() if row.get("ranking_auc") is not None}
+    if not ranked:
+        return []
+    return ["Value model's within-problem ranking AUC (a correct sample above a wrong one of the same problem): "
+            + ", ".join(f"{name} {auc:.3f}" for name, auc in ranked.items()) + ".", ""]
 
 
 def plot_accuracy_vs_tokens(series: dict[str, dict], path: str | Path, title: str) -> Path:
@@ -107,6 +136,7 @@ def write_report(report: dict, output: str | Path) -> None:
             f"{report['temperature']}; bon/wmaj aggregation: {report['aggregate']}.\n",
             markdown_table(report["methods"]), "",
             "## Compute-matched: each method against majority vote at equal or fewer generated tokens\n",
-            *_matched_lines(report["compute_matched"]), "", "![accuracy vs tokens](report.png)", ""]
+            *_matched_lines(report["compute_matched"]), "", *_ranking_lines(report["methods"]),
+            "![accuracy vs tokens](report.png)", ""]
     (out / "report.md").write_text("\n".join(text))
     plot_accuracy_vs_tokens(report["methods"], out / "report.png", title)

@@ -37,6 +37,7 @@ def test_eval_writes_reports_shares_samples_and_resumes(tmp_path):
     for name in ("report.json", "report.md", "report.png", "samples-2.jsonl", "predictions/beam@1x2.jsonl"):
         assert (tmp_path / name).exists(), name
     assert "| beam@1x2 |" in (tmp_path / "report.md").read_text()
+    assert "ranking_auc" in report["methods"]["bon@2"] and "ranking_auc" not in report["methods"]["maj@2"]
 
     def no_models(_):
         raise AssertionError("a finished eval must not load a model again")
@@ -45,6 +46,20 @@ def test_eval_writes_reports_shares_samples_and_resumes(tmp_path):
     assert again["methods"] == report["methods"]
     with pytest.raises(ValueError, match="temperature"):
         run_eval(EvalConfig(**{**config.__dict__, "temperature": 1.3}), no_models, no_models)
+
+
+def test_within_problem_auc_pools_pairs_of_the_same_problem_only():
+    from eval.report import within_problem_auc
+
+    records = [
+        {"scores": [0.9, 0.1, 0.5], "sample_correct": [True, False, False]},  # 2 pairs, both ranked right
+        {"scores": [0.2, 0.8], "sample_correct": [True, False]},  # 1 pair, ranked wrong
+        {"scores": [0.99, 0.01], "sample_correct": [True, True]},  # no mixed pair: ignored
+        {"scores": [0.3, 0.3], "sample_correct": [False, True]},  # 1 tie: ½
+    ]
+    # a pooled AUC over all samples would compare 0.99 with 0.8 across problems; within problems: (2 + 0 + ½) / 4
+    assert within_problem_auc(records) == 0.625
+    assert within_problem_auc([{"scores": [0.5], "sample_correct": [True]}]) is None
 
 
 def test_value_methods_need_a_value_model(tmp_path):
