@@ -58,6 +58,7 @@ from latex2sympy2_extended.latex2sympy2 import ConversionConfig, latex2sympy
 from sympy.matrices import MatrixBase
 from sympy.matrices.expressions import MatrixExpr
 
+from data._compare import leaf_numbers_equal, trees_equal
 from data._normalize import (
     Equation,
     Leaf,
@@ -67,11 +68,9 @@ from data._normalize import (
     Seq,
     SetOf,
     UnionOf,
-    leaf_numbers_equal,
-    looks_hostile,
     parse_tree,
-    trees_equal,
 )
+from data._numbers import looks_hostile
 
 _CONVERSION = ConversionConfig(
     interpret_as_mixed_fractions=True,

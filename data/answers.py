@@ -76,16 +76,13 @@ from functools import lru_cache
 from pathlib import Path
 
 from data._canonical import MAX_ANSWER_CHARS, MAX_NESTING, canonicalize, compact, last_boxed
+from data._compare import FastOracle, trees_equal
 from data._normalize import (
-    FastOracle,
     NeedsSympy,
     Node,
-    looks_hostile,
-    nesting_depth,
-    numbers_equal,
     parse_tree,
-    trees_equal,
 )
+from data._numbers import looks_hostile, nesting_depth, numbers_equal
 
 __all__ = ["extract_answer", "is_equivalent", "warm_up", "worker_stats"]
 
