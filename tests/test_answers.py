@@ -282,7 +282,7 @@ def test_import_starts_no_process_and_no_torch():
     code = (
         "import sys, data, data.answers as a\n"
         "assert a.is_equivalent('1,000', '1000') and a.is_equivalent('\\\\frac12', '0.5')\n"
-        "assert not a._POOL._all, 'worker started too early'\n"
+        "assert not a.POOL._all, 'worker started too early'\n"
         "assert 'torch' not in sys.modules and 'sympy' not in sys.modules\n"
     )
     subprocess.run([sys.executable, "-c", code], cwd=REPO, check=True, env={**os.environ, "PYTHONPATH": str(REPO)})
