@@ -58,6 +58,8 @@ class TinyBuildArgs:
     min_greedy: float = 0.22
     max_greedy: float = 0.48
     min_pass: float = 0.84
+    ema_decay: float = field(default=0.0, metadata={
+        "help": "score and keep an exponential moving average of the weights (0 = off, the raw weights)"})
 
 
 @dataclass
@@ -136,6 +138,32 @@ def policy_accuracy(model, tokenizer, problems: list[Problem], *, k: int = 0, te
     return result
 
 
+class WeightAverage:
+    """An exponential moving average of a model's weights, kept in a copy of the model.
+
+    ``ema_t = d_t * ema_{t-1} + (1 - d_t) * theta_t`` with ``d_t = min(decay, (1 + t) / (10 + t))`` (the usual
+    warm-up, so early averages are not dominated by the initialisation). Averaging the iterates of a
+    high-learning-rate run smooths out its most recent updates. Tried for the embedded build
+    (``--ema_decay 0.99``): the average reached the greedy window 200 steps sooner but with the same pass@16
+    at a given greedy accuracy (README, "The embedded tiny policy"), so the shipped build keeps the raw weights.
+    """
+
+    def __init__(self, model, decay: float):
+        import copy
+
+        self.decay = decay
+        self.model = copy.deepcopy(model).eval()
+        for parameter in self.model.parameters():
+            parameter.requires_grad_(False)
+
+    @torch.no_grad()
+    def update(self, model, step: int) -> None:
+        """Fold the current weights of ``model`` (same architecture) into the average."""
+        decay = min(self.decay, (1 + step) / (10 + step))
+        for average, current in zip(self.model.parameters(), model.parameters()):
+            average.mul_(decay).add_(current.detach().to(average.dtype), alpha=1 - decay)
+
+
 def build_tiny_policy(args: TinyBuildArgs) -> dict:
     """Train the embedded policy and stop at the first weak-but-capable checkpoint; returns the build record."""
     from transformers import TrainerCallback
@@ -157,13 +185,18 @@ def build_tiny_policy(args: TinyBuildArgs) -> dict:
     record: dict = {"seed": args.seed, "parameters": parameters, "history": []}
 
     candidates = output.parent / "tiny-policy-candidates"
+    averaged = WeightAverage(model, args.ema_decay) if args.ema_decay > 0 else None
 
     class WeakPointCallback(TrainerCallback):
         """Scores checkpoints; saves those in the greedy window; stops at the first that also meets pass@k."""
 
         def on_step_end(self, train_args, state, control, model=None, **kwargs):
+            if averaged is not None:
+                averaged.update(model, state.global_step)
             if state.global_step % args.eval_every:
                 return
+            if averaged is not None:
+                model = averaged.model
             scores = policy_accuracy(model, tokenizer, test, seed=args.seed)
             in_window = args.min_greedy <= scores["greedy"] <= args.max_greedy
             if in_window:
@@ -198,7 +231,7 @@ def build_tiny_policy(args: TinyBuildArgs) -> dict:
     shutil.copytree(candidates / f"step-{chosen['step']}", output)
     shutil.rmtree(candidates, ignore_errors=True)
     record["wall_seconds"] = round(time.time() - started, 1)
-    record["command"] = "reasoner build-tiny-policy --seed {} --output {}".format(args.seed, args.output)
+    record["command"] = " ".join(["reasoner build-tiny-policy", *_changed_flags(args, ("seed", "output"))])
     (output / "build.json").write_text(json.dumps(record, indent=2) + "\n")
     return record
 

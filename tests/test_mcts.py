@@ -62,8 +62,10 @@ def test_virtual_loss_is_removed_after_selection():
     trees = run_mcts(PROBLEMS[:3], ScriptedGenerator(seed=5), config, scorer=ConstantScorer(0.0))
     for tree in trees:
         _check_tree(tree)
-        # With scorer value 0 and rewards of +-1, value sums are whole numbers: no leftover virtual loss of -1 per visit.
-        backed = [n for n in tree.nodes if n.terminal]
+        # A verified leaf backs up its reward (+1 / -1) on every visit; a leftover virtual loss (one visit of
+        # value -1) would break value_sum == reward * visits on the correct ones.
+        for leaf in (n for n in tree.nodes if n.terminal and n.visits):
+            assert leaf.value_sum == pytest.approx((1.0 if leaf.correct else -1.0) * leaf.visits)
         assert tree.root.visits == sum(n.visits for n in tree.nodes if n.parent == 0)
 
 

@@ -7,7 +7,7 @@ import pytest
 
 from data.synthetic import load_split
 from reasoner.models import EMBEDDED_POLICY, EMBEDDED_VERIFIER, load_policy
-from reasoner.tiny import TinyVerifierArgs, build_tiny_verifier, policy_accuracy
+from reasoner.tiny import TinyBuildArgs, TinyVerifierArgs, build_tiny_policy, build_tiny_verifier, policy_accuracy
 
 ASSETS = EMBEDDED_POLICY.parent
 
@@ -47,3 +47,36 @@ def test_a_missing_embedded_model_names_its_build_command(monkeypatch, tmp_path)
     monkeypatch.setitem(models.EMBEDDED_MODELS, "embedded-verifier", (tmp_path / "absent", "build-tiny-verifier"))
     with pytest.raises(FileNotFoundError, match="reasoner build-tiny-verifier"):
         load_policy("embedded-verifier")
+
+
+def test_weight_average_follows_the_warmed_up_ema_formula():
+    import torch
+
+    from reasoner.tiny import WeightAverage
+
+    model = torch.nn.Linear(2, 1, bias=False)
+    with torch.no_grad():
+        model.weight.fill_(1.0)
+    average = WeightAverage(model, decay=0.99)
+    expected = 1.0
+    for step, value in enumerate([3.0, -2.0, 5.0], start=1):
+        with torch.no_grad():
+            model.weight.fill_(value)
+        average.update(model, step)
+        decay = min(0.99, (1 + step) / (10 + step))
+        expected = decay * expected + (1 - decay) * value
+    assert torch.allclose(average.model.weight, torch.full((1, 2), expected))
+    assert not average.model.weight.requires_grad and model.weight.requires_grad
+
+
+def test_build_tiny_policy_keeps_the_first_candidate_meeting_its_targets(tmp_path: Path):
+    out = tmp_path / "policy"
+    args = TinyBuildArgs(output=str(out), hidden_size=32, layers=1, heads=2, intermediate_size=64, batch_size=8,
+                         max_steps=6, eval_every=2, eval_problems=4, pass_k=2, min_greedy=0.0, max_greedy=1.0,
+                         min_pass=0.0, ema_decay=0.9)
+    record = build_tiny_policy(args)
+    assert json.loads((out / "build.json").read_text()) == record
+    assert record["met_targets"] and record["chosen"]["step"] == 2 and len(record["history"]) == 1
+    assert "--ema_decay 0.9" in record["command"] and record["command"].startswith("reasoner build-tiny-policy")
+    assert load_policy(str(out)).step_format.name == "tiny"
+    assert not (tmp_path / "tiny-policy-candidates").exists() and not (tmp_path / "tiny-policy-checkpoints").exists()
