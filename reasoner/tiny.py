@@ -49,6 +49,7 @@ class TinyBuildArgs:
     intermediate_size: int = 384
     batch_size: int = 64
     learning_rate: float = 3e-3
+    weight_decay: float = 0.0
     warmup_steps: int = 50
     max_steps: int = 3000
     eval_every: int = 50
@@ -212,8 +213,9 @@ def build_tiny_policy(args: TinyBuildArgs) -> dict:
                 control.should_training_stop = True
 
     sft_args = SFTArgs(output=str(output.parent / "tiny-policy-checkpoints"), batch_size=args.batch_size,
-                       learning_rate=args.learning_rate, warmup_steps=args.warmup_steps,
-                       save_steps=10**9, logging_steps=50, seed=args.seed, epochs=100)
+                       learning_rate=args.learning_rate, weight_decay=args.weight_decay,
+                       warmup_steps=args.warmup_steps, save_steps=10**9, logging_steps=50, seed=args.seed,
+                       epochs=100)
     train_sft(model, tokenizer, step_format, train, sft_args, callbacks=[WeakPointCallback()],
               max_steps=args.max_steps)
     shutil.rmtree(sft_args.output, ignore_errors=True)

@@ -87,6 +87,7 @@ class SFTArgs(TrainingKnobs):
     max_length: int = 1024
     epochs: float = 1.0
     learning_rate: float = 1e-4
+    weight_decay: float = 0.0
     batch_size: int = 32
     warmup_steps: int = 0
     lr_scheduler: str = "constant_with_warmup"
