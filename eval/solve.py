@@ -52,12 +52,13 @@ def solve(*, question: str | None, problems: str | None, limit: int | None, poli
 
 
 def evaluate_policy(*, problems: str, limit: int | None, policy: str | None, k: int, temperature: float,
-                    seed: int = 0, backend: str = "hf", device: str | None = None) -> dict:
-    """Greedy accuracy, pass@k and maj@k (temperature sampling) of a policy on a problem spec."""
+                    seed: int = 0, backend: str = "hf", device: str | None = None, samples: int | None = None) -> dict:
+    """Greedy accuracy, pass@k and maj@k (temperature sampling) of a policy on a problem spec; pass@k is
+    estimated without bias from ``samples`` (>= k) draws per problem when given."""
     items = load_problems(problems, limit=limit)
     generator = load_generator(policy, backend, seed, device)
     report = accuracy_report(generator, [p.question for p in items], [p.answer for p in items], k=k,
-                             temperature=temperature)
+                             temperature=temperature, samples=samples)
     result = {"problems": problems, "n": len(items), "policy": policy or "embedded",
               **{key: round(value, 4 if "seconds" not in key else 2) for key, value in report.items()}}
     if k:

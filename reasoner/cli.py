@@ -109,7 +109,7 @@ def cmd_eval_policy(args: argparse.Namespace) -> int:
 
     result = evaluate_policy(problems=args.problems, limit=args.limit, policy=args.policy, k=args.k,
                              temperature=args.temperature, seed=args.seed, backend=args.backend,
-                             device=args.device)
+                             device=args.device, samples=args.samples)
     print(json.dumps(result, indent=2))
     return 0
 
@@ -276,6 +276,8 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--limit", type=int, default=None)
     _add_policy_args(ev)
     ev.add_argument("--k", type=int, default=16)
+    ev.add_argument("--samples", type=int, default=None,
+                    help="draws per problem (>= k, default k); pass@k is then the unbiased estimator over them")
     ev.add_argument("--temperature", type=float, default=1.0)
     _add_data_dir(ev)
     ev.set_defaults(func=cmd_eval_policy)

@@ -16,7 +16,8 @@ from typing import Callable, Sequence
 from data.answers import extract_answer, is_equivalent
 from search.protocols import State, StepGenerator, StepScorer
 
-__all__ = ["Solution", "rollout", "greedy", "sample_solutions", "majority_answer", "majority_vote", "accuracy_report",
+__all__ = ["Solution", "rollout", "greedy", "sample_solutions", "majority_answer", "majority_vote", "pass_at_k",
+           "accuracy_report",
            "aggregate", "as_probability", "answer_groups", "best_of_n", "weighted_majority", "score_groups"]
 
 
@@ -165,21 +166,49 @@ def weighted_majority(answers: Sequence[str | None], scores: Sequence[float]) ->
     return max(groups, key=lambda group: group[1])[0] if groups else None
 
 
+def pass_at_k(n: int, c: int, k: int) -> float:
+    """Unbiased estimate of pass@k from ``n >= k`` samples of which ``c`` are correct (Chen et al., 2021).
+
+    ``pass@k = 1 - C(n - c, k) / C(n, k)``: the probability that k samples drawn without replacement from the
+    n contain a correct one, computed as ``1 - prod_{i = n - c + 1}^{n} (1 - k / i)`` (no huge binomials).
+    With ``n == k`` it is 1 when any sample is correct, else 0; more samples give the same expected value
+    with less variance.
+    """
+    if not 0 <= c <= n or not 1 <= k <= n:
+        raise ValueError(f"need 0 <= c <= n and 1 <= k <= n, got n={n}, c={c}, k={k}")
+    if n - c < k:
+        return 1.0
+    return 1.0 - math.prod(1.0 - k / i for i in range(n - c + 1, n + 1))
+
+
 def accuracy_report(generator: StepGenerator, questions: Sequence[str], golds: Sequence[str], *, k: int = 0,
-                    temperature: float = 1.0) -> dict[str, float]:
-    """Greedy accuracy and, with ``k``, pass@k / maj@k / mean single-sample accuracy at ``temperature``."""
+                    temperature: float = 1.0, samples: int | None = None) -> dict[str, float]:
+    """Greedy accuracy and, with ``k``, pass@k / maj@k / mean single-sample accuracy at ``temperature``.
+
+    ``samples`` (n >= k, default k) solutions are drawn per question: pass@k is the unbiased estimator
+    `pass_at_k` averaged over questions, with its standard error over questions (``pass@k_stderr``); maj@k
+    votes over the first k samples; the mean single-sample accuracy uses all n.
+    """
+    n = samples or k
+    if k and n < k:
+        raise ValueError(f"samples ({n}) must be at least k ({k})")
     started = time.perf_counter()
     solutions = greedy(generator, questions)
     report = {"greedy": sum(is_equivalent(s.answer, g) for s, g in zip(solutions, golds)) / len(golds),
               "greedy_seconds": time.perf_counter() - started}
     if k:
         started = time.perf_counter()
-        groups = sample_solutions(generator, questions, k, temperature=temperature)
+        groups = sample_solutions(generator, questions, n, temperature=temperature)
         hits = [[is_equivalent(s.answer, g) for s in group] for group, g in zip(groups, golds)]
+        estimates = [pass_at_k(n, sum(h), k) for h in hits]
+        mean = sum(estimates) / len(golds)
+        variance = sum((e - mean) ** 2 for e in estimates) / max(len(golds) - 1, 1)
         report.update({
-            f"pass@{k}": sum(any(h) for h in hits) / len(golds),
-            f"maj@{k}": sum(is_equivalent(majority_answer(group), g) for group, g in zip(groups, golds)) / len(golds),
-            "mean_sample_accuracy": sum(map(sum, hits)) / (len(golds) * k),
+            f"pass@{k}": mean,
+            f"pass@{k}_stderr": math.sqrt(variance / len(golds)),
+            f"maj@{k}": sum(is_equivalent(majority_answer(group[:k]), g) for group, g in zip(groups, golds)) / len(golds),
+            "mean_sample_accuracy": sum(map(sum, hits)) / (len(golds) * n),
+            "samples": n,
             "sampling_seconds": time.perf_counter() - started,
         })
     return report

@@ -1,12 +1,16 @@
 """Decoders over the `StepGenerator` / `StepScorer` protocols: aggregation, best-of-N, weighted majority,
 value-guided step beam search and MCTS as a decoder (the scripted generator and test-double scorers)."""
 
+import itertools
+import math
+
 import pytest
 
 from data.answers import is_equivalent
 from data.synthetic import load_split
 from search.beam import beam_search, mcts_decode, tree_answer
-from search.decode import aggregate, best_of_n, greedy, majority_vote, weighted_majority
+from search.decode import (accuracy_report, aggregate, best_of_n, greedy, majority_vote, pass_at_k,
+                           weighted_majority)
 from search.mcts import MCTSConfig, run_mcts
 from search.tree import Tree
 from tests.scripted import ConstantScorer, GoldTrackScorer, ScriptedGenerator
@@ -89,3 +93,29 @@ def test_mcts_decoder_uses_the_value_not_the_gold_answer():
 
     # the problems handed to MCTS carry no gold answer: only the value can steer it
     assert hits(GoldTrackScorer(PROBLEMS)) >= hits(ConstantScorer(0.0)) + 6
+
+
+def test_pass_at_k_equals_the_share_of_k_subsets_holding_a_correct_sample():
+    for n in range(1, 9):
+        for c in range(n + 1):
+            outcomes = [True] * c + [False] * (n - c)
+            for k in range(1, n + 1):
+                subsets = list(itertools.combinations(outcomes, k))
+                assert pass_at_k(n, c, k) == pytest.approx(sum(map(any, subsets)) / len(subsets), abs=1e-12)
+    assert pass_at_k(16, 1, 16) == 1.0 and pass_at_k(16, 0, 16) == 0.0  # n == k: "any sample correct"
+    assert pass_at_k(200, 3, 16) == pytest.approx(1 - math.comb(197, 16) / math.comb(200, 16))
+    with pytest.raises(ValueError):
+        pass_at_k(8, 1, 16)
+
+
+def test_accuracy_report_estimates_pass_at_k_from_more_samples():
+    questions, golds = [p.question for p in PROBLEMS], [p.answer for p in PROBLEMS]
+    plain = accuracy_report(ScriptedGenerator(PROBLEMS, p_correct=0.6, seed=1), questions, golds, k=4)
+    assert plain["samples"] == 4 and plain["pass@4"] * len(golds) == pytest.approx(round(plain["pass@4"] * len(golds)))
+    more = accuracy_report(ScriptedGenerator(PROBLEMS, p_correct=0.6, seed=1), questions, golds, k=4, samples=32)
+    assert more["samples"] == 32
+    # 0/1 per problem with 4 draws; a graded estimate with 32, so a smaller standard error over problems.
+    assert more["mean_sample_accuracy"] < more["pass@4"] < 1
+    assert 0 < more["pass@4_stderr"] < plain["pass@4_stderr"]
+    with pytest.raises(ValueError, match="at least k"):
+        accuracy_report(ScriptedGenerator(PROBLEMS), questions, golds, k=4, samples=2)

@@ -12,9 +12,11 @@ import pytest
 
 from data.problems import Problem
 from data.synthetic import (
+    DRILL_QUESTION,
     TEST_SIZE,
     TRAIN_SIZE,
     SyntheticConfig,
+    arithmetic_drill,
     corrupt_solution,
     corrupted_split,
     generate_problem,
@@ -253,6 +255,30 @@ def test_corrupted_solutions_on_test_split():
     assert corrupted_split("test", seed=0) == corrupted
     assert corrupted_split("test", limit=20, seed=0) == corrupted[:20]
     assert corrupted_split("test", seed=1) != corrupted
+
+
+def test_arithmetic_drill_lines_are_correct_facts_from_the_splits_values():
+    train = load_split("train", limit=300)
+    inputs = {parse_step(line).x if ARITH.match(line) else parse_step(line).y
+              for p in train for line in p.solution.split("\n") if ARITH.match(line) or PCT.match(line)}
+    drills = arithmetic_drill(train, 200, facts=6, seed=3)
+    assert len(drills) == 200 and len({d.id for d in drills}) == 200
+    symbols = set()
+    for drill in drills:
+        lines = drill.solution.split("\n")
+        assert drill.question == DRILL_QUESTION and drill.source == "synthetic"
+        assert 6 <= len(lines) - 1 <= 7  # a percent fact as the sixth writes two lines
+        assert lines[-1] == f"The answer is {drill.answer}" == f"The answer is {parse_step(lines[-2]).z}"
+        for line in lines[:-1]:
+            assert step_is_correct(line) and (ARITH.match(line) or PCT.match(line)), line
+            step = parse_step(line)
+            symbols.add(step.op)
+            assert (step.y if step.op == "%" else step.x) in inputs  # a percent's 2nd line starts from its input
+    assert symbols == {"+", "-", "*", "/", "%"}
+    assert arithmetic_drill(train, 200, facts=6, seed=3) == drills
+    assert arithmetic_drill(train, 200, facts=6, seed=4) != drills
+    with pytest.raises(ValueError, match="computation lines"):
+        arithmetic_drill([Problem(id="x", question="q", answer="1", solution="The answer is 1")], 1)
 
 
 def test_corrupt_synthetic_problem_and_percent_step():
