@@ -27,6 +27,7 @@ and recomputes every later step from the wrong value (PRM training data). Stdlib
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import hashlib
 import random
@@ -39,6 +40,7 @@ __all__ = [
     "OPS", "PERCENTS", "TRAIN_SIZE", "TEST_SIZE", "TRAIN_SEED", "TEST_SEED", "SyntheticConfig",
     "SyntheticProblem", "ParsedStep", "CorruptedSolution", "generate_problem", "split_of", "load_split",
     "parse_step", "step_is_correct", "corrupt_solution", "corrupted_split", "DRILL_QUESTION", "arithmetic_drill",
+    "commute_operands",
 ]
 
 OPS: tuple[str, ...] = ("add", "sub", "mul", "div", "pct")
@@ -323,6 +325,26 @@ def arithmetic_drill(problems: list[Problem], count: int, *, facts: int = 6, see
         drills.append(Problem(id=f"{SOURCE}-drill-{len(drills):0{width}d}", question=DRILL_QUESTION, answer=str(z),
                               solution="\n".join([*lines, f"The answer is {z}"]), source=SOURCE))
     return drills
+
+
+def commute_operands(problems: list[Problem], prob: float, *, seed: int = 0) -> list[Problem]:
+    """``problems`` with each ``x + y = z`` / ``x * y = z`` solution line written ``y + x = z`` / ``y * x = z``
+    with probability ``prob`` (seeded; other lines, questions and answers unchanged).
+
+    Still correct solutions, with two ways to write each sum and product: trained on them, a policy that
+    samples a step can take either order, so a fact it has wrong one way may still come out right the other
+    way (``reasoner build-tiny-policy --commute_prob``, an experiment for issue 4's pass@16).
+    """
+    rng = random.Random(seed)
+    rewritten: list[Problem] = []
+    for problem in problems:
+        lines = (problem.solution or "").split("\n")
+        for index, line in enumerate(lines):
+            step = parse_step(line)
+            if step is not None and step.kind == "arith" and step.op in "+*" and rng.random() < prob:
+                lines[index] = f"{step.y} {step.op} {step.x} = {step.z}"
+        rewritten.append(dataclasses.replace(problem, solution="\n".join(lines)))
+    return rewritten
 
 
 def parse_step(line: str) -> ParsedStep | None:

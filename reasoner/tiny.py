@@ -63,6 +63,8 @@ class TinyBuildArgs:
         "help": "score and keep an exponential moving average of the weights (0 = off, the raw weights)"})
     drill_problems: int = field(default=0, metadata={
         "help": "arithmetic drill problems (data.synthetic.arithmetic_drill) mixed into synthetic:train (0 = none)"})
+    commute_prob: float = field(default=0.0, metadata={
+        "help": "write each training sum / product with swapped operands with this probability (0 = gold order)"})
 
 
 @dataclass
@@ -171,7 +173,7 @@ def build_tiny_policy(args: TinyBuildArgs) -> dict:
     """Train the embedded policy and stop at the first weak-but-capable checkpoint; returns the build record."""
     from transformers import TrainerCallback
 
-    from data.synthetic import arithmetic_drill, load_split
+    from data.synthetic import arithmetic_drill, commute_operands, load_split
     from reasoner.models import save_policy
     from reasoner.trainers.sft import SFTArgs, solution_steps, train_sft
 
@@ -182,6 +184,8 @@ def build_tiny_policy(args: TinyBuildArgs) -> dict:
     corpus = (step_format.render(p.question, solution_steps(p, step_format)) for p in train)
     tokenizer = build_tokenizer(corpus, args.vocab_size)
     model = tiny_model(tokenizer, args)
+    if args.commute_prob:
+        train = commute_operands(train, args.commute_prob, seed=args.seed)
     if args.drill_problems:
         train = train + arithmetic_drill(train, args.drill_problems, seed=args.seed)
     parameters = sum(p.numel() for p in model.parameters())

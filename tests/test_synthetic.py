@@ -17,6 +17,7 @@ from data.synthetic import (
     TRAIN_SIZE,
     SyntheticConfig,
     arithmetic_drill,
+    commute_operands,
     corrupt_solution,
     corrupted_split,
     generate_problem,
@@ -279,6 +280,23 @@ def test_arithmetic_drill_lines_are_correct_facts_from_the_splits_values():
     assert arithmetic_drill(train, 200, facts=6, seed=4) != drills
     with pytest.raises(ValueError, match="computation lines"):
         arithmetic_drill([Problem(id="x", question="q", answer="1", solution="The answer is 1")], 1)
+
+
+def test_commute_operands_swaps_only_sums_and_products_and_keeps_solutions_correct():
+    train = load_split("train", limit=400)
+    swapped = commute_operands(train, 0.5, seed=0)
+    changed = total = 0
+    for before, after in zip(train, swapped):
+        assert (after.id, after.question, after.answer) == (before.id, before.question, before.answer)
+        for old, new in zip(before.solution.split("\n"), after.solution.split("\n"), strict=True):
+            assert step_is_correct(new)
+            if old != new:
+                x, op, y, _, z = old.split()
+                assert op in "+*" and new == f"{y} {op} {x} = {z}"
+            total += parse_step(old).op in "+*" and parse_step(old).kind == "arith"
+            changed += old != new
+    assert 0.4 < changed / total < 0.6
+    assert commute_operands(train, 0.0) == train and commute_operands(train, 0.5, seed=0) == swapped
 
 
 def test_corrupt_synthetic_problem_and_percent_step():
