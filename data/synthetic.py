@@ -27,7 +27,6 @@ and recomputes every later step from the wrong value (PRM training data). Stdlib
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import hashlib
 import random
@@ -39,8 +38,7 @@ from data.problems import Problem
 __all__ = [
     "OPS", "PERCENTS", "TRAIN_SIZE", "TEST_SIZE", "TRAIN_SEED", "TEST_SEED", "SyntheticConfig",
     "SyntheticProblem", "ParsedStep", "CorruptedSolution", "generate_problem", "split_of", "load_split",
-    "parse_step", "step_is_correct", "corrupt_solution", "corrupted_split", "DRILL_QUESTION", "arithmetic_drill",
-    "commute_operands",
+    "parse_step", "step_is_correct", "corrupt_solution", "corrupted_split",
 ]
 
 OPS: tuple[str, ...] = ("add", "sub", "mul", "div", "pct")
@@ -287,64 +285,6 @@ def load_split(split: str, limit: int | None = None, config: SyntheticConfig | N
         raise ValueError(f"unknown synthetic split {split!r}: use 'train' or 'test'")
     problems = _generate_split(split, config or SyntheticConfig())
     return list(problems if limit is None else problems[:limit])
-
-
-DRILL_QUESTION = "Practice: work out each line."
-
-
-def arithmetic_drill(problems: list[Problem], count: int, *, facts: int = 6, seed: int = 0,
-                     config: SyntheticConfig | None = None) -> list[Problem]:
-    """``count`` arithmetic practice problems: ``facts`` independent computation lines each, no story.
-
-    Each fact applies a random operation, with an argument the generator could draw (``_arg_options``), to an
-    input value sampled from the computation lines of ``problems`` (so facts follow the word problems' value
-    distribution); a percent fact writes its two lines. The last line is ``The answer is {z}`` of the last
-    fact, so a drill solution has the same shape as a word problem's. Mixed into the training set by
-    ``reasoner build-tiny-policy --drill_problems N``, an experiment for issue 4: a policy that learns
-    arithmetic facts more uniformly, so that what is still unlearned at its weak point is reading and
-    chaining rather than specific results it gets confidently wrong.
-    """
-    config = config or SyntheticConfig()
-    values = [step.x if step.kind == "arith" else step.y
-              for problem in problems for line in (problem.solution or "").split("\n")
-              if (step := parse_step(line)) is not None and step.kind in ("arith", "pct")]
-    if not values:
-        raise ValueError("arithmetic_drill needs problems with computation lines to draw input values from")
-    rng = random.Random(seed)
-    drills: list[Problem] = []
-    width = len(str(max(count - 1, 0)))
-    while len(drills) < count:
-        lines: list[str] = []
-        while len(lines) < facts:
-            x, op = rng.choice(values), rng.choice(config.ops)
-            options = _arg_options(op, x, config)
-            rendered = _render(x, [(op, rng.choice(options))]) if options else None
-            if rendered is not None:
-                lines.extend(rendered[0][:-1])
-        z = parse_step(lines[-1]).z
-        drills.append(Problem(id=f"{SOURCE}-drill-{len(drills):0{width}d}", question=DRILL_QUESTION, answer=str(z),
-                              solution="\n".join([*lines, f"The answer is {z}"]), source=SOURCE))
-    return drills
-
-
-def commute_operands(problems: list[Problem], prob: float, *, seed: int = 0) -> list[Problem]:
-    """``problems`` with each ``x + y = z`` / ``x * y = z`` solution line written ``y + x = z`` / ``y * x = z``
-    with probability ``prob`` (seeded; other lines, questions and answers unchanged).
-
-    Still correct solutions, with two ways to write each sum and product: trained on them, a policy that
-    samples a step can take either order, so a fact it has wrong one way may still come out right the other
-    way (``reasoner build-tiny-policy --commute_prob``, an experiment for issue 4's pass@16).
-    """
-    rng = random.Random(seed)
-    rewritten: list[Problem] = []
-    for problem in problems:
-        lines = (problem.solution or "").split("\n")
-        for index, line in enumerate(lines):
-            step = parse_step(line)
-            if step is not None and step.kind == "arith" and step.op in "+*" and rng.random() < prob:
-                lines[index] = f"{step.y} {step.op} {step.x} = {step.z}"
-        rewritten.append(dataclasses.replace(problem, solution="\n".join(lines)))
-    return rewritten
 
 
 def parse_step(line: str) -> ParsedStep | None:

@@ -62,7 +62,7 @@ class TinyBuildArgs:
     ema_decay: float = field(default=0.0, metadata={
         "help": "score and keep an exponential moving average of the weights (0 = off, the raw weights)"})
     drill_problems: int = field(default=0, metadata={
-        "help": "arithmetic drill problems (data.synthetic.arithmetic_drill) mixed into synthetic:train (0 = none)"})
+        "help": "arithmetic drill problems (data.training_mixes.arithmetic_drill) mixed into synthetic:train (0 = none)"})
     commute_prob: float = field(default=0.0, metadata={
         "help": "write each training sum / product with swapped operands with this probability (0 = gold order)"})
 
@@ -173,7 +173,8 @@ def build_tiny_policy(args: TinyBuildArgs) -> dict:
     """Train the embedded policy and stop at the first weak-but-capable checkpoint; returns the build record."""
     from transformers import TrainerCallback
 
-    from data.synthetic import arithmetic_drill, commute_operands, load_split
+    from data.synthetic import load_split
+    from data.training_mixes import arithmetic_drill, commute_operands
     from reasoner.models import save_policy
     from reasoner.trainers.sft import SFTArgs, solution_steps, train_sft
 

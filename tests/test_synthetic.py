@@ -12,12 +12,9 @@ import pytest
 
 from data.problems import Problem
 from data.synthetic import (
-    DRILL_QUESTION,
     TEST_SIZE,
     TRAIN_SIZE,
     SyntheticConfig,
-    arithmetic_drill,
-    commute_operands,
     corrupt_solution,
     corrupted_split,
     generate_problem,
@@ -26,6 +23,7 @@ from data.synthetic import (
     split_of,
     step_is_correct,
 )
+from data.training_mixes import DRILL_QUESTION, arithmetic_drill, commute_operands
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -1,0 +1,76 @@
+"""Training-data variants of the synthetic task, tried as build recipes for the embedded policy (issue 4).
+
+`arithmetic_drill` adds story-free arithmetic practice problems; `commute_operands` rewrites gold solutions
+with sums and products in either operand order. Both keep every line correct under
+`data.synthetic.step_is_correct`; neither touches the fixed train / test splits themselves. Measured
+(README, "The embedded tiny policy"): neither moved pass@16 at a given greedy accuracy, so the shipped build
+uses neither (``reasoner build-tiny-policy --drill_problems / --commute_prob``, both off by default).
+Stdlib only: never torch.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import random
+
+from data.problems import Problem
+from data.synthetic import SOURCE, SyntheticConfig, _arg_options, _render, parse_step
+
+__all__ = ["DRILL_QUESTION", "arithmetic_drill", "commute_operands"]
+
+DRILL_QUESTION = "Practice: work out each line."
+
+
+def arithmetic_drill(problems: list[Problem], count: int, *, facts: int = 6, seed: int = 0,
+                     config: SyntheticConfig | None = None) -> list[Problem]:
+    """``count`` arithmetic practice problems: ``facts`` independent computation lines each, no story.
+
+    Each fact applies a random operation, with an argument the generator could draw (``_arg_options``), to an
+    input value sampled from the computation lines of ``problems`` (so facts follow the word problems' value
+    distribution); a percent fact writes its two lines. The last line is ``The answer is {z}`` of the last
+    fact, so a drill solution has the same shape as a word problem's. Mixed into the training set by
+    ``reasoner build-tiny-policy --drill_problems N``, an experiment for issue 4: a policy that learns
+    arithmetic facts more uniformly, so that what is still unlearned at its weak point is reading and
+    chaining rather than specific results it gets confidently wrong.
+    """
+    config = config or SyntheticConfig()
+    values = [step.x if step.kind == "arith" else step.y
+              for problem in problems for line in (problem.solution or "").split("\n")
+              if (step := parse_step(line)) is not None and step.kind in ("arith", "pct")]
+    if not values:
+        raise ValueError("arithmetic_drill needs problems with computation lines to draw input values from")
+    rng = random.Random(seed)
+    drills: list[Problem] = []
+    width = len(str(max(count - 1, 0)))
+    while len(drills) < count:
+        lines: list[str] = []
+        while len(lines) < facts:
+            x, op = rng.choice(values), rng.choice(config.ops)
+            options = _arg_options(op, x, config)
+            rendered = _render(x, [(op, rng.choice(options))]) if options else None
+            if rendered is not None:
+                lines.extend(rendered[0][:-1])
+        z = parse_step(lines[-1]).z
+        drills.append(Problem(id=f"{SOURCE}-drill-{len(drills):0{width}d}", question=DRILL_QUESTION, answer=str(z),
+                              solution="\n".join([*lines, f"The answer is {z}"]), source=SOURCE))
+    return drills
+
+
+def commute_operands(problems: list[Problem], prob: float, *, seed: int = 0) -> list[Problem]:
+    """``problems`` with each ``x + y = z`` / ``x * y = z`` solution line written ``y + x = z`` / ``y * x = z``
+    with probability ``prob`` (seeded; other lines, questions and answers unchanged).
+
+    Still correct solutions, with two ways to write each sum and product: trained on them, a policy that
+    samples a step can take either order, so a fact it has wrong one way may still come out right the other
+    way (``reasoner build-tiny-policy --commute_prob``, an experiment for issue 4's pass@16).
+    """
+    rng = random.Random(seed)
+    rewritten: list[Problem] = []
+    for problem in problems:
+        lines = (problem.solution or "").split("\n")
+        for index, line in enumerate(lines):
+            step = parse_step(line)
+            if step is not None and step.kind == "arith" and step.op in "+*" and rng.random() < prob:
+                lines[index] = f"{step.y} {step.op} {step.x} = {step.z}"
+        rewritten.append(dataclasses.replace(problem, solution="\n".join(lines)))
+    return rewritten
