@@ -49,8 +49,9 @@ def arithmetic_drill(problems: list[Problem], count: int, *, facts: int = 6, see
             options = _arg_options(op, x, config)
             rendered = _render(x, [(op, rng.choice(options))]) if options else None
             if rendered is not None:
-                lines.extend(rendered[0][:-1])
-        z = parse_step(lines[-1]).z
+                fact_lines, values_after = rendered
+                lines.extend(fact_lines[:-1])  # without its "The answer is" line
+                z = values_after[-1]
         drills.append(Problem(id=f"{SOURCE}-drill-{len(drills):0{width}d}", question=DRILL_QUESTION, answer=str(z),
                               solution="\n".join([*lines, f"The answer is {z}"]), source=SOURCE))
     return drills
