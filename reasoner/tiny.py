@@ -185,10 +185,10 @@ def build_tiny_policy(args: TinyBuildArgs) -> dict:
     corpus = (step_format.render(p.question, solution_steps(p, step_format)) for p in train)
     tokenizer = build_tokenizer(corpus, args.vocab_size)
     model = tiny_model(tokenizer, args)
+    if args.drill_problems:  # drawn from the gold order, so fact inputs are the word problems' running values
+        train = train + arithmetic_drill(train, args.drill_problems, seed=args.seed)
     if args.commute_prob:
         train = commute_operands(train, args.commute_prob, seed=args.seed)
-    if args.drill_problems:
-        train = train + arithmetic_drill(train, args.drill_problems, seed=args.seed)
     parameters = sum(p.numel() for p in model.parameters())
     log.info("tiny policy: %d parameters, vocabulary %d", parameters, len(tokenizer))
     output = Path(args.output)
