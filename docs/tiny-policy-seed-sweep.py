@@ -1,9 +1,9 @@
 """Seed sweep of the shipped tiny-policy recipe (issue 4; ad-hoc, kept here so it can be rerun).
 
 Run from the repo root: ``.venv/bin/python docs/tiny-policy-seed-sweep.py SEED``. The training is exactly
-``reasoner build-tiny-policy --seed SEED`` (same TinyBuildArgs defaults: 1.06 M Llama, batch 64, lr 3e-3
-constant); only the selection differs. The 128-problem slice's greedy accuracy is scored every 50 steps
-(every 25 once it reaches 0.20), every checkpoint with slice greedy >= 0.30 is kept, and training stops after
+``reasoner build-tiny-policy --seed SEED`` (the build's own ``tiny_policy_setup`` and
+``tiny_policy_sft_args`` with the TinyBuildArgs defaults: 1.06 M Llama, batch 64, lr 3e-3 constant); only the
+selection differs. The 128-problem slice's greedy accuracy is scored every 50 steps (every 25 once it reaches 0.20), every checkpoint with slice greedy >= 0.30 is kept, and training stops after
 two slice scores above 0.50 (or one above 0.58). Then every kept checkpoint is scored greedily on all 500
 synthetic:test problems, and the three with the highest test greedy in [0.40, 0.50] get pass@16 at T = 1.0
 (16 draws). Results go to ``runs/sweep/seed{SEED}/sweep.json``; summary in docs/tiny-policy-seed-sweep.json.
@@ -17,17 +17,14 @@ import torch
 from transformers import TrainerCallback
 from data.synthetic import load_split
 from reasoner.models import save_policy, load_policy
-from reasoner.steps import get_format
-from reasoner.tiny import TinyBuildArgs, build_tokenizer, tiny_model, policy_accuracy
-from reasoner.trainers.sft import SFTArgs, solution_steps, train_sft
+from reasoner.tiny import TinyBuildArgs, policy_accuracy, tiny_policy_setup, tiny_policy_sft_args
+from reasoner.trainers.sft import train_sft
 
 seed = int(sys.argv[1])
 root = Path(f"runs/sweep/seed{seed}"); root.mkdir(parents=True, exist_ok=True)
 args = TinyBuildArgs(seed=seed)
-fmt = get_format("tiny")
-train = load_split("train"); test = load_split("test"); slice_ = test[:128]
-tok = build_tokenizer((fmt.render(p.question, solution_steps(p, fmt)) for p in train), args.vocab_size)
-model = tiny_model(tok, args)
+fmt, tok, model, train = tiny_policy_setup(args)
+test = load_split("test"); slice_ = test[:args.eval_problems]
 log = {"seed": seed, "history": []}
 started = time.time()
 state_ = {"fine": False, "high": 0}
@@ -47,9 +44,7 @@ class KeepCheckpointsNearWeakPoint(TrainerCallback):
         if state_["high"] >= 2 or g > 0.58:
             control.should_training_stop = True
 
-sft = SFTArgs(output=str(root / "trainer"), batch_size=args.batch_size, learning_rate=args.learning_rate,
-              weight_decay=args.weight_decay, warmup_steps=args.warmup_steps, save_steps=10**9, logging_steps=50,
-              seed=seed, epochs=100)
+sft = tiny_policy_sft_args(args, root / "trainer")
 train_sft(model, tok, fmt, train, sft, callbacks=[KeepCheckpointsNearWeakPoint()], max_steps=2000)
 shutil.rmtree(sft.output, ignore_errors=True)
 log["train_seconds"] = round(time.time() - started)

@@ -30,7 +30,8 @@ import torch
 from data.problems import Problem
 from reasoner.steps import get_format
 
-__all__ = ["TinyBuildArgs", "TinyVerifierArgs", "build_tokenizer", "tiny_model", "build_tiny_policy",
+__all__ = ["TinyBuildArgs", "TinyVerifierArgs", "build_tokenizer", "tiny_model", "tiny_policy_setup",
+           "tiny_policy_sft_args", "build_tiny_policy",
            "build_tiny_verifier", "policy_accuracy"]
 
 log = logging.getLogger(__name__)
@@ -169,19 +170,16 @@ class WeightAverage:
             average.mul_(decay).add_(current.detach().to(average.dtype), alpha=1 - decay)
 
 
-def build_tiny_policy(args: TinyBuildArgs) -> dict:
-    """Train the embedded policy and stop at the first weak-but-capable checkpoint; returns the build record."""
-    from transformers import TrainerCallback
-
+def tiny_policy_setup(args: TinyBuildArgs) -> tuple[Any, Any, Any, list[Problem]]:
+    """The build's starting point: (step format, tokenizer trained on synthetic:train, fresh model, training
+    problems with the recipe's mixes applied). Shared with ``docs/tiny-policy-seed-sweep.py`` so that it
+    trains exactly as the build does."""
     from data.synthetic import load_split
     from data.training_mixes import arithmetic_drill, commute_operands
-    from reasoner.models import save_policy
-    from reasoner.trainers.sft import SFTArgs, solution_steps, train_sft
+    from reasoner.trainers.sft import solution_steps
 
-    started = time.time()
     step_format = get_format("tiny")
     train = load_split("train")
-    test = load_split("test")[: args.eval_problems]
     corpus = (step_format.render(p.question, solution_steps(p, step_format)) for p in train)
     tokenizer = build_tokenizer(corpus, args.vocab_size)
     model = tiny_model(tokenizer, args)
@@ -189,6 +187,29 @@ def build_tiny_policy(args: TinyBuildArgs) -> dict:
         train = train + arithmetic_drill(train, args.drill_problems, seed=args.seed)
     if args.commute_prob:
         train = commute_operands(train, args.commute_prob, seed=args.seed)
+    return step_format, tokenizer, model, train
+
+
+def tiny_policy_sft_args(args: TinyBuildArgs, scratch: Path) -> Any:
+    """The build's SFT settings (constant learning rate after warm-up, no trainer checkpoints) in ``scratch``."""
+    from reasoner.trainers.sft import SFTArgs
+
+    return SFTArgs(output=str(scratch), batch_size=args.batch_size, learning_rate=args.learning_rate,
+                   weight_decay=args.weight_decay, warmup_steps=args.warmup_steps, save_steps=10**9,
+                   logging_steps=50, seed=args.seed, epochs=100)
+
+
+def build_tiny_policy(args: TinyBuildArgs) -> dict:
+    """Train the embedded policy and stop at the first weak-but-capable checkpoint; returns the build record."""
+    from transformers import TrainerCallback
+
+    from data.synthetic import load_split
+    from reasoner.models import save_policy
+    from reasoner.trainers.sft import train_sft
+
+    started = time.time()
+    step_format, tokenizer, model, train = tiny_policy_setup(args)
+    test = load_split("test")[: args.eval_problems]
     parameters = sum(p.numel() for p in model.parameters())
     log.info("tiny policy: %d parameters, vocabulary %d", parameters, len(tokenizer))
     output = Path(args.output)
@@ -221,10 +242,7 @@ def build_tiny_policy(args: TinyBuildArgs) -> dict:
             if scores.get(f"pass@{args.pass_k}", 0.0) >= args.min_pass or scores["greedy"] > args.max_greedy:
                 control.should_training_stop = True
 
-    sft_args = SFTArgs(output=str(output.parent / "tiny-policy-checkpoints"), batch_size=args.batch_size,
-                       learning_rate=args.learning_rate, weight_decay=args.weight_decay,
-                       warmup_steps=args.warmup_steps, save_steps=10**9, logging_steps=50, seed=args.seed,
-                       epochs=100)
+    sft_args = tiny_policy_sft_args(args, output.parent / "tiny-policy-checkpoints")
     train_sft(model, tokenizer, step_format, train, sft_args, callbacks=[WeakPointCallback()],
               max_steps=args.max_steps)
     shutil.rmtree(sft_args.output, ignore_errors=True)
