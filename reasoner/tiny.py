@@ -172,7 +172,7 @@ class WeightAverage:
 
 def tiny_policy_setup(args: TinyBuildArgs) -> tuple[Any, Any, Any, list[Problem]]:
     """The build's starting point: (step format, tokenizer trained on synthetic:train, fresh model, training
-    problems with the recipe's mixes applied). Shared with ``docs/tiny-policy-seed-sweep.py`` so that it
+    problems with the recipe's mixes applied). Shared with ``docs/tiny-policy-sweep.py`` so that it
     trains exactly as the build does."""
     from data.synthetic import load_split
     from data.training_mixes import arithmetic_drill, commute_operands
