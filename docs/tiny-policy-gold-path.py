@@ -14,20 +14,19 @@ import sys
 import torch
 
 from data.synthetic import load_split
-from reasoner.models import encode_prefix, load_policy
-from reasoner.trainers.sft import solution_steps
+from reasoner.models import load_policy
+from reasoner.trainers.sft import sft_example, solution_steps
 
 policy = load_policy(sys.argv[1] if len(sys.argv) > 1 else None)
 model, tokenizer, fmt = policy.model.eval(), policy.tokenizer, policy.step_format
-logits, golds = [], []
+logits, golds = [], []  # per problem: the next-token logits at every gold solution token, and those tokens
 with torch.no_grad():
     for problem in load_split("test"):
-        prompt = encode_prefix(tokenizer, fmt.render(problem.question, []))
-        completion = tokenizer(fmt.render_solution(solution_steps(problem, fmt)), add_special_tokens=False)["input_ids"]
-        completion = completion + [tokenizer.eos_token_id]
-        ids = torch.tensor([prompt + completion])
-        logits.append(model(ids).logits[0, len(prompt) - 1:-1].float())
-        golds.append(torch.tensor(completion))
+        example = sft_example(tokenizer, fmt, problem.question, solution_steps(problem, fmt))
+        ids, labels = torch.tensor(example["input_ids"]), torch.tensor(example["labels"])
+        predicted = labels[1:] != -100  # position j predicts token j + 1: the solution tokens and EOS
+        logits.append(model(ids[None]).logits[0, :-1][predicted].float())
+        golds.append(ids[1:][predicted])
 
 
 def gold_path_probabilities(temperature, min_p):

@@ -5,8 +5,8 @@ The training is exactly ``reasoner build-tiny-policy --seed SEED --key value ...
 ``tiny_policy_setup`` and ``tiny_policy_sft_args``; with no ``key=value`` the TinyBuildArgs defaults: 1.06 M
 Llama, batch 64, lr 3e-3 constant); only the selection differs. ``lsb=1`` rewrites every training problem with
 each number written least-significant digit first (``40 - 8 = 32`` becomes ``04 - 8 = 23``, in the question
-too) and scores the policy on reversed questions, un-reversing its answers before they are compared with the
-gold ones: the number-order experiment.
+too) and scores the policy through ``ReversedDigits``, which reverses what it reads and un-reverses the
+steps it writes, so its answers are graded against the gold ones: the number-order experiment.
 
 The 128-problem slice's greedy accuracy is scored every 50 steps (every 25 once it reaches 0.20; pass@16 on
 the slice every 100 steps), every checkpoint with slice greedy >= 0.30 is kept, and training stops after two
@@ -26,13 +26,13 @@ from pathlib import Path
 import torch
 from transformers import TrainerCallback
 
-from data.answers import is_equivalent
 from data.synthetic import load_split
 from reasoner.backends.hf import HFStepGenerator
 from reasoner.models import load_policy, save_policy
 from reasoner.tiny import TinyBuildArgs, tiny_policy_setup, tiny_policy_sft_args
 from reasoner.trainers.sft import train_sft
-from search.decode import greedy, sample_solutions
+from search.decode import accuracy_report
+from search.protocols import State
 
 seed = int(sys.argv[1])
 name = sys.argv[2] if len(sys.argv) > 2 and "=" not in sys.argv[2] else ""
@@ -49,6 +49,19 @@ def model_text(text):
     return re.sub(r"\d+", lambda m: m.group()[::-1], text) if lsb and text else text
 
 
+class ReversedDigits:
+    """A StepGenerator seen from outside in ordinary digit order: states go in with their digits reversed,
+    sampled steps come back un-reversed, so `accuracy_report` grades the lsb policy against the gold answers."""
+
+    def __init__(self, generator):
+        self.generator = generator
+
+    def expand(self, states, n, **kwargs):
+        inner = [State(model_text(s.question), tuple(map(model_text, s.steps))) for s in states]
+        groups = self.generator.expand(inner, n, **kwargs)
+        return [[replace(sample, text=model_text(sample.text)) for sample in group] for group in groups]
+
+
 fmt, tok, model, train = tiny_policy_setup(args)
 train = [replace(p, question=model_text(p.question), answer=model_text(p.answer), solution=model_text(p.solution))
          for p in train]
@@ -62,17 +75,12 @@ def score(model, tokenizer, problems, k=0):
     was_training = model.training
     model.eval()
     generator = HFStepGenerator(model, tokenizer, fmt, seed=seed, max_batch_rows=1024)
-    questions = [model_text(p.question) for p in problems]
     with torch.no_grad():
-        result = {"greedy": sum(is_equivalent(model_text(s.answer), p.answer)
-                                for s, p in zip(greedy(generator, questions), problems)) / len(problems)}
-        if k:
-            groups = sample_solutions(generator, questions, k, temperature=1.0)
-            hits = [[is_equivalent(model_text(s.answer), p.answer) for s in group] for group, p in zip(groups, problems)]
-            result[f"pass@{k}"] = sum(map(any, hits)) / len(problems)
-            result["mean_sample"] = sum(map(sum, hits)) / (len(problems) * k)
+        report = accuracy_report(ReversedDigits(generator) if lsb else generator, [p.question for p in problems],
+                                 [p.answer for p in problems], k=k, temperature=1.0)
     model.train(was_training)
-    return result
+    return {"greedy": report["greedy"], **({f"pass@{k}": report[f"pass@{k}"],
+                                            "mean_sample": report["mean_sample_accuracy"]} if k else {})}
 
 
 log = {"seed": seed, "args": overrides, "lsb": lsb, "history": []}
