@@ -31,7 +31,7 @@ from typing import Any, Sequence
 import torch
 from torch import nn
 
-from reasoner.models import encode_prefix, pad_right, resolve_device, token_logps
+from reasoner.models import encode_prefix, pad_right, resolve_device, standalone_state_dict, token_logps
 from reasoner.steps import StepFormat, get_format
 
 __all__ = ["ValueModel", "encode_steps", "score_solutions", "step_features", "load_value_model", "HEADS", "VALUE_HEAD_FILE"]
@@ -98,12 +98,16 @@ class ValueModel(nn.Module):
         return cls(copy.deepcopy(policy.model), policy.tokenizer, policy.step_format, head=head,
                    likelihood_features=likelihood_features, source=policy.name).to(policy.device)
 
-    def save_pretrained(self, output_dir: str | Path) -> Path:
-        """Write config, head description, safetensors weights and tokenizer to ``output_dir``."""
-        from safetensors.torch import save_model
+    def save_pretrained(self, output_dir: str | Path, state_dict: dict[str, torch.Tensor] | None = None) -> Path:
+        """Write config, head description, safetensors weights and tokenizer to ``output_dir``.
+
+        ``state_dict``: the weights to write instead of the module's own (under DeepSpeed ZeRO-3 the full
+        weights that ``Trainer.save_model`` gathers from every process; see `standalone_state_dict`).
+        """
+        from safetensors.torch import save_file
 
         output = self.save_description(output_dir)
-        save_model(self, str(output / WEIGHTS_FILE))
+        save_file(standalone_state_dict(self, state_dict), str(output / WEIGHTS_FILE), metadata={"format": "pt"})
         return output
 
     def save_description(self, output_dir: str | Path) -> Path:

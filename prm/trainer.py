@@ -262,6 +262,10 @@ class PRMTrainer(AveragedMetrics, Trainer):
                     path_labels.append(hard[offset:offset + len(row_ends)])
                     offset += len(row_ends)
         model.train(was_training)
+        if self.accelerator.num_processes > 1:  # each process scored its shard of the held-out paths
+            from accelerate.utils import gather_object
+
+            points, path_values, path_labels = gather_object(points), gather_object(path_values), gather_object(path_labels)
         total = sum(n for _, n in points) or 1
         # First-error threshold from the held-out label paths alone (a path's first error = its first step whose
         # hard label is False, -1 when none): the same ProcessBench rule as eval-prm, no gold solution used.
@@ -286,7 +290,7 @@ class PRMTrainer(AveragedMetrics, Trainer):
         """Checkpoints are value-model directories (loadable by path); tied LM weights are stored once."""
         if self.args.should_save:
             output_dir = output_dir or self.args.output_dir
-            self._unwrap(self.model).save_pretrained(output_dir)
+            self._unwrap(self.model).save_pretrained(output_dir, state_dict=state_dict)
             torch.save(self.args, os.path.join(output_dir, "training_args.bin"))
 
     def _load_from_checkpoint(self, resume_from_checkpoint, model=None):
@@ -339,5 +343,7 @@ def train_prm(args: PRMArgs, callbacks: Sequence[Any] = ()) -> tuple[ValueModel,
         trainer.log({"calibrated_threshold": round(model.threshold, 4),
                      "held_out_first_error_f1": round(trainer.last_eval["eval_first_error_f1"], 4)})
     model.eval()
-    model.save_pretrained(args.output)
+    trainer.save_model(args.output)  # gathers ZeRO-3 partitions; the main process alone writes
+    if trainer.is_world_process_zero():
+        Path(args.output, "training_args.bin").unlink(missing_ok=True)
     return model, trainer

@@ -53,16 +53,21 @@ def _train_preference(algo: str, rest: Sequence[str]) -> int:
         records = load_pairs(config.data, config.limit)
     policy = load_policy(config.model, device=config.device)
     save_config(config, config.output)
-    model, trainer = train_preference(policy, records, config)
-    # SVPO's policy + value head module is no PreTrainedModel: its policy is saved directly (ZeRO-2 at most).
-    if not _save_trained(trainer, policy, config.output, algo, gather=algo != "svpo"):
+    _, trainer = train_preference(policy, records, config)
+    if not _save_trained(trainer, policy, config.output, algo):
         return 0
     if algo == "svpo":
+        # Weights from the files just written, not from memory: under ZeRO-3 the modules hold only partitions.
+        from safetensors.torch import load_file
+
         from prm.model import ValueModel
+        from reasoner.trainers.preference import VALUE_HEAD_WEIGHTS
 
         value = ValueModel(policy.model, policy.tokenizer, policy.step_format, head="tanh", source=f"svpo:{config.output}")
-        value.value_head.load_state_dict(model.value_head.state_dict())
-        value.save_pretrained(f"{config.output}/value-model")
+        weights = {f"lm.{name}": tensor for name, tensor in load_file(Path(config.output, "model.safetensors")).items()}
+        weights.update({f"value_head.{name}": tensor
+                        for name, tensor in load_file(Path(config.output, VALUE_HEAD_WEIGHTS)).items()})
+        value.save_pretrained(f"{config.output}/value-model", state_dict=weights)
         print(f"saved its value head as a value model to {config.output}/value-model")
     return 0
 
@@ -102,23 +107,22 @@ def cmd_train_prm(args: argparse.Namespace, rest: Sequence[str]) -> int:
     if not config.data:
         raise ValueError("--data is required: an mc-labels JSONL from `reasoner label --kind mc-labels`")
     save_config(config, config.output)
-    train_prm(config)
-    print(f"saved the value model to {config.output}")
+    _, trainer = train_prm(config)
+    if trainer.is_world_process_zero():
+        print(f"saved the value model to {config.output}")
     return 0
 
 
-def _save_trained(trainer, policy, output: str, name: str, gather: bool = True) -> bool:
+def _save_trained(trainer, policy, output: str, name: str) -> bool:
     """Write a trained policy to ``output``: weights through ``trainer.save_model`` (gathers ZeRO-3 shards and
-    writes on the main process only) unless ``gather`` is False, then, on the main process, tokenizer + step
-    format (+ the weights when not gathered). Drops the Trainer's pickled ``training_args.bin`` (config.yaml
-    says it all). Returns whether this is the main process."""
+    writes on the main process only), then, on the main process, tokenizer + step format. Drops the Trainer's
+    pickled ``training_args.bin`` (config.yaml says it all). Returns whether this is the main process."""
     from reasoner.models import save_policy
 
-    if gather:
-        trainer.save_model(output)
+    trainer.save_model(output)
     if not trainer.is_world_process_zero():
         return False
-    save_policy(policy, output, weights=not gather)
+    save_policy(policy, output, weights=False)
     Path(output, "training_args.bin").unlink(missing_ok=True)
     print(f"saved the {name} policy to {output}")
     return True

@@ -22,7 +22,7 @@ from reasoner.steps import StepFormat, get_format
 
 __all__ = ["Policy", "load_policy", "save_policy", "encode_prefix", "pad_right", "token_logps", "EMBEDDED_POLICY",
            "EMBEDDED_VERIFIER", "embedded_model_dir",
-           "resolve_device", "resolve_dtype"]
+           "resolve_device", "resolve_dtype", "standalone_state_dict"]
 
 log = logging.getLogger(__name__)
 
@@ -150,6 +150,26 @@ def _step_format_for(directory: Path, tokenizer: Any, requested: str | None) -> 
     if getattr(tokenizer, "chat_template", None):
         return StepFormat.chat(tokenizer)
     return get_format("newline2")
+
+
+def standalone_state_dict(module: torch.nn.Module, state_dict: dict[str, torch.Tensor] | None = None
+                          ) -> dict[str, torch.Tensor]:
+    """``module``'s weights as standalone, contiguous CPU tensors with each tied parameter stored once: ready
+    for ``safetensors.torch.save_file``, and loadable by ``safetensors.torch.load_model``.
+
+    ``state_dict`` replaces the module's own values: ``Trainer.save_model`` passes the full weights gathered
+    from every process under DeepSpeed ZeRO-3, where the module itself holds empty partitions. The copies
+    matter under ZeRO-1/2, where parameters are views into one flat buffer that safetensors refuses to
+    save. Tied names (one ``Parameter`` under several names, e.g. tied input and output embeddings) keep
+    the alphabetically first present one, the name ``safetensors.torch.save_model`` would keep.
+    """
+    state = module.state_dict() if state_dict is None else state_dict
+    names_by_parameter: dict[int, list[str]] = {}
+    for name, parameter in module.named_parameters(remove_duplicate=False):
+        names_by_parameter.setdefault(id(parameter), []).append(name)
+    tied_copies = {name for names in names_by_parameter.values() for name in sorted(n for n in names if n in state)[1:]}
+    return {name: tensor.detach().to("cpu").clone().contiguous() for name, tensor in state.items()
+            if name not in tied_copies}
 
 
 def save_policy(policy: Policy | Any, output_dir: str | Path, tokenizer: Any = None, step_format: StepFormat | None = None,

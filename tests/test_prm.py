@@ -151,6 +151,27 @@ def test_saved_model_loads_in_a_fresh_process_and_scores_identically(policy, tmp
     assert len(set(flat(expected))) > 3  # not saturated: the comparison means something
 
 
+def test_weights_held_in_one_flat_buffer_save_and_load_back(policy, tmp_path):
+    """DeepSpeed ZeRO-1/2 turns every parameter into a view of one flat buffer, which safetensors' own
+    ``save_model`` refuses to write; `save_pretrained` stores standalone copies, tied embeddings once."""
+    model = ValueModel.from_policy(policy, head="sigmoid")
+    with torch.no_grad():
+        model.value_head.weight.normal_(std=0.05)
+    parameters = list(model.parameters())  # tied embeddings appear once here
+    flat = torch.cat([p.detach().reshape(-1) for p in parameters])
+    offset = 0
+    for parameter in parameters:
+        parameter.data = flat[offset:offset + parameter.numel()].view_as(parameter)
+        offset += parameter.numel()
+    assert model.lm.lm_head.weight.data_ptr() == model.lm.model.embed_tokens.weight.data_ptr()
+    model.save_pretrained(tmp_path / "vm")
+    reloaded = ValueModel.from_pretrained(tmp_path / "vm")
+    problem = load_split("test", limit=1)[0]
+    steps = [problem.solution.split("\n")]
+    assert reloaded.score([problem.question], steps)[0] == pytest.approx(model.score([problem.question], steps)[0], abs=1e-6)
+    assert reloaded.lm.lm_head.weight is reloaded.lm.model.embed_tokens.weight  # still tied after loading
+
+
 def test_loading_a_non_value_model_dir_says_what_is_wrong(tmp_path):
     with pytest.raises(FileNotFoundError, match="not a value model directory"):
         ValueModel.from_pretrained(tmp_path)

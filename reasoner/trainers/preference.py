@@ -156,12 +156,21 @@ class PolicyWithValueHead(nn.Module):
     def forward(self, **kwargs):
         return self.policy(**kwargs)
 
-    def save(self, directory: str) -> None:
-        """The policy via ``save_pretrained`` (safetensors) and the head as ``value_head.safetensors``."""
+    def save(self, directory: str, state_dict: dict[str, torch.Tensor] | None = None) -> None:
+        """The policy via ``save_pretrained`` (safetensors) and the head as ``value_head.safetensors``.
+
+        ``state_dict``: this module's weights to write instead of its own (under DeepSpeed ZeRO-3 the full
+        weights that ``Trainer.save_model`` gathers from every process).
+        """
         from safetensors.torch import save_file
 
-        self.policy.save_pretrained(directory)
-        save_file(self.value_head.state_dict(), os.path.join(directory, VALUE_HEAD_WEIGHTS))
+        from reasoner.models import standalone_state_dict
+
+        state = self.state_dict() if state_dict is None else state_dict
+        self.policy.save_pretrained(directory, state_dict={name.removeprefix("policy."): tensor for name, tensor
+                                                           in state.items() if name.startswith("policy.")})
+        head = {name.removeprefix("value_head."): tensor for name, tensor in state.items() if name.startswith("value_head.")}
+        save_file(standalone_state_dict(self.value_head, head), os.path.join(directory, VALUE_HEAD_WEIGHTS))
 
     def load(self, directory: str) -> None:
         """Load what `save` wrote (used to resume SVPO from a checkpoint)."""
@@ -228,7 +237,7 @@ class PreferenceTrainer(AveragedMetrics, Trainer):
         if not isinstance(model, PolicyWithValueHead):
             return super()._save(output_dir, state_dict)
         if self.args.should_save:  # policy as a normal checkpoint (tied weights handled), head beside it
-            model.save(output_dir or self.args.output_dir)
+            model.save(output_dir or self.args.output_dir, state_dict)
             torch.save(self.args, os.path.join(output_dir or self.args.output_dir, "training_args.bin"))
 
     def _load_from_checkpoint(self, resume_from_checkpoint, model=None):
