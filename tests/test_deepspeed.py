@@ -7,6 +7,7 @@ are views into one flat buffer.
 """
 
 import importlib.util
+import json
 import os
 import subprocess
 import sys
@@ -106,3 +107,19 @@ def test_train_prm_on_two_cpu_processes(stage, mc_labels, tmp_path):
     assert final.score([problem.question], steps) == checkpoint.score([problem.question], steps)
     start = ValueModel.from_policy(load_policy()).lm.state_dict()
     assert any(not p.equal(start[name]) for name, p in final.lm.state_dict().items()), "the backbone was not trained"
+
+
+@pytest.mark.parametrize("stage", STAGES)
+def test_tree_grpo_on_two_cpu_processes(stage, tmp_path):
+    """Online sampling under DeepSpeed: the processes sample trees of different sizes (ZeRO-3 must not gather
+    weights per forward), and half the prompts have an unreachable answer, so some steps give one process no
+    trajectory with an advantage while the other has some (ZeRO-1/2 then needs the same backward on both)."""
+    problems = tmp_path / "mixed.jsonl"
+    problems.write_text("".join(json.dumps({"id": p.id, "question": p.question,
+                                            "answer": p.answer if i % 2 == 0 else "987654321"}) + "\n"
+                                for i, p in enumerate(load_split("train", 8))))
+    out = tmp_path / stage
+    stdout = run_on_two_processes(stage, "train", "tree-grpo", "--problems", str(problems), "--output", str(out),
+                                  "--max_steps", "3", "--batch_size", "1", "--learning_rate", "1e-4")
+    assert stdout.count("saved the tree-grpo policy") == 1
+    assert changed_weights(load_policy(str(out))), "the gathered weights equal the starting policy"

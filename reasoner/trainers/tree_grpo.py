@@ -69,21 +69,24 @@ class TreeGRPOTrainer(AveragedMetrics, Trainer):
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         problems = inputs["problems"]
-        unwrapped = getattr(model, "module", model)
-        unwrapped.eval()
-        with torch.no_grad():
+        with torch.no_grad(), _full_weights_for_sampling(model) as full:
+            unwrapped = getattr(full, "module", full)
+            unwrapped.eval()
             leaves = self.sampler(problems, self.make_generator(unwrapped), self.state.global_step)
-        unwrapped.train()
+            unwrapped.train()
         rewards = [leaf["reward"] for leaf in leaves]
         advantages = tree_grpo_advantages(rewards, [leaf["prompt"] for leaf in leaves],
                                           [leaf["tree"] for leaf in leaves], mode=self.grpo.advantage)
         self._record(reward=sum(rewards) / max(len(rewards), 1), trajectories=len(leaves))
         keep = [i for i, a in enumerate(advantages.tolist()) if a != 0.0 and leaves[i]["steps"]]
+        device = next(model.parameters()).device
         if not keep:
-            loss = sum(p.sum() * 0.0 for p in model.parameters() if p.requires_grad)
+            # A zero loss through the same forward pass as a real step: under DeepSpeed ZeRO-1/2 every process
+            # reduces gradients in the order its backward pass produces them, so all must have the same graph.
+            prompt = encode_prefix(self.tokenizer, self.step_format.render(problems[0].question, []))
+            loss = model(input_ids=torch.tensor([prompt], device=device)).logits.sum() * 0.0
             return (loss, {}) if return_outputs else loss
         groups = self._groups(problems, [leaves[i] for i in keep])
-        device = next(model.parameters()).device
         pad = self.tokenizer.pad_token_id or 0
         logps = pad_rows(response_token_logps(model, groups, pad, device))
         with torch.no_grad():
@@ -108,6 +111,22 @@ class TreeGRPOTrainer(AveragedMetrics, Trainer):
             group["completions"].append(self.tokenizer(text, add_special_tokens=False)["input_ids"])
             group["members"].append(position)
         return list(by_prompt.values())
+
+
+def _full_weights_for_sampling(model):
+    """A context giving ``model`` with whole weights for sampling: under DeepSpeed ZeRO-3 each process holds only
+    partitions that every forward gathers collectively, which deadlocks once processes sample trees of different
+    sizes, so the weights are gathered once and the gathering hooks lifted meanwhile (DeepSpeed's
+    ``unwrap_model_for_generation``, as TRL's online trainers do); otherwise ``model`` itself."""
+    from contextlib import nullcontext
+
+    from transformers.integrations import is_deepspeed_zero3_enabled
+
+    if is_deepspeed_zero3_enabled() and hasattr(model, "optimizer"):  # the DeepSpeed engine
+        from deepspeed.runtime.zero import unwrap_model_for_generation
+
+        return unwrap_model_for_generation(model)
+    return nullcontext(model)
 
 
 def train_tree_grpo(policy: Any, problems: Sequence[Any], args: TreeGRPOArgs, sampler: Sampler,
