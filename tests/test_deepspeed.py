@@ -123,3 +123,22 @@ def test_tree_grpo_on_two_cpu_processes(stage, tmp_path):
                                   "--max_steps", "3", "--batch_size", "1", "--learning_rate", "1e-4")
     assert stdout.count("saved the tree-grpo policy") == 1
     assert changed_weights(load_policy(str(out))), "the gathered weights equal the starting policy"
+
+
+def test_pipeline_style_stages_in_one_process_without_a_launcher(pairs, mc_labels, tmp_path):
+    """`reasoner pipeline` runs train-prm and Step-DPO in its own process, with no torchrun: a ``deepspeed``
+    config must still work there (one process, no MPI), stage after stage."""
+    zero2 = str(REPO / "configs" / "deepspeed" / "zero2.json")
+    script = f"""
+import sys
+from reasoner.cli import main
+train = {TRAIN!r} + ["--deepspeed", {zero2!r}]
+assert main(["--quiet", "train-prm", "--data", sys.argv[1], "--output", sys.argv[3] + "/prm", *train]) == 0
+assert main(["--quiet", "train", "step-dpo", "--data", sys.argv[2], "--output", sys.argv[3] + "/dpo", *train]) == 0
+"""
+    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_PORT")}
+    done = subprocess.run([sys.executable, "-c", script, str(mc_labels), str(pairs), str(tmp_path)], cwd=REPO,
+                          env=dict(env, OMP_NUM_THREADS="1"), capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert ValueModel.from_pretrained(tmp_path / "prm").head == "tanh"
+    assert changed_weights(load_policy(str(tmp_path / "dpo")))

@@ -7,7 +7,7 @@ from typing import Any
 
 import torch
 
-__all__ = ["training_arguments", "TrainingKnobs", "AveragedMetrics"]
+__all__ = ["training_arguments", "single_process_environment", "TrainingKnobs", "AveragedMetrics"]
 
 
 @dataclass
@@ -31,6 +31,8 @@ def training_arguments(args: Any, **overrides: Any):
     ``max_grad_norm``); CPU unless CUDA is there, no dataloader workers, our own columns kept."""
     from transformers import TrainingArguments
 
+    if args.deepspeed:
+        single_process_environment()
     values = dict(
         output_dir=args.output, num_train_epochs=args.epochs, max_steps=getattr(args, "max_steps", -1),
         per_device_train_batch_size=args.batch_size, per_device_eval_batch_size=args.batch_size,
@@ -44,6 +46,22 @@ def training_arguments(args: Any, **overrides: Any):
     )
     values.update(overrides)
     return TrainingArguments(**values)
+
+
+def single_process_environment() -> None:
+    """Without a launcher (``torchrun``, ``deepspeed``, ``accelerate launch``), describe a one-process job in the
+    environment, as transformers' DeepSpeed guide does for notebooks; otherwise DeepSpeed falls back to MPI
+    discovery and fails without ``mpi4py``. This is how `reasoner pipeline`, which runs its training stages
+    in its own process, trains with a ``deepspeed`` config on one GPU. A launcher's variables are left alone."""
+    import os
+    import socket
+
+    if "RANK" in os.environ or "WORLD_SIZE" in os.environ:
+        return
+    with socket.socket() as probe:  # a free port for the one-process group's rendezvous
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK="0", LOCAL_RANK="0", WORLD_SIZE="1")
 
 
 class AveragedMetrics:
