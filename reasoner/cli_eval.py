@@ -18,6 +18,21 @@ def _main():
     return main
 
 
+def _run_stage(argv: list[str], quiet: bool) -> int:
+    """One pipeline stage: the CLI command ``argv`` in this process, then what it held is released, so that a
+    stage's vLLM engine or models do not sit in GPU memory while the next stage trains."""
+    try:
+        return _main()((["--quiet"] if quiet else []) + argv)
+    finally:
+        import gc
+
+        import torch
+
+        gc.collect()
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+
+
 def search_generator(config):
     """The `StepGenerator` a search or eval config names (policy, backend, seed, device)."""
     from eval.solve import load_generator
@@ -67,7 +82,7 @@ def cmd_pipeline(args: argparse.Namespace) -> int:
     from reasoner.pipeline import before_after_table, load_pipeline_config, run_pipeline
 
     config = load_pipeline_config(args.config, {"output": args.output, "rounds": args.rounds})
-    report = run_pipeline(config, run_command=lambda argv: _main()((["--quiet"] if args.quiet else []) + argv))
+    report = run_pipeline(config, run_command=lambda argv: _run_stage(argv, args.quiet))
     print(before_after_table(report))
     print(f"wrote {Path(config.output) / 'report.json'} ({report['wall_seconds']:.0f} s of stages)")
     return 0
@@ -77,4 +92,4 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from eval.demo import run_demo
 
     return run_demo(output=args.output, quick=args.quick,
-                    run_command=lambda argv: _main()((["--quiet"] if args.quiet else []) + argv))
+                    run_command=lambda argv: _run_stage(argv, args.quiet))
