@@ -66,6 +66,8 @@ class TinyBuildArgs:
         "help": "arithmetic drill problems (data.training_mixes.arithmetic_drill) mixed into synthetic:train (0 = none)"})
     commute_prob: float = field(default=0.0, metadata={
         "help": "write each training sum / product with swapped operands with this probability (0 = gold order)"})
+    label_smoothing: float = field(default=0.0, metadata={
+        "help": "label smoothing eps of the SFT loss (0 = plain cross-entropy, the shipped build)"})
 
 
 @dataclass
@@ -196,7 +198,7 @@ def tiny_policy_sft_args(args: TinyBuildArgs, scratch: Path) -> Any:
 
     return SFTArgs(output=str(scratch), batch_size=args.batch_size, learning_rate=args.learning_rate,
                    weight_decay=args.weight_decay, warmup_steps=args.warmup_steps, save_steps=10**9,
-                   logging_steps=50, seed=args.seed, epochs=100)
+                   logging_steps=50, seed=args.seed, epochs=100, label_smoothing=args.label_smoothing)
 
 
 def build_tiny_policy(args: TinyBuildArgs) -> dict:

@@ -92,6 +92,9 @@ class SFTArgs(TrainingKnobs):
     warmup_steps: int = 0
     lr_scheduler: str = "constant_with_warmup"
     logging_steps: int = 20
+    label_smoothing: float = field(default=0.0, metadata={
+        "help": "label smoothing eps on solution tokens: target 1-eps on the gold token + eps spread evenly over the "
+                "vocabulary (transformers' LabelSmoother); 0 = plain cross-entropy"})
 
 
 def train_sft(model, tokenizer, step_format: StepFormat, problems: Sequence[Problem], args: SFTArgs,
@@ -102,7 +105,8 @@ def train_sft(model, tokenizer, step_format: StepFormat, problems: Sequence[Prob
     from reasoner.trainers.common import training_arguments
 
     dataset = SFTDataset(problems, tokenizer, step_format, args.max_length)
-    training_args = training_arguments(args, max_steps=max_steps if max_steps >= 0 else args.max_steps)
+    training_args = training_arguments(args, max_steps=max_steps if max_steps >= 0 else args.max_steps,
+                                       label_smoothing_factor=args.label_smoothing)
     trainer = Trainer(
         model=model,
         args=training_args,

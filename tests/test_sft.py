@@ -1,0 +1,34 @@
+"""The SFT loss as `train_sft` computes it: solution tokens only, optionally label-smoothed."""
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from data.synthetic import load_split
+from reasoner.models import load_policy
+from reasoner.trainers.sft import SFTArgs, SFTCollator, SFTDataset, train_sft
+
+
+def expected_loss(policy, problems, epsilon: float) -> float:
+    """(1 - eps) * mean NLL of the solution tokens + eps * their mean over the vocabulary of -log p, by hand."""
+    batch = SFTCollator(policy.tokenizer.pad_token_id)(list(SFTDataset(problems, policy.tokenizer, policy.step_format)))
+    with torch.no_grad():
+        logits = policy.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+    log_probs = F.log_softmax(logits[:, :-1].float(), dim=-1)
+    labels = batch["labels"][:, 1:]
+    solution = labels != -100
+    nll = -log_probs.gather(-1, labels.clamp(min=0).unsqueeze(-1)).squeeze(-1)[solution].mean()
+    uniform = -log_probs.mean(dim=-1)[solution].mean()
+    return float((1 - epsilon) * nll + epsilon * uniform)
+
+
+@pytest.mark.parametrize("epsilon", [0.0, 0.1])
+def test_sft_loss_covers_solution_tokens_only_and_label_smoothing(epsilon, tmp_path):
+    policy = load_policy()
+    problems = load_split("train", limit=4)
+    want = expected_loss(policy, problems, epsilon)
+    args = SFTArgs(output=str(tmp_path), batch_size=4, learning_rate=0.0, max_steps=1, logging_steps=1,
+                   save_steps=10**6, label_smoothing=epsilon)
+    trainer = train_sft(policy.model, policy.tokenizer, policy.step_format, problems, args)
+    logged = next(h["loss"] for h in trainer.state.log_history if "loss" in h)
+    assert logged == pytest.approx(want, abs=2e-3)
