@@ -250,29 +250,29 @@ class PRMTrainer(AveragedMetrics, Trainer):
         model = self.model
         was_training = model.training
         model.eval()
-        points, path_values, path_labels = [], [], []
+        head, rows = self._head(model), []
         for inputs in self.get_eval_dataloader(dataset):
             inputs = self._prepare_inputs(inputs)
-            point, _, read_logits, _ = self._losses(model, inputs)
-            if read_logits.numel():
-                points.append((point.item(), read_logits.numel()))
-                values, hard, offset = self._activate(model, read_logits).tolist(), inputs["hard"].tolist(), 0
-                for row_ends in inputs["ends"]:  # eval examples are label paths, one row each
-                    path_values.append(values[offset:offset + len(row_ends)])
-                    path_labels.append(hard[offset:offset + len(row_ends)])
-                    offset += len(row_ends)
+            _, _, read_logits, _ = self._losses(model, inputs)
+            values, hard = self._activate(model, read_logits).tolist(), inputs["hard"].tolist()
+            offset, batch_rows = 0, []
+            for row_ends in inputs["ends"]:  # eval examples are label paths, one row each
+                part = slice(offset, offset + len(row_ends))
+                loss = point_loss(read_logits[part], inputs["targets"][part], head).item() * len(row_ends)
+                batch_rows.append((loss, values[part], hard[part]))
+                offset += len(row_ends)
+            # Every process scored its shard; gather_for_metrics drops the rows the sampler repeated to even out
+            # the last round, so each held-out path counts once.
+            rows += [row for row in self.accelerator.gather_for_metrics(batch_rows, use_gather_object=True) if row[1]]
         model.train(was_training)
-        if self.accelerator.num_processes > 1:  # each process scored its shard of the held-out paths
-            from accelerate.utils import gather_object
-
-            points, path_values, path_labels = gather_object(points), gather_object(path_values), gather_object(path_labels)
-        total = sum(n for _, n in points) or 1
+        path_values, path_labels = [values for _, values, _ in rows], [labels for _, _, labels in rows]
+        total = sum(len(values) for values in path_values) or 1
         # First-error threshold from the held-out label paths alone (a path's first error = its first step whose
         # hard label is False, -1 when none): the same ProcessBench rule as eval-prm, no gold solution used.
         first_errors = [next((i for i, ok in enumerate(labels) if not ok), -1) for labels in path_labels]
         threshold, f1 = best_threshold(path_values, first_errors)
         self._unwrap(model).threshold = threshold
-        metrics = {f"{metric_key_prefix}_loss": sum(loss * n for loss, n in points) / total,
+        metrics = {f"{metric_key_prefix}_loss": sum(loss for loss, _, _ in rows) / total,
                    f"{metric_key_prefix}_step_auc": roc_auc([v for row in path_values for v in row],
                                                             [ok for row in path_labels for ok in row]),
                    f"{metric_key_prefix}_threshold": threshold, f"{metric_key_prefix}_first_error_f1": f1}

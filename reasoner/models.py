@@ -168,7 +168,7 @@ def standalone_state_dict(module: torch.nn.Module, state_dict: dict[str, torch.T
     for name, parameter in module.named_parameters(remove_duplicate=False):
         names_by_parameter.setdefault(id(parameter), []).append(name)
     tied_copies = {name for names in names_by_parameter.values() for name in sorted(n for n in names if n in state)[1:]}
-    return {name: tensor.detach().to("cpu").clone().contiguous() for name, tensor in state.items()
+    return {name: tensor.detach().to("cpu", copy=True).contiguous() for name, tensor in state.items()
             if name not in tied_copies}
 
 

@@ -7,7 +7,8 @@ from typing import Any
 
 import torch
 
-__all__ = ["training_arguments", "single_process_environment", "TrainingKnobs", "AveragedMetrics"]
+__all__ = ["training_arguments", "check_deepspeed_config", "single_process_environment", "TrainingKnobs",
+           "AveragedMetrics"]
 
 
 @dataclass
@@ -32,6 +33,7 @@ def training_arguments(args: Any, **overrides: Any):
     from transformers import TrainingArguments
 
     if args.deepspeed:
+        check_deepspeed_config(args.deepspeed)
         single_process_environment()
     values = dict(
         output_dir=args.output, num_train_epochs=args.epochs, max_steps=getattr(args, "max_steps", -1),
@@ -48,20 +50,45 @@ def training_arguments(args: Any, **overrides: Any):
     return TrainingArguments(**values)
 
 
+def check_deepspeed_config(path: str) -> None:
+    """Refuse, before any training, a ZeRO-3 config whose saves would write no weights: without
+    ``stage3_gather_16bit_weights_on_model_save`` ``Trainer.save_model`` hands the model's empty partitions
+    (an empty state dict) to every save, and each checkpoint and the final model come out unloadable."""
+    import json
+
+    try:
+        config = json.loads(open(path).read())
+    except OSError as exc:
+        raise FileNotFoundError(f"{path}: cannot read the DeepSpeed config ({exc.strerror})") from exc
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{path}:{exc.lineno}: not JSON ({exc.msg})") from exc
+    zero = config.get("zero_optimization") or {}
+    if zero.get("stage") == 3 and zero.get("stage3_gather_16bit_weights_on_model_save") is not True:
+        raise ValueError(f"{path}: zero_optimization.stage3_gather_16bit_weights_on_model_save must be true under "
+                         "ZeRO-3, or the saved models hold no weights (see configs/deepspeed/zero3.json)")
+
+
+LAUNCHER_VARIABLES = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "OMPI_COMM_WORLD_SIZE", "PMI_SIZE")
+
+
 def single_process_environment() -> None:
-    """Without a launcher (``torchrun``, ``deepspeed``, ``accelerate launch``), describe a one-process job in the
-    environment, as transformers' DeepSpeed guide does for notebooks; otherwise DeepSpeed falls back to MPI
-    discovery and fails without ``mpi4py``. This is how `reasoner pipeline`, which runs its training stages
-    in its own process, trains with a ``deepspeed`` config on one GPU. A launcher's variables are left alone."""
+    """Without a launcher (``torchrun``, ``deepspeed``, ``accelerate launch``, ``mpirun``, ``srun``), describe a
+    one-process job in the environment, as transformers' DeepSpeed guide does for notebooks; otherwise DeepSpeed
+    falls back to MPI discovery and fails without ``mpi4py``. This is how `reasoner pipeline`, which runs its
+    training stages in its own process, trains with a ``deepspeed`` config on one GPU. A launcher's variables (or
+    a SLURM step of several tasks) are left alone, and so are a ``MASTER_ADDR`` / ``MASTER_PORT`` already set.
+    The variables stay for the life of the process, as the one-process group DeepSpeed starts with them does."""
     import os
     import socket
 
-    if "RANK" in os.environ or "WORLD_SIZE" in os.environ:
+    if any(name in os.environ for name in LAUNCHER_VARIABLES) or int(os.environ.get("SLURM_NTASKS", "1")) > 1:
         return
-    with socket.socket() as probe:  # a free port for the one-process group's rendezvous
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK="0", LOCAL_RANK="0", WORLD_SIZE="1")
+    if "MASTER_PORT" not in os.environ:
+        with socket.socket() as probe:  # a free port for the one-process group's rendezvous
+            probe.bind(("127.0.0.1", 0))
+            os.environ["MASTER_PORT"] = str(probe.getsockname()[1])
+    os.environ.setdefault("MASTER_ADDR", "127.0.0.1")
+    os.environ.update(RANK="0", LOCAL_RANK="0", WORLD_SIZE="1")
 
 
 class AveragedMetrics:

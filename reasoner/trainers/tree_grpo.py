@@ -84,7 +84,7 @@ class TreeGRPOTrainer(AveragedMetrics, Trainer):
             # A zero loss through the same forward pass as a real step: under DeepSpeed ZeRO-1/2 every process
             # reduces gradients in the order its backward pass produces them, so all must have the same graph.
             prompt = encode_prefix(self.tokenizer, self.step_format.render(problems[0].question, []))
-            loss = model(input_ids=torch.tensor([prompt], device=device)).logits.sum() * 0.0
+            loss = (model(input_ids=torch.tensor([prompt], device=device)).logits * 0.0).sum()  # no inf * 0 in fp16
             return (loss, {}) if return_outputs else loss
         groups = self._groups(problems, [leaves[i] for i in keep])
         pad = self.tokenizer.pad_token_id or 0
