@@ -188,13 +188,14 @@ class PRMCollator:
                 "pairs": torch.tensor(pairs, dtype=torch.long).reshape(-1, 2)}
 
 
-def point_loss(logits: torch.Tensor, targets: torch.Tensor, head: str) -> torch.Tensor:
-    """Per-step loss at read positions: MSE(tanh z, t) for the tanh head, BCE(σ(z), y) for sigmoid."""
+def point_loss(logits: torch.Tensor, targets: torch.Tensor, head: str, reduction: str = "mean") -> torch.Tensor:
+    """Per-step loss at read positions: MSE(tanh z, t) for the tanh head, BCE(σ(z), y) for sigmoid; averaged
+    over the steps, or one value per step with ``reduction="none"``."""
     if logits.numel() == 0:
-        return logits.sum()
+        return logits.sum() if reduction == "mean" else logits
     if head == "tanh":
-        return F.mse_loss(torch.tanh(logits), targets)
-    return F.binary_cross_entropy_with_logits(logits, targets)
+        return F.mse_loss(torch.tanh(logits), targets, reduction=reduction)
+    return F.binary_cross_entropy_with_logits(logits, targets, reduction=reduction)
 
 
 def rank_loss(chosen_values: torch.Tensor, rejected_values: torch.Tensor, margin: float) -> torch.Tensor:
@@ -250,16 +251,16 @@ class PRMTrainer(AveragedMetrics, Trainer):
         model = self.model
         was_training = model.training
         model.eval()
-        head, rows = self._head(model), []
+        rows = []
         for inputs in self.get_eval_dataloader(dataset):
             inputs = self._prepare_inputs(inputs)
             _, _, read_logits, _ = self._losses(model, inputs)
+            losses = point_loss(read_logits, inputs["targets"], self._head(model), reduction="none").tolist()
             values, hard = self._activate(model, read_logits).tolist(), inputs["hard"].tolist()
             offset, batch_rows = 0, []
             for row_ends in inputs["ends"]:  # eval examples are label paths, one row each
                 part = slice(offset, offset + len(row_ends))
-                loss = point_loss(read_logits[part], inputs["targets"][part], head).item() * len(row_ends)
-                batch_rows.append((loss, values[part], hard[part]))
+                batch_rows.append((sum(losses[part]), values[part], hard[part]))
                 offset += len(row_ends)
             # Every process scored its shard; gather_for_metrics drops the rows the sampler repeated to even out
             # the last round, so each held-out path counts once.

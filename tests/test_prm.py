@@ -84,6 +84,9 @@ def test_point_and_rank_losses_by_hand():
     # margin 0.1: pairs with gaps 0.5 (no loss) and -0.2 (loss 0.3)
     assert rank_loss(torch.tensor([0.7, 0.1]), torch.tensor([0.2, 0.3]), 0.1).item() == pytest.approx(0.15)
     assert point_loss(torch.tensor([]), torch.tensor([]), "tanh").item() == 0.0
+    per_step = point_loss(logits, torch.tensor([1.0, 0.0]), "tanh", reduction="none")  # held-out scoring's form
+    assert per_step.tolist() == pytest.approx([1.0, 0.25])
+    assert point_loss(torch.tensor([]), torch.tensor([]), "sigmoid", reduction="none").numel() == 0
 
 
 # ------------------------------------------------------------------ the model

@@ -51,7 +51,7 @@ def test_a_zero3_config_that_would_save_no_weights_is_refused_before_training(tm
     with pytest.raises(ValueError, match=r"zero3-no-gather\.json: .*stage3_gather_16bit_weights_on_model_save"):
         check_deepspeed_config(str(path))
     path.write_text('{"zero_optimization": {\n  "stage": 3,,\n}}')
-    with pytest.raises(ValueError, match=r"zero3-no-gather\.json:2: not JSON"):
+    with pytest.raises(ValueError, match=r"zero3-no-gather\.json:2: invalid JSON"):
         check_deepspeed_config(str(path))
     with pytest.raises(FileNotFoundError, match="missing.json"):
         check_deepspeed_config(str(tmp_path / "missing.json"))

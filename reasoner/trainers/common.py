@@ -55,13 +55,16 @@ def check_deepspeed_config(path: str) -> None:
     ``stage3_gather_16bit_weights_on_model_save`` ``Trainer.save_model`` hands the model's empty partitions
     (an empty state dict) to every save, and each checkpoint and the final model come out unloadable."""
     import json
+    from pathlib import Path
+
+    from data.records import RecordError
 
     try:
-        config = json.loads(open(path).read())
+        config = json.loads(Path(path).read_text(encoding="utf-8"))
     except OSError as exc:
         raise FileNotFoundError(f"{path}: cannot read the DeepSpeed config ({exc.strerror})") from exc
     except json.JSONDecodeError as exc:
-        raise ValueError(f"{path}:{exc.lineno}: not JSON ({exc.msg})") from exc
+        raise RecordError(path, exc.lineno, f"invalid JSON: {exc.msg}") from None
     zero = config.get("zero_optimization") or {}
     if zero.get("stage") == 3 and zero.get("stage3_gather_16bit_weights_on_model_save") is not True:
         raise ValueError(f"{path}: zero_optimization.stage3_gather_16bit_weights_on_model_save must be true under "
