@@ -13,7 +13,7 @@ the slice every 100 steps), every checkpoint with slice greedy >= 0.30 is kept, 
 slice scores above 0.50 (or one above 0.58). Then every kept checkpoint is scored greedily on all 500
 synthetic:test problems, and the three with the highest test greedy in [0.40, 0.50] get pass@16 at T = 1.0
 (16 draws). Results go to ``runs/sweep/seed{SEED}{NAME}/sweep.json``; summaries in
-docs/tiny-policy-seed-sweep.json (seeds) and docs/tiny-policy-variants.json (number order, depth).
+docs/tiny-policy-seed-sweep.json (seeds) and docs/tiny-policy-variants.json (the other variants).
 """
 import json
 import re
