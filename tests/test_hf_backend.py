@@ -7,7 +7,7 @@ import torch
 
 from data.synthetic import load_split
 from reasoner.backends.hf import HFStepGenerator
-from reasoner.backends.kv_cache import KVEntry, PrefixKVCache
+from reasoner.backends.kv_cache import KVEntry, PrefixKVCache, cache_argument, output_cache
 from reasoner.models import EMBEDDED_POLICY, load_policy
 from reasoner.steps import get_format
 from reasoner.tiny import TinyBuildArgs, build_tokenizer, tiny_model
@@ -106,3 +106,27 @@ def test_kv_cache_longest_prefix_and_eviction():
         cache.put(entry([100 + start] * 20))
     assert cache.bytes <= cache.max_bytes
     assert cache.longest_prefix([1, 2, 3, 4, 5]) is None  # oldest entries went first
+
+
+def test_cache_keyword_follows_the_installed_transformers(policy):
+    """transformers 5.2x takes and returns the KV cache as ``cache`` (``past_key_values`` is deprecated);
+    older releases (vLLM's pins) only know ``past_key_values``: the generator must speak whichever is there."""
+    model, tokenizer = policy
+
+    class OldModel(torch.nn.Module):
+        def forward(self, input_ids=None, attention_mask=None, past_key_values=None, use_cache=None):
+            return None
+
+    class OldOutput:
+        past_key_values = "old-cache"
+
+    assert cache_argument(OldModel()) == "past_key_values"
+    assert output_cache(OldOutput()) == "old-cache"
+    keyword = cache_argument(model)
+    assert keyword in ("cache", "past_key_values")
+    ids = torch.tensor([tokenizer("Mia has 12 apples.")["input_ids"]])
+    with torch.no_grad():
+        first = model(input_ids=ids[:, :-1], use_cache=True)
+        step = model(input_ids=ids[:, -1:], use_cache=True, **{keyword: output_cache(first)})
+        whole = model(input_ids=ids)
+    torch.testing.assert_close(step.logits[:, -1], whole.logits[:, -1], atol=1e-4, rtol=1e-4)

@@ -25,7 +25,9 @@ from typing import Sequence
 
 import torch
 
-from reasoner.backends.kv_cache import KVEntry, PrefixKVCache, cache_from_layers, layers_of_cache, preallocated_cache
+from reasoner.backends.kv_cache import (
+    KVEntry, PrefixKVCache, cache_argument, cache_from_layers, layers_of_cache, output_cache, preallocated_cache,
+)
 from reasoner.models import encode_prefix
 from reasoner.steps import StepFormat, is_final_step
 from search.protocols import State, StepSample
@@ -70,6 +72,8 @@ class HFStepGenerator:
         seed: int = 0,
     ):
         self.model = model
+        self.cache_argument = cache_argument(model)
+        self.body_cache_argument = cache_argument(model.base_model)
         self.tokenizer = tokenizer
         self.step_format = step_format
         self.reuse_prefix = reuse_prefix
@@ -163,15 +167,15 @@ class HFStepGenerator:
             input_ids=input_ids.to(self.device),
             attention_mask=mask.to(self.device),
             position_ids=positions.to(self.device),
-            past_key_values=past,
             use_cache=True,
+            **{self.body_cache_argument: past},
         )
         self.stats.forward_passes += 1
         self.stats.prefill_tokens += sum(len(ids) for ids in new_ids)
         last = torch.tensor([len(ids) - 1 for ids in new_ids], device=self.device)
         hidden = body.last_hidden_state[torch.arange(rows, device=self.device), last]
         logits = self.model.get_output_embeddings()(hidden).float()
-        layers = layers_of_cache(body.past_key_values)
+        layers = layers_of_cache(output_cache(body))
         out: dict[int, KVEntry] = {}
         for row, ((index, _), length, ids) in enumerate(zip(batch, past_lengths, new_ids)):
             lo, hi = past_width - length, past_width + len(ids)
@@ -254,11 +258,11 @@ class HFStepGenerator:
                 input_ids=next_tokens.unsqueeze(1),
                 attention_mask=mask,
                 position_ids=position.unsqueeze(1),
-                past_key_values=cache,
                 use_cache=True,
+                **{self.cache_argument: cache},
             )
             self.stats.forward_passes += 1
-            cache = out.past_key_values
+            cache = output_cache(out)
             logits = out.logits[:, -1].float()
             position = position + 1
         return [self._sample_record(tokens[r], logprobs[r], hit_eos[r]) for r in range(rows)]

@@ -9,13 +9,15 @@ cache holds more than ``max_bytes``.
 
 from __future__ import annotations
 
+import inspect
 from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Sequence
 
 import torch
 
-__all__ = ["KVEntry", "PrefixKVCache", "cache_from_layers", "layers_of_cache", "preallocated_cache"]
+__all__ = ["KVEntry", "PrefixKVCache", "cache_argument", "cache_from_layers", "layers_of_cache", "output_cache",
+           "preallocated_cache"]
 
 _END = -1  # trie key marking "an entry ends here"
 
@@ -125,6 +127,21 @@ def cache_from_layers(layers: Sequence[tuple[torch.Tensor, torch.Tensor]]):
         return DynamicCache(ddp_cache_data=list(layers))
     except TypeError:  # older transformers
         return DynamicCache.from_legacy_cache(tuple(layers))
+
+
+def cache_argument(model) -> str:
+    """The keyword under which ``model.forward`` takes a KV cache.
+
+    transformers 5.2x renamed ``past_key_values`` to ``cache`` (the old name warns and goes away in 5.40);
+    vLLM's pins keep GPU installs on older releases that only know ``past_key_values``.
+    """
+    return "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
+
+
+def output_cache(output):
+    """The KV cache a forward pass returned, under its new name (``cache``) or its old one."""
+    cache = getattr(output, "cache", None)
+    return cache if cache is not None else output.past_key_values
 
 
 def layers_of_cache(cache) -> list[tuple[torch.Tensor, torch.Tensor]]:
