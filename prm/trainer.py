@@ -216,14 +216,19 @@ class PRMTrainer(AveragedMetrics, Trainer):
         self.last_eval: dict[str, float] = {}
         self.last_eval_step = -1
 
-    def _losses(self, model, inputs) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-        logits = model(inputs["input_ids"], inputs["attention_mask"], inputs["ends"], inputs["prompt_lengths"])
+    @staticmethod
+    def _logits(model, inputs) -> torch.Tensor:
+        """Value logits at every read position of the batch (label reads and pair reads)."""
+        return model(inputs["input_ids"], inputs["attention_mask"], inputs["ends"], inputs["prompt_lengths"])
+
+    def _losses(self, model, inputs) -> tuple[torch.Tensor, torch.Tensor]:
+        logits = self._logits(model, inputs)
         pairs = inputs["pairs"]
         read_logits = logits[inputs["label_reads"]]
         point = point_loss(read_logits, inputs["targets"], self._head(model))
         pair_values = self._activate(model, logits[pairs.flatten()]).reshape(-1, 2)
         rank = rank_loss(pair_values[:, 0], pair_values[:, 1], self.margin)
-        return point, rank, read_logits, pair_values
+        return point, rank
 
     @staticmethod
     def _unwrap(model) -> ValueModel:
@@ -236,7 +241,7 @@ class PRMTrainer(AveragedMetrics, Trainer):
         return self._unwrap(model).activate(logits)
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-        point, rank, _, _ = self._losses(model, inputs)
+        point, rank = self._losses(model, inputs)
         loss = point + self.rank_weight * rank
         self._record(point_loss=point)
         if inputs["pairs"].numel():
@@ -254,7 +259,7 @@ class PRMTrainer(AveragedMetrics, Trainer):
         rows = []
         for inputs in self.get_eval_dataloader(dataset):
             inputs = self._prepare_inputs(inputs)
-            _, _, read_logits, _ = self._losses(model, inputs)
+            read_logits = self._logits(model, inputs)[inputs["label_reads"]]
             losses = point_loss(read_logits, inputs["targets"], self._head(model), reduction="none").tolist()
             values, hard = self._activate(model, read_logits).tolist(), inputs["hard"].tolist()
             offset, batch_rows = 0, []
