@@ -31,7 +31,7 @@ from typing import Any, Sequence
 import torch
 import torch.nn.functional as F
 from torch.utils.data import Dataset
-from transformers import Trainer
+from transformers import Trainer, set_seed
 
 from data.records import RecordError, read_jsonl
 from prm.metrics import best_threshold, roc_auc
@@ -315,6 +315,7 @@ def train_prm(args: PRMArgs, callbacks: Sequence[Any] = ()) -> tuple[ValueModel,
         raise ValueError(f"unknown value head {args.head!r}: use tanh or sigmoid")
     if args.rank_weight and not args.pairs:
         raise ValueError("--rank_weight needs --pairs (svpo or step-apo pairs from `reasoner label`)")
+    set_seed(args.seed)  # before the value head's random init: Trainer seeds only once the model exists
     if args.init:
         model = ValueModel.from_pretrained(args.init, device=args.device)
         if model.head != args.head:

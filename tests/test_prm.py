@@ -220,6 +220,19 @@ def test_train_prm_lowers_the_loss_and_saves_loadable_checkpoints(label_files, t
     assert resumed.state.global_step == 14
 
 
+def test_train_prm_is_reproducible_from_its_seed(label_files, tmp_path):
+    """Same data and seed give the same weights: the value head's random init is seeded too, not only training."""
+    weights = []
+    for run in ("a", "b"):
+        torch.manual_seed(ord(run))  # whatever ran before leaves the global RNG elsewhere
+        args = PRMArgs(data=str(label_files / "mc-labels.jsonl"), output=str(tmp_path / run), max_steps=2,
+                       batch_size=8, warmup_steps=0, save_steps=100, eval_fraction=0.0, seed=3)
+        model, _ = train_prm(args)
+        weights.append({k: v.clone() for k, v in model.state_dict().items()})
+    assert weights[0].keys() == weights[1].keys()
+    assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
+
+
 def test_train_prm_cli_reports_a_bad_label_file(tmp_path, capsys):
     bad = tmp_path / "labels.jsonl"
     bad.write_text('{"prompt": "q", "completions": ["a"], "labels": [true]}\n{"prompt": "q", "compl')

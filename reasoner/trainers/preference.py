@@ -28,7 +28,7 @@ from typing import Any, Sequence
 import torch
 from torch import nn
 from torch.utils.data import Dataset
-from transformers import Trainer
+from transformers import Trainer, set_seed
 
 from data.records import read_jsonl
 from reasoner.losses import dpo_loss, step_apo_loss, svpo_loss
@@ -276,6 +276,7 @@ def train_preference(policy: Any, records: Sequence[Any], args: PreferenceArgs,
         else:
             reference_model = copy.deepcopy(policy.model).eval().requires_grad_(False)
         trainer_class, collator = PreferenceTrainer, PairCollator(pad_id, shared=args.prefix_sharing)
+    set_seed(args.seed)  # before SVPO's value head is initialised: Trainer seeds only once the model exists
     model = PolicyWithValueHead(policy.model) if args.algo == "svpo" else policy.model
     model.train()
     training_args = training_arguments(args)
