@@ -36,9 +36,10 @@ STAGES = ["zero2", "zero3"]
 
 
 def run_on_two_processes(stage: str, *command: str) -> str:
-    """``torchrun --nproc_per_node 2 -m reasoner.cli --quiet COMMAND --deepspeed STAGE``; returns stdout."""
+    """``torchrun --standalone --nproc_per_node 2 -m reasoner.cli --quiet COMMAND --deepspeed STAGE``; returns stdout."""
     torchrun = Path(sys.executable).with_name("torchrun")
-    full = [str(torchrun), "--nproc_per_node", "2", "-m", "reasoner.cli", "--quiet", *command,
+    # --standalone: a fresh rendezvous on a free port, not the fixed 29500 the previous run may still hold
+    full = [str(torchrun), "--standalone", "--nproc_per_node", "2", "-m", "reasoner.cli", "--quiet", *command,
             "--deepspeed", str(REPO / "configs" / "deepspeed" / f"{stage}.json")]
     done = subprocess.run(full, cwd=REPO, env=dict(os.environ, OMP_NUM_THREADS="1"), capture_output=True, text=True,
                           timeout=900)
