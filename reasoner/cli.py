@@ -8,7 +8,6 @@ starts without loading torch.
 from __future__ import annotations
 
 import argparse
-import atexit
 import json
 import logging
 import os
@@ -381,19 +380,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("reasoner: interrupted", file=sys.stderr)
         return 130
-    finally:
-        if "torch.distributed" in sys.modules:  # never import torch just to check
-            atexit.register(_close_process_group)
-
-
-def _close_process_group() -> None:
-    """Destroy the torch.distributed group a command opened, at exit: gloo's threads then stop before the
-    interpreter tears down (left to teardown, a rank can abort with "terminate called without an active
-    exception"). Not after each command: pipeline stages run in one process share the group."""
-    import torch.distributed as dist
-
-    if dist.is_available() and dist.is_initialized():
-        dist.destroy_process_group()
 
 
 if __name__ == "__main__":

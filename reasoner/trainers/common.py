@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import atexit
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -47,7 +48,20 @@ def training_arguments(args: Any, **overrides: Any):
         remove_unused_columns=False, disable_tqdm=False,
     )
     values.update(overrides)
+    # TrainingArguments opens the process group under a launcher; close it at exit, once per process.
+    atexit.unregister(close_process_group)
+    atexit.register(close_process_group)
     return TrainingArguments(**values)
+
+
+def close_process_group() -> None:
+    """Destroy the torch.distributed group training opened, at exit: gloo's threads then stop before the
+    interpreter tears down (left to teardown, a rank can abort with "terminate called without an active
+    exception"). Not after each training run: pipeline stages run in one process share the group."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
 
 
 def check_deepspeed_config(path: str) -> None:
