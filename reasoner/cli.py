@@ -382,5 +382,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
 
 
+def run() -> None:
+    """The ``reasoner`` console script: :func:`main`, then an exit that cannot abort a torchrun worker at
+    interpreter shutdown (:func:`reasoner.trainers.common.exit_process`)."""
+    code = main()
+    if "torch.distributed" in sys.modules:  # else no group can be open, and torch need not be imported
+        from reasoner.trainers.common import exit_process
+
+        exit_process(code)
+    sys.exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    run()

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import atexit
+import os
+import sys
+import threading
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 
 __all__ = ["training_arguments", "check_deepspeed_config", "single_process_environment", "TrainingKnobs",
-           "AveragedMetrics"]
+           "AveragedMetrics", "close_process_group", "exit_process"]
 
 
 @dataclass
@@ -55,13 +58,38 @@ def training_arguments(args: Any, **overrides: Any):
 
 
 def close_process_group() -> None:
-    """Destroy the torch.distributed group training opened, at exit: gloo's threads then stop before the
-    interpreter tears down (left to teardown, a rank can abort with "terminate called without an active
-    exception"). Not after each training run: pipeline stages run in one process share the group."""
+    """Destroy the torch.distributed group training opened, at exit, as PyTorch asks: it waits for the
+    group's pending work and stops its threads. Groups that other objects still reference (DeepSpeed's)
+    keep their threads; :func:`exit_process` covers those. Not after each training run: pipeline stages run
+    in one process share the group."""
     import torch.distributed as dist
 
     if dist.is_available() and dist.is_initialized():
         dist.destroy_process_group()
+
+
+def exit_process(code: int) -> None:
+    """End a command-line process with ``code``. In a process that opened a torch.distributed group (a
+    torchrun worker), after the threads are joined and the atexit handlers have run (logging, report_to
+    writers, :func:`close_process_group`), it skips the interpreter's finalisation with ``os._exit``.
+
+    Why: DeepSpeed keeps its gloo process groups referenced until finalisation, so their worker threads
+    outlive ``destroy_process_group``. A worker that frees a finished collective (an async all-gather) after
+    its caller let go of the tensors holds their last reference and must take the GIL to free them; once
+    finalisation has begun, Python ends that thread with a forced unwind through a C++ destructor and the
+    rank aborts: "terminate called without an active exception" (gdb on the core of an aborted rank:
+    ``AsyncAllgatherWork::~AsyncAllgatherWork`` in ``ProcessGroupGloo::runLoop`` while the main thread is in
+    ``Py_FinalizeEx``). With no group open this is plain ``sys.exit(code)``."""
+    distributed = sys.modules.get("torch.distributed")
+    if distributed is None or not distributed.is_available() or not distributed.is_initialized():
+        sys.exit(code)
+    for thread in threading.enumerate():
+        if thread is not threading.current_thread() and not thread.daemon:
+            thread.join()
+    atexit._run_exitfuncs()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 def check_deepspeed_config(path: str) -> None:
