@@ -12,6 +12,7 @@ import json
 import logging
 import os
 import sys
+import traceback
 from pathlib import Path
 from typing import Sequence
 
@@ -384,8 +385,15 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def run() -> None:
     """The ``reasoner`` console script: :func:`main`, then an exit that cannot abort a torchrun worker at
-    interpreter shutdown (:func:`reasoner.trainers.common.exit_process`)."""
-    code = main()
+    interpreter shutdown (:func:`reasoner.trainers.common.exit_process`), also after an uncaught error
+    (traceback, exit code 1, as Python's own)."""
+    try:
+        code = main()
+    except Exception:
+        if "torch.distributed" not in sys.modules:
+            raise
+        traceback.print_exc()
+        code = 1
     if "torch.distributed" in sys.modules:  # else no group can be open, and torch need not be imported
         from reasoner.trainers.common import exit_process
 

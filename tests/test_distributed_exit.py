@@ -45,6 +45,23 @@ def test_with_a_process_group_it_runs_atexit_joins_threads_flushes_and_keeps_the
     assert done.stdout == "command outputthread done\natexit: group open True\n"
 
 
+def test_an_uncaught_error_with_a_process_group_exits_1_with_its_traceback(tmp_path):
+    script = textwrap.dedent(f"""
+        import torch.distributed as dist
+        import reasoner.cli
+
+        def failing_command():
+            raise RuntimeError("rank failed mid-training")
+
+        dist.init_process_group("gloo", init_method="file://{tmp_path}/store", rank=0, world_size=1)
+        reasoner.cli.main = failing_command
+        reasoner.cli.run()
+    """)
+    done = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1
+    assert "Traceback" in done.stderr and "RuntimeError: rank failed mid-training" in done.stderr
+
+
 @pytest.mark.slow
 def test_two_ranks_freeing_gloo_work_at_exit_never_abort(tmp_path):
     """The race itself, without DeepSpeed: a kept group's async all-gathers, the process ends right after.
