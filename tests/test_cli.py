@@ -68,6 +68,30 @@ def test_unknown_spec_is_a_clean_error(capsys):
     assert "unknown problem spec" in capsys.readouterr().err
 
 
+def test_tree_show_draws_the_asked_tree_and_names_a_missing_one(tmp_path, capsys):
+    from scripted import ScriptedGenerator
+    from search.runner import SearchConfig, run_search
+
+    run = tmp_path / "run"
+    config = SearchConfig(problems="synthetic:test", limit=2, output=str(run), simulations=2, children=2, quiet=True)
+    run_search(config, make_generator=lambda c: ScriptedGenerator(seed=1))
+    problem = json.loads((run / "trees.jsonl").read_text().splitlines()[1])["problem_id"]
+    assert main(["tree", "show", str(run), "--problem", problem, "--out", str(tmp_path / "t.html")]) == 0
+    assert f"problem {problem})" in capsys.readouterr().out and (tmp_path / "t.html").stat().st_size > 0
+    assert main(["tree", "show", str(run), "--problem", "nope"]) == 2
+    assert "no tree for problem 'nope'" in capsys.readouterr().err
+
+
+def test_bench_generation_replays_one_workload_in_all_three_modes(capsys):
+    assert main(["--quiet", "bench", "generation", "--problems", "2", "--levels", "2", "--children", "2"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["workload"]["prefixes_per_level"][0] == 2
+    modes = [report[m] for m in ("naive", "reuse_batched", "reuse_one_prefix")]
+    assert all(m["generated_tokens"] > 0 for m in modes)
+    assert modes[0]["prefill_tokens"] > modes[1]["prefill_tokens"] == modes[2]["prefill_tokens"]  # naive re-encodes
+    assert report["prefix_reuse_speedup"] > 0 and report["batching_speedup"] > 0
+
+
 def test_train_sft_saves_a_loadable_policy(tmp_path):
     from reasoner.models import load_policy
 

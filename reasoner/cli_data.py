@@ -1,0 +1,87 @@
+"""`reasoner data`, `reasoner check`, `reasoner bench` and `reasoner tree`: the CLI commands that look at problem
+sets, predictions, benchmarks and search trees (the parser is `reasoner.cli.build_parser`). Each imports what it
+needs when it runs, so ``reasoner data show`` starts without loading torch."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+
+__all__ = ["cmd_bench", "cmd_check", "cmd_data_export", "cmd_data_show", "cmd_tree_show"]
+
+
+def cmd_data_show(args: argparse.Namespace) -> int:
+    from data.problems import load_problems
+
+    problems = load_problems(args.spec, limit=args.limit)
+    for problem in problems:
+        print(f"── {problem.id}  (gold: {problem.answer})")
+        print(problem.question)
+        if args.solutions and problem.solution:
+            print("·· solution:\n" + problem.solution)
+        print()
+    print(f"{len(problems)} problem(s) from {args.spec}")
+    return 0
+
+
+def cmd_data_export(args: argparse.Namespace) -> int:
+    from data.problems import load_problems
+    from data.records import write_jsonl
+
+    problems = load_problems(args.spec, limit=args.limit)
+    count = write_jsonl(args.out, (p.to_dict() for p in problems))
+    print(f"wrote {count} problems to {args.out}")
+    return 0
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    from eval.check import check_predictions
+
+    summary = check_predictions(args.predictions, problems_spec=args.problems, output=args.output,
+                                timeout=args.timeout)
+    print(json.dumps(summary, indent=2))
+    return 0
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    if args.what == "answers":
+        from eval.bench_answers import run_bench
+
+        data_dir = args.data_dir or os.environ.get("REASONER_DATA_DIR")
+        if not data_dir:
+            raise FileNotFoundError("bench answers needs the GSM8K/MATH-500 files: pass --data-dir or set REASONER_DATA_DIR")
+        result = run_bench(data_dir)
+    elif args.what == "generation":
+        from eval.bench_generation import run_bench
+
+        result = run_bench(policy=args.policy, problems=args.problems or 32, levels=args.levels,
+                           children=args.children, seed=args.seed)
+    elif args.what == "search":
+        from eval.bench_search import run_bench
+
+        result = run_bench(policy=args.policy, problems=args.problems or 64, seed=args.seed,
+                           sequential_problems=args.sequential_problems, simulations=args.simulations)
+    elif args.what == "train":
+        from eval.bench_train import run_bench
+
+        result = run_bench(policy=args.policy, pairs_file=args.pairs, prompts=args.problems or 128,
+                           steps=args.steps, seed=args.seed)
+    else:  # pragma: no cover - argparse restricts choices
+        raise ValueError(args.what)
+    print(json.dumps(result, indent=2))
+    return 0
+
+
+def cmd_tree_show(args: argparse.Namespace) -> int:
+    from search.render import render_tree
+    from search.runner import run_files
+    from search.tree import read_trees
+
+    for path in run_files(args.run_dir):
+        for tree in read_trees(path):
+            if args.problem is None or tree.problem_id == args.problem:
+                written = render_tree(tree, args.out)
+                print(f"wrote {written} ({len(tree.nodes)} nodes, problem {tree.problem_id})")
+                return 0
+    raise ValueError(f"{args.run_dir}: no tree for problem {args.problem!r}")
