@@ -1,10 +1,11 @@
 """Training-data variants of the synthetic task, tried as build recipes for the embedded policy (issue 4).
 
 `arithmetic_drill` adds story-free arithmetic practice problems; `commute_operands` rewrites gold solutions
-with sums and products in either operand order. Both keep every line correct under
-`data.synthetic.step_is_correct`; neither touches the fixed train / test splits themselves. Measured
-(README, "The embedded tiny policy"): neither moved pass@16 at a given greedy accuracy, so the shipped build
-uses neither (``reasoner build-tiny-policy --drill_problems / --commute_prob``, both off by default).
+with sums and products in either operand order; `oversample_long` repeats the problems with many computation
+lines. All keep every line correct under `data.synthetic.step_is_correct`; none touches the fixed train / test
+splits themselves. Measured (README, "The embedded tiny policy"): none moved pass@16 at a given greedy accuracy
+enough, so the shipped build uses none (``reasoner build-tiny-policy --drill_problems / --commute_prob /
+--long_copies``, all off by default).
 Stdlib only: never torch.
 """
 
@@ -16,7 +17,7 @@ import random
 from data.problems import Problem
 from data.synthetic import SOURCE, SyntheticConfig, _arg_options, _render, parse_step
 
-__all__ = ["DRILL_QUESTION", "arithmetic_drill", "commute_operands"]
+__all__ = ["DRILL_QUESTION", "arithmetic_drill", "commute_operands", "computation_lines", "oversample_long"]
 
 DRILL_QUESTION = "Practice: work out each line."
 
@@ -75,3 +76,27 @@ def commute_operands(problems: list[Problem], prob: float, *, seed: int = 0) -> 
                 lines[index] = f"{step.y} {step.op} {step.x} = {step.z}"
         rewritten.append(dataclasses.replace(problem, solution="\n".join(lines)))
     return rewritten
+
+
+def computation_lines(problem: Problem) -> int:
+    """How many arithmetic / percent lines the gold solution of ``problem`` has (its number of operations)."""
+    return sum(1 for line in (problem.solution or "").split("\n")
+               if (step := parse_step(line)) is not None and step.kind in ("arith", "pct"))
+
+
+def oversample_long(problems: list[Problem], min_lines: int, copies: int) -> list[Problem]:
+    """``problems`` with every one of at least ``min_lines`` computation lines repeated ``copies`` times in all
+    (the copies get ids ``{id}-copy{j}``; order otherwise kept, the trainer shuffles).
+
+    An experiment for issue 4 (``reasoner build-tiny-policy --long_copies``): the weak policy's pass@16 falls
+    with the number of operations (2: 89 %, 5: 69 %), and pass@16 is concave in a problem's success rate, so
+    moving training mass toward long problems at the same greedy accuracy could raise it.
+    """
+    if copies < 1:
+        raise ValueError(f"oversample_long: copies (build-tiny-policy --long_copies) must be >= 1, got {copies}")
+    mixed: list[Problem] = []
+    for problem in problems:
+        mixed.append(problem)
+        if computation_lines(problem) >= min_lines:
+            mixed.extend(dataclasses.replace(problem, id=f"{problem.id}-copy{j}") for j in range(1, copies))
+    return mixed

@@ -66,6 +66,10 @@ class TinyBuildArgs:
         "help": "arithmetic drill problems (data.training_mixes.arithmetic_drill) mixed into synthetic:train (0 = none)"})
     commute_prob: float = field(default=0.0, metadata={
         "help": "write each training sum / product with swapped operands with this probability (0 = gold order)"})
+    long_copies: int = field(default=1, metadata={
+        "help": "repeat each training problem with at least --long_min_lines computation lines this many times "
+                "in all (1 = the split as is)"})
+    long_min_lines: int = field(default=4, metadata={"help": "what --long_copies counts as a long problem"})
     label_smoothing: float = field(default=0.0, metadata={
         "help": "label smoothing eps of the SFT loss (0 = plain cross-entropy, the shipped build)"})
 
@@ -177,7 +181,7 @@ def tiny_policy_setup(args: TinyBuildArgs) -> tuple[Any, Any, Any, list[Problem]
     problems with the recipe's mixes applied). Shared with ``docs/tiny-policy-sweep.py`` so that it
     trains exactly as the build does."""
     from data.synthetic import load_split
-    from data.training_mixes import arithmetic_drill, commute_operands
+    from data.training_mixes import arithmetic_drill, commute_operands, oversample_long
     from reasoner.trainers.sft import solution_steps
 
     step_format = get_format("tiny")
@@ -189,6 +193,8 @@ def tiny_policy_setup(args: TinyBuildArgs) -> tuple[Any, Any, Any, list[Problem]
         train = train + arithmetic_drill(train, args.drill_problems, seed=args.seed)
     if args.commute_prob:
         train = commute_operands(train, args.commute_prob, seed=args.seed)
+    if args.long_copies != 1:  # 0 or less is refused there
+        train = oversample_long(train, args.long_min_lines, args.long_copies)
     return step_format, tokenizer, model, train
 
 

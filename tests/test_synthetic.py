@@ -23,7 +23,13 @@ from data.synthetic import (
     split_of,
     step_is_correct,
 )
-from data.training_mixes import DRILL_QUESTION, arithmetic_drill, commute_operands
+from data.training_mixes import (
+    DRILL_QUESTION,
+    arithmetic_drill,
+    commute_operands,
+    computation_lines,
+    oversample_long,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -295,6 +301,23 @@ def test_commute_operands_swaps_only_sums_and_products_and_keeps_solutions_corre
             changed += old != new
     assert 0.4 < changed / total < 0.6
     assert commute_operands(train, 0.0) == train and commute_operands(train, 0.5, seed=0) == swapped
+
+
+def test_oversample_long_repeats_only_problems_with_enough_computation_lines():
+    train = load_split("train", limit=300)
+    counts = [computation_lines(p) for p in train]
+    assert counts[0] == len([line for line in train[0].solution.split("\n") if ARITH.match(line) or PCT.match(line)])
+    mixed = oversample_long(train, 4, 3)
+    long = sum(c >= 4 for c in counts)
+    assert 0 < long < len(train) and len(mixed) == len(train) + 2 * long
+    assert len({p.id for p in mixed}) == len(mixed)
+    assert [p for p in mixed if "-copy" not in p.id] == train
+    for problem in mixed:
+        original = problem.id.split("-copy")[0]
+        assert (problem.question, problem.solution) == next((p.question, p.solution) for p in train if p.id == original)
+    assert oversample_long(train, 4, 1) == train
+    with pytest.raises(ValueError, match="copies"):
+        oversample_long(train, 4, 0)
 
 
 def test_corrupt_synthetic_problem_and_percent_step():
