@@ -3,8 +3,8 @@
 `arithmetic_drill` adds story-free arithmetic practice problems; `commute_operands` rewrites gold solutions
 with sums and products in either operand order; `oversample_long` repeats the problems with many computation
 lines. All keep every line correct under `data.synthetic.step_is_correct`; none touches the fixed train / test
-splits themselves. Measured (README, "The embedded tiny policy"): none moved pass@16 at a given greedy accuracy
-enough, so the shipped build uses none (``reasoner build-tiny-policy --drill_problems / --commute_prob /
+splits themselves. Measured (README, "The embedded tiny policy"): none raised pass@16 at a given greedy accuracy, so
+the shipped build uses none (``reasoner build-tiny-policy --drill_problems / --commute_prob /
 --long_copies``, all off by default).
 Stdlib only: never torch.
 """
@@ -90,7 +90,9 @@ def oversample_long(problems: list[Problem], min_lines: int, copies: int) -> lis
 
     An experiment for issue 4 (``reasoner build-tiny-policy --long_copies``): the weak policy's pass@16 falls
     with the number of operations (2: 89 %, 5: 69 %), and pass@16 is concave in a problem's success rate, so
-    moving training mass toward long problems at the same greedy accuracy could raise it.
+    moving training mass toward long problems at the same greedy accuracy could raise it. Measured with
+    ``copies=2``: the per-length curve flattened (2 operations 90 → 81 %, 4 operations 75 → 80 %) and the
+    total stayed put (76.6 % at greedy 49.4 %, the shipped policy 78.0 % at 44.4 %).
     """
     if copies < 1:
         raise ValueError(f"oversample_long: copies (build-tiny-policy --long_copies) must be >= 1, got {copies}")
