@@ -38,7 +38,7 @@ class SearchConfig:
     output: str = field(default="runs/search", metadata={"help": "run directory"})
     limit: int | None = field(default=None, metadata={"help": "first N problems of the spec"})
     algo: str = field(default="mcts", metadata={"help": "mcts or tree-grpo"})
-    shard: str = field(default="0/1", metadata={"help": "i/N: this process takes problems with index % N == i"})
+    shard: str = field(default="0/1", metadata={"help": "i/N: this process takes the problems whose index mod N is i"})
     policy: str | None = field(default=None, metadata={"help": "policy dir or hub name (default: embedded)"})
     backend: str = "hf"
     device: str | None = None

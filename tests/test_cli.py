@@ -4,6 +4,8 @@ import json
 import subprocess
 import sys
 
+import pytest
+
 from conftest import needs_shared_data
 from reasoner.cli import main
 
@@ -90,6 +92,32 @@ def test_bench_generation_replays_one_workload_in_all_three_modes(capsys):
     assert all(m["generated_tokens"] > 0 for m in modes)
     assert modes[0]["prefill_tokens"] > modes[1]["prefill_tokens"] == modes[2]["prefill_tokens"]  # naive re-encodes
     assert report["prefix_reuse_speedup"] > 0 and report["batching_speedup"] > 0
+
+
+def _help_commands():
+    import argparse
+
+    from reasoner.cli import build_parser
+
+    def walk(parser, prefix):
+        subs = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+        for name, child in (subs[0].choices.items() if subs else []):
+            yield from walk(child, [*prefix, name])
+            yield [*prefix, name]
+        for action in parser._actions:
+            if action.dest == "algo":
+                yield from ([*prefix, algo] for algo in action.choices)
+
+    return [c for c in walk(build_parser(), []) if c != ["train"]]
+
+
+@pytest.mark.parametrize("command", _help_commands(), ids=" ".join)
+def test_every_command_has_working_help(command, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main([*command, "--help"])
+    assert exit_.value.code == 0
+    out = capsys.readouterr().out
+    assert "usage:" in out and "error" not in out.split("\n", 1)[0]
 
 
 def test_train_sft_saves_a_loadable_policy(tmp_path):
