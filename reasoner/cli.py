@@ -179,9 +179,9 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--problems", type=int, default=None, help="problems (generation: 32, search: 64, train: 128 prompts)")
     bench.add_argument("--sequential-problems", type=int, default=16,
                        help="search: problems timed one after another (the rate is per problem)")
-    bench.add_argument("--simulations", type=int, default=16)
-    bench.add_argument("--levels", type=int, default=3)
-    bench.add_argument("--children", type=int, default=4)
+    bench.add_argument("--simulations", type=int, default=16, help="search: MCTS simulations per problem")
+    bench.add_argument("--levels", type=int, default=3, help="generation: levels of the tree workload")
+    bench.add_argument("--children", type=int, default=4, help="generation, search: children per expansion")
     bench.add_argument("--seed", type=int, default=0)
     _add_data_dir(bench)
     bench.set_defaults(func=cmd_bench)

@@ -61,7 +61,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
         from eval.bench_search import run_bench
 
         result = run_bench(policy=args.policy, problems=args.problems or 64, seed=args.seed,
-                           sequential_problems=args.sequential_problems, simulations=args.simulations)
+                           sequential_problems=args.sequential_problems, simulations=args.simulations,
+                           children=args.children)
     elif args.what == "train":
         from eval.bench_train import run_bench
 
@@ -78,7 +79,10 @@ def cmd_tree_show(args: argparse.Namespace) -> int:
     from search.runner import run_files
     from search.tree import read_trees
 
-    for path in run_files(args.run_dir):
+    files = run_files(args.run_dir)
+    if not files:
+        raise FileNotFoundError(f"{args.run_dir}: no trees*.jsonl in this run directory")
+    for path in files:
         for tree in read_trees(path):
             if args.problem is None or tree.problem_id == args.problem:
                 written = render_tree(tree, args.out)

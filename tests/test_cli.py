@@ -82,6 +82,8 @@ def test_tree_show_draws_the_asked_tree_and_names_a_missing_one(tmp_path, capsys
     assert f"problem {problem})" in capsys.readouterr().out and (tmp_path / "t.html").stat().st_size > 0
     assert main(["tree", "show", str(run), "--problem", "nope"]) == 2
     assert "no tree for problem 'nope'" in capsys.readouterr().err
+    assert main(["tree", "show", str(tmp_path / "nodir")]) == 2
+    assert f"{tmp_path / 'nodir'}: no trees*.jsonl in this run directory" in capsys.readouterr().err
 
 
 def test_bench_generation_replays_one_workload_in_all_three_modes(capsys):
@@ -118,6 +120,14 @@ def test_every_command_has_working_help(command, capsys):
     assert exit_.value.code == 0
     out = capsys.readouterr().out
     assert "usage:" in out and "error" not in out.split("\n", 1)[0]
+
+
+def test_bench_search_uses_the_asked_tree_shape(capsys):
+    argv = ["--quiet", "bench", "search", "--problems", "2", "--sequential-problems", "1", "--simulations", "2"]
+    assert main([*argv, "--children", "2"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert (report["problems"], report["simulations"], report["children"]) == (2, 2, 2)
+    assert report["lockstep"]["nodes"] > 2 and report["sequential"]["problems_timed"] == 1
 
 
 def test_train_sft_saves_a_loadable_policy(tmp_path):
