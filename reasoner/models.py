@@ -94,8 +94,13 @@ def load_policy(
     target_device = resolve_device(device)
     torch_dtype = resolve_dtype(dtype, target_device)
     extra: dict[str, Any] = {"gguf_file": gguf_file} if gguf_file else {}
-    tokenizer = AutoTokenizer.from_pretrained(where, **extra)
-    model = AutoModelForCausalLM.from_pretrained(where, dtype=torch_dtype, **extra)
+    _check_local_path(where, gguf_file)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(where, **extra)
+        model = AutoModelForCausalLM.from_pretrained(where, dtype=torch_dtype, **extra)
+    except OSError as exc:  # transformers' "not a local folder and not a valid model on the hub" and kin
+        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise FileNotFoundError(f"{where}: cannot load a policy from it: {first_line}") from exc
     if gguf_file:
         _drop_dequantized_gguf_quantizer(model)
     model.to(target_device).eval()
@@ -104,6 +109,23 @@ def load_policy(
     fmt = _step_format_for(Path(where), tokenizer, step_format)
     name = str(name_or_path or "embedded") if embedded else where
     return Policy(model=model, tokenizer=tokenizer, step_format=fmt, name=name)
+
+
+def _check_local_path(where: str, gguf_file: str | None) -> None:
+    """A name written as a local path (absolute, ``./``, ``../``, ``~``) must exist, and an existing folder must
+    hold a model: else transformers tries the name as a hub id, or fails on the tokenizer, with a message that
+    never says what is missing."""
+    path = Path(where).expanduser()
+    written_as_path = path.is_absolute() or where.startswith(("./", "../", "~", ".\\", "..\\"))
+    if written_as_path and not path.exists():
+        raise FileNotFoundError(f"{where}: no such model directory (give a local model directory, 'embedded', "
+                                f"'embedded-verifier' or a hub name such as HuggingFaceTB/SmolLM2-135M-Instruct)")
+    if path.is_dir() and not gguf_file and not (path / "config.json").exists():
+        raise FileNotFoundError(f"{where}: not a model directory (no config.json); a policy directory is what "
+                                "`reasoner train ...` or `save_pretrained` writes")
+    if path.is_file() and not gguf_file:
+        raise FileNotFoundError(f"{where}: a file, not a model directory (a GGUF file loads through "
+                                "load_policy(its folder, gguf_file=its name); see docs/bring-your-own-model.md)")
 
 
 def encode_prefix(tokenizer: Any, text: str) -> list[int]:

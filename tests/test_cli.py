@@ -130,6 +130,16 @@ def test_bench_search_uses_the_asked_tree_shape(capsys):
     assert report["lockstep"]["nodes"] > 2 and report["sequential"]["problems_timed"] == 1
 
 
+def test_a_policy_that_is_not_there_is_a_clean_error(tmp_path, capsys):
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "weights.safetensors").write_bytes(b"")
+    cases = {tmp_path / "nodir": "no such model directory", tmp_path / "empty": "not a model directory (no config.json)",
+             tmp_path / "weights.safetensors": "a file, not a model directory"}
+    for policy, message in cases.items():
+        assert main(["solve", "--policy", str(policy), "What is 1 + 1?"]) == 2
+        assert f"reasoner: error: {policy}: {message}" in capsys.readouterr().err
+
+
 def test_train_sft_saves_a_loadable_policy(tmp_path):
     from reasoner.models import load_policy
 
