@@ -187,7 +187,8 @@ def _render_png(tree: Tree, out: Path) -> None:
                Line2D([], [], **{**dot, "ms": 5}, label="size = visits")]
     fig.legend(handles=handles, loc="lower left", bbox_to_anchor=(0.9 / width, 0.02 / height), ncol=5, fontsize=8,
                frameon=False)
-    question = textwrap.shorten(" ".join(tree.question.split()), width=int(width * 14), placeholder=" …")
+    # ~6 pt a character at 10 pt: about 11 characters an inch, less a margin.
+    question = textwrap.shorten(" ".join(tree.question.split()), width=int(width * 10.5), placeholder=" …")
     fig.suptitle(_mpl(f"{_headline(tree)}\n{question}\n{_greedy_verdict(greedy_path)}"), fontsize=10,
                  y=1 - 0.08 / height, va="top")
     fig.savefig(out, dpi=100)
