@@ -2,7 +2,7 @@
 
 `arithmetic_drill` adds story-free arithmetic practice problems; `commute_operands` rewrites gold solutions
 with sums and products in either operand order; `oversample_long` repeats the problems with many computation
-lines. All keep every line correct under `data.synthetic.step_is_correct`; none touches the fixed train / test
+lines; `extra_train_problems` draws more problems from the train side of the split. All keep every line correct under `data.synthetic.step_is_correct`; none touches the fixed train / test
 splits themselves. Measured (README, "The embedded tiny policy"): none raised pass@16 at a given greedy accuracy, so
 the shipped build uses none (``reasoner build-tiny-policy --drill_problems / --commute_prob /
 --long_copies``, all off by default).
@@ -15,9 +15,10 @@ import dataclasses
 import random
 
 from data.problems import Problem
-from data.synthetic import SOURCE, SyntheticConfig, _arg_options, _render, parse_step
+from data.synthetic import SOURCE, SyntheticConfig, _arg_options, _render, generate_problem, load_split, parse_step, split_of
 
-__all__ = ["DRILL_QUESTION", "arithmetic_drill", "commute_operands", "computation_lines", "oversample_long"]
+__all__ = ["DRILL_QUESTION", "arithmetic_drill", "commute_operands", "computation_lines", "extra_train_problems",
+           "oversample_long"]
 
 DRILL_QUESTION = "Practice: work out each line."
 
@@ -102,3 +103,32 @@ def oversample_long(problems: list[Problem], min_lines: int, copies: int) -> lis
         if computation_lines(problem) >= min_lines:
             mixed.extend(dataclasses.replace(problem, id=f"{problem.id}-copy{j}") for j in range(1, copies))
     return mixed
+
+
+def extra_train_problems(count: int, *, seed: int = 0, config: SyntheticConfig | None = None) -> list[Problem]:
+    """``count`` more train-side synthetic problems: drawn like ``synthetic:train`` but from their own seeded
+    stream, each distinct and none in ``synthetic:train`` or on the test side of the split (``split_of``), so
+    ``synthetic:test`` stays unseen. Ids ``synthetic-extra-{i}``.
+
+    An experiment for issue 4 (``reasoner build-tiny-policy --extra_train``): 99 of the 500 test problems hold
+    a computation line (an arithmetic fact such as ``27 * 4 = 108``) that appears nowhere in the 20,000
+    training problems; with 100,000 more, 26 do. A policy that has met more facts may be less confidently wrong
+    at its weak point. Measured with 100,000: it learned more slowly per step and landed on the same frontier
+    (77.8 % at greedy 45.8 %; the shipped policy 78.0 % at 44.4 %).
+    """
+    config = config or SyntheticConfig()
+    seen = {problem.question for problem in load_split("train", config=config)}
+    rng = random.Random(f"extra-train-{seed}")
+    width = len(str(max(count - 1, 0)))
+    extra: list[Problem] = []
+    for _ in range(50 * count):
+        if len(extra) == count:
+            break
+        problem = generate_problem(rng, config)
+        if problem.question in seen or split_of(problem.question) != "train":
+            continue
+        seen.add(problem.question)
+        extra.append(problem.to_problem(f"{SOURCE}-extra-{len(extra):0{width}d}", SOURCE))
+    else:
+        raise ValueError(f"could not draw {count} distinct extra train problems under {config}")
+    return extra

@@ -66,6 +66,9 @@ class TinyBuildArgs:
         "help": "arithmetic drill problems (data.training_mixes.arithmetic_drill) mixed into synthetic:train (0 = none)"})
     commute_prob: float = field(default=0.0, metadata={
         "help": "write each training sum / product with swapped operands with this probability (0 = gold order)"})
+    extra_train: int = field(default=0, metadata={
+        "help": "this many more train-side synthetic problems (data.training_mixes.extra_train_problems) added to "
+                "synthetic:train (0 = the 20,000 of the split)"})
     long_copies: int = field(default=1, metadata={
         "help": "repeat each training problem with at least --long_min_lines computation lines this many times "
                 "in all (1 = the split as is)"})
@@ -181,7 +184,7 @@ def tiny_policy_setup(args: TinyBuildArgs) -> tuple[Any, Any, Any, list[Problem]
     problems with the recipe's mixes applied). Shared with ``docs/tiny-policy-sweep.py`` so that it
     trains exactly as the build does."""
     from data.synthetic import load_split
-    from data.training_mixes import arithmetic_drill, commute_operands, oversample_long
+    from data.training_mixes import arithmetic_drill, commute_operands, extra_train_problems, oversample_long
     from reasoner.trainers.sft import solution_steps
 
     step_format = get_format("tiny")
@@ -189,6 +192,8 @@ def tiny_policy_setup(args: TinyBuildArgs) -> tuple[Any, Any, Any, list[Problem]
     corpus = (step_format.render(p.question, solution_steps(p, step_format)) for p in train)
     tokenizer = build_tokenizer(corpus, args.vocab_size)
     model = tiny_model(tokenizer, args)
+    if args.extra_train:
+        train = train + extra_train_problems(args.extra_train, seed=args.seed)
     if args.drill_problems:  # drawn from the gold order, so fact inputs are the word problems' running values
         train = train + arithmetic_drill(train, args.drill_problems, seed=args.seed)
     if args.commute_prob:

@@ -28,6 +28,7 @@ from data.training_mixes import (
     arithmetic_drill,
     commute_operands,
     computation_lines,
+    extra_train_problems,
     oversample_long,
 )
 
@@ -318,6 +319,18 @@ def test_oversample_long_repeats_only_problems_with_enough_computation_lines():
     assert oversample_long(train, 4, 1) == train
     with pytest.raises(ValueError, match="copies"):
         oversample_long(train, 4, 0)
+
+
+def test_extra_train_problems_are_new_correct_and_never_on_the_test_side():
+    extra = extra_train_problems(60, seed=0)
+    train = {p.question for p in load_split("train")}
+    assert len(extra) == len({p.question for p in extra}) == 60
+    assert not train & {p.question for p in extra}
+    for problem in extra:
+        assert split_of(problem.question) == "train" and problem.id.startswith("synthetic-extra-")
+        lines = problem.solution.split("\n")
+        assert all(step_is_correct(line) for line in lines) and lines[-1] == f"The answer is {problem.answer}"
+    assert extra_train_problems(60, seed=0) == extra and extra_train_problems(60, seed=1) != extra
 
 
 def test_corrupt_synthetic_problem_and_percent_step():
