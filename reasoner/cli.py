@@ -102,10 +102,7 @@ def cmd_label(args: argparse.Namespace) -> int:
     from search.runner import run_files
     from search.tree import read_trees
 
-    files = run_files(args.run_dir)
-    if not files:
-        raise FileNotFoundError(f"{args.run_dir}: no trees*.jsonl in this run directory")
-    trees = (tree for path in files for tree in read_trees(path))
+    trees = (tree for path in run_files(args.run_dir) for tree in read_trees(path))
     scorer = None
     if args.value_model:
         if args.kind != "step-rewards":

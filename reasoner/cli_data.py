@@ -79,10 +79,7 @@ def cmd_tree_show(args: argparse.Namespace) -> int:
     from search.runner import run_files
     from search.tree import read_trees
 
-    files = run_files(args.run_dir)
-    if not files:
-        raise FileNotFoundError(f"{args.run_dir}: no trees*.jsonl in this run directory")
-    for path in files:
+    for path in run_files(args.run_dir):
         for tree in read_trees(path):
             if args.problem is None or tree.problem_id == args.problem:
                 written = render_tree(tree, args.out)

@@ -94,8 +94,11 @@ def trees_path(output: str | Path, shard: str) -> Path:
 
 
 def run_files(output: str | Path) -> list[Path]:
-    """Every trees file of a run directory (all shards)."""
-    return sorted(Path(output).glob("trees*.jsonl"))
+    """Every trees file of a run directory (all shards); FileNotFoundError, naming the folder, if it has none."""
+    files = sorted(Path(output).glob("trees*.jsonl"))
+    if not files:
+        raise FileNotFoundError(f"{output}: no trees*.jsonl in this run directory")
+    return files
 
 
 def run_search(config: SearchConfig, make_generator: Callable[[SearchConfig], object],
@@ -146,10 +149,7 @@ def _search_batch(batch: list[Problem], generator, scorer, config: SearchConfig,
 
 def summarize_run(output: str | Path) -> dict:
     """Summary over every tree file of a run: problems, nodes, tokens, pass@tree, greedy-path accuracy, ..."""
-    files = run_files(output)
-    if not files:
-        raise FileNotFoundError(f"{output}: no trees*.jsonl in this run directory")
-    trees: Iterable[Tree] = (tree for path in files for tree in read_trees(path))
+    trees: Iterable[Tree] = (tree for path in run_files(output) for tree in read_trees(path))
     summary = tree_summary(trees)
     summary["run"] = str(output)
     return summary
