@@ -37,7 +37,8 @@ from data.problems import Problem
 
 __all__ = [
     "OPS", "PERCENTS", "TRAIN_SIZE", "TEST_SIZE", "TRAIN_SEED", "TEST_SEED", "SyntheticConfig",
-    "SyntheticProblem", "ParsedStep", "CorruptedSolution", "generate_problem", "split_of", "load_split",
+    "SyntheticProblem", "ParsedStep", "CorruptedSolution", "generate_problem", "split_of", "draw_problems",
+    "load_split",
     "parse_step", "step_is_correct", "corrupt_solution", "corrupted_split",
 ]
 
@@ -256,13 +257,15 @@ def split_of(question: str) -> str:
     return "test" if int(hashlib.sha1(question.encode("utf-8")).hexdigest(), 16) % 10 == 0 else "train"
 
 
-@functools.lru_cache(maxsize=8)
-def _generate_split(split: str, config: SyntheticConfig) -> tuple[Problem, ...]:
-    size, seed = (TRAIN_SIZE, TRAIN_SEED) if split == "train" else (TEST_SIZE, TEST_SEED)
-    rng = random.Random(seed)
-    seen: set[str] = set()
+def draw_problems(split: str, size: int, rng: random.Random, config: SyntheticConfig, *,
+                  exclude: set[str] | None = None, id_prefix: str | None = None) -> list[Problem]:
+    """``size`` distinct problems of ``split``'s side of the hash split, drawn from ``rng``, none of whose
+    questions is in ``exclude``; ids ``{id_prefix}-{i}`` (default ``synthetic-{split}``). How both fixed
+    splits are made, and what `data.training_mixes.extra_train_problems` draws more train problems with."""
+    seen = set(exclude or ())
+    prefix = id_prefix or f"{SOURCE}-{split}"
     problems: list[Problem] = []
-    width = len(str(size - 1))
+    width = len(str(max(size - 1, 0)))
     for _ in range(50 * size):
         if len(problems) == size:
             break
@@ -270,10 +273,16 @@ def _generate_split(split: str, config: SyntheticConfig) -> tuple[Problem, ...]:
         if problem.question in seen or split_of(problem.question) != split:
             continue
         seen.add(problem.question)
-        problems.append(problem.to_problem(f"{SOURCE}-{split}-{len(problems):0{width}d}", SOURCE))
+        problems.append(problem.to_problem(f"{prefix}-{len(problems):0{width}d}", SOURCE))
     else:
         raise ValueError(f"could not draw {size} distinct {split} problems under {config}")
-    return tuple(problems)
+    return problems
+
+
+@functools.lru_cache(maxsize=8)
+def _generate_split(split: str, config: SyntheticConfig) -> tuple[Problem, ...]:
+    size, seed = (TRAIN_SIZE, TRAIN_SEED) if split == "train" else (TEST_SIZE, TEST_SEED)
+    return tuple(draw_problems(split, size, random.Random(seed), config))
 
 
 def load_split(split: str, limit: int | None = None, config: SyntheticConfig | None = None) -> list[Problem]:

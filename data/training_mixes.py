@@ -15,7 +15,7 @@ import dataclasses
 import random
 
 from data.problems import Problem
-from data.synthetic import SOURCE, SyntheticConfig, _arg_options, _render, generate_problem, load_split, parse_step, split_of
+from data.synthetic import SOURCE, SyntheticConfig, _arg_options, _render, draw_problems, load_split, parse_step
 
 __all__ = ["DRILL_QUESTION", "arithmetic_drill", "commute_operands", "computation_lines", "extra_train_problems",
            "oversample_long"]
@@ -117,18 +117,6 @@ def extra_train_problems(count: int, *, seed: int = 0, config: SyntheticConfig |
     (77.8 % at greedy 45.8 %; the shipped policy 78.0 % at 44.4 %).
     """
     config = config or SyntheticConfig()
-    seen = {problem.question for problem in load_split("train", config=config)}
-    rng = random.Random(f"extra-train-{seed}")
-    width = len(str(max(count - 1, 0)))
-    extra: list[Problem] = []
-    for _ in range(50 * count):
-        if len(extra) == count:
-            break
-        problem = generate_problem(rng, config)
-        if problem.question in seen or split_of(problem.question) != "train":
-            continue
-        seen.add(problem.question)
-        extra.append(problem.to_problem(f"{SOURCE}-extra-{len(extra):0{width}d}", SOURCE))
-    else:
-        raise ValueError(f"could not draw {count} distinct extra train problems under {config}")
-    return extra
+    train = {problem.question for problem in load_split("train", config=config)}
+    return draw_problems("train", count, random.Random(f"extra-train-{seed}"), config, exclude=train,
+                         id_prefix=f"{SOURCE}-extra")
