@@ -112,8 +112,8 @@ def extra_train_problems(count: int, *, seed: int = 0, config: SyntheticConfig |
 
     An experiment for issue 4 (``reasoner build-tiny-policy --extra_train``): 99 of the 500 test problems hold
     a computation line (an arithmetic fact such as ``27 * 4 = 108``) that appears nowhere in the 20,000
-    training problems; with 100,000 more, 26 do. A policy that has met more facts may be less confidently wrong
-    at its weak point. Measured with 100,000: it learned more slowly per step and landed on the same frontier
+    training problems; with the 100,000 this draws (seed 0), 35 do. A policy that has met more facts may be
+    less confidently wrong at its weak point. Measured with 100,000: it learned more slowly per step and landed on the same frontier
     (77.8 % at greedy 45.8 %; the shipped policy 78.0 % at 44.4 %).
     """
     config = config or SyntheticConfig()
