@@ -137,11 +137,13 @@ def done_ids(path: str | os.PathLike, key: str = "id") -> set[str]:
 def check_resumable(saved_path: str | os.PathLike, current: dict[str, Any], resumable_keys: Iterable[str],
                     what: str = "run") -> None:
     """Refuse to resume when ``saved_path`` (a YAML config written by the first run) differs from ``current``
-    in a key outside ``resumable_keys``; the error names the file, the key and both values."""
+    in a key outside ``resumable_keys``; the error names the file, the key and both values. A folder holding
+    nothing but that config (a run that failed before its first record, say on a mistyped ``--policy``) has
+    nothing to protect, so it may start over with other settings."""
     import yaml
 
     saved_path = Path(saved_path)
-    if not saved_path.exists():
+    if not saved_path.exists() or not _holds_records(saved_path.parent, besides=saved_path):
         return
     saved = yaml.safe_load(saved_path.read_text()) or {}
     free = set(resumable_keys)
@@ -150,3 +152,8 @@ def check_resumable(saved_path: str | os.PathLike, current: dict[str, Any], resu
         key = changed[0]
         raise ValueError(f"{saved_path}: this {what} was started with {key}={saved.get(key)!r}, not {current[key]!r}; "
                          "use another --output or the same settings to resume")
+
+
+def _holds_records(folder: Path, besides: Path) -> bool:
+    """Whether ``folder`` holds any non-empty file other than ``besides`` (at any depth)."""
+    return any(path.is_file() and path != besides and path.stat().st_size for path in folder.rglob("*"))

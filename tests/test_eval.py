@@ -48,6 +48,15 @@ def test_eval_writes_reports_shares_samples_and_resumes(tmp_path):
         run_eval(EvalConfig(**{**config.__dict__, "temperature": 1.3}), no_models, no_models)
 
 
+def test_an_eval_that_failed_before_its_first_record_reruns_with_a_corrected_policy(tmp_path, capsys):
+    out = str(tmp_path / "ev")
+    assert main(["--quiet", "eval", "--policy", str(tmp_path / "typo"), "--output", out, "--limit", "1",
+                 "--methods", "greedy"]) != 0
+    assert "no such model directory" in capsys.readouterr().err
+    assert main(["--quiet", "eval", "--output", out, "--limit", "1", "--methods", "greedy"]) == 0
+    assert (tmp_path / "ev" / "report.json").exists()
+
+
 def test_within_problem_auc_pools_pairs_of_the_same_problem_only():
     from eval.report import within_problem_auc
 

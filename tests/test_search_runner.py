@@ -43,6 +43,17 @@ def test_resume_refuses_a_changed_search_setting(tmp_path):
         run_search(_config(tmp_path, limit=2, simulations=9), make_generator=lambda c: ScriptedGenerator())
 
 
+def test_a_run_that_failed_before_its_first_tree_starts_over_with_other_settings(tmp_path):
+    def mistyped_policy(config):
+        raise FileNotFoundError("no such model directory")
+
+    with pytest.raises(FileNotFoundError):
+        run_search(_config(tmp_path, limit=2), make_generator=mistyped_policy)
+    assert (tmp_path / "run" / "config.yaml").exists()
+    run_search(_config(tmp_path, limit=2, simulations=9), make_generator=lambda c: ScriptedGenerator())
+    assert summarize_run(tmp_path / "run")["problems"] == 2
+
+
 def test_shards_are_disjoint_and_cover(tmp_path):
     from data.problems import load_problems
 
