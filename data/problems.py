@@ -64,6 +64,8 @@ def resolve_data_dir(data_dir: str | os.PathLike | None = None) -> Path | None:
 
 def load_problems(spec: str, limit: int | None = None, data_dir: str | os.PathLike | None = None) -> list[Problem]:
     """Load problems named by ``spec`` (see the module docstring); the first ``limit`` of them if given."""
+    if limit is not None and limit < 0:
+        raise ValueError(f"limit must be 0 or more, got {limit}")
     if spec.startswith("synthetic:"):
         from data.synthetic import load_split
 
@@ -122,10 +124,15 @@ def _file_rows(path: Path) -> Iterable[tuple[int, dict]]:
 
 def _rows_to_problems(rows: Iterable[tuple[int, dict]], source: str, where: str, limit: int | None) -> list[Problem]:
     problems: list[Problem] = []
+    line_of: dict[str, int] = {}
     for number, row in rows:
         if limit is not None and len(problems) >= limit:
             break
-        problems.append(_row_to_problem(row, number, source, where))
+        problem = _row_to_problem(row, number, source, where)
+        if problem.id in line_of:  # runs key records, samples and resumes by id
+            raise RecordError(where, number, f"duplicate id {problem.id!r} (first on line {line_of[problem.id]})")
+        line_of[problem.id] = number
+        problems.append(problem)
     return problems
 
 

@@ -101,7 +101,7 @@ def parse_methods(text: str) -> list[Method]:
 
 
 class _Models:
-    """The generator and scorer, loaded on first use (a resumed eval with nothing left loads nothing)."""
+    """The generator and scorer, loaded once (a resumed eval with nothing left loads nothing)."""
 
     def __init__(self, config: EvalConfig, make_generator: Callable, make_scorer: Callable):
         self.config, self._make_generator, self._make_scorer = config, make_generator, make_scorer
@@ -121,6 +121,12 @@ class _Models:
             self._scorer = self._make_scorer(self.config)
         return self._scorer
 
+    def load(self, scorer: bool) -> None:
+        """Load the generator (and the scorer) now rather than on first use."""
+        self.generator  # noqa: B018 (the property loads it)
+        if scorer:
+            self.scorer  # noqa: B018
+
 
 def run_eval(config: EvalConfig, make_generator: Callable[[EvalConfig], Any],
              make_scorer: Callable[[EvalConfig], Any]) -> dict:
@@ -130,14 +136,18 @@ def run_eval(config: EvalConfig, make_generator: Callable[[EvalConfig], Any],
     from eval.report import summarize, write_report
 
     methods = parse_methods(config.methods)
+    _check_settings(config, methods)
     out = Path(config.output)
-    _check_resume(out, config)
+    check_resumable(out / "config.yaml", asdict(config), _RESUMABLE_KEYS, what="eval")
     problems = load_problems(config.problems, limit=config.limit)
+    todo_of = {m.name: [p for p in problems if p.id not in done_ids(out / "predictions" / f"{m.name}.jsonl")]
+               for m in methods}
     models = _Models(config, make_generator, make_scorer)
+    if any(todo_of.values()):  # load now, so that a mistyped --policy / --value fails before any record
+        models.load(scorer=any(todo_of[m.name] for m in methods if m.needs_value))
+    _write_config(out, config)
     for method in methods:
-        path = out / "predictions" / f"{method.name}.jsonl"
-        done = done_ids(path)
-        todo = [p for p in problems if p.id not in done]
+        path, todo = out / "predictions" / f"{method.name}.jsonl", todo_of[method.name]
         bar = tqdm(total=len(problems), initial=len(problems) - len(todo), desc=method.name, unit="problem",
                    disable=config.quiet)
         for start in range(0, len(todo), config.batch_problems):
@@ -153,10 +163,22 @@ def run_eval(config: EvalConfig, make_generator: Callable[[EvalConfig], Any],
     return report
 
 
-def _check_resume(out: Path, config: EvalConfig) -> None:
+def _check_settings(config: EvalConfig, methods: Sequence[Method]) -> None:
+    """The settings' own errors, raised before any model is loaded or record written."""
+    from search.decode import AGGREGATIONS
+    from search.mcts import require_positive
+
+    require_positive(config, "batch_problems", "max_steps", "max_step_tokens")
+    if config.aggregate not in AGGREGATIONS:
+        raise ValueError(f"unknown --aggregate {config.aggregate!r}: use {', '.join(AGGREGATIONS)}")
+    if not config.value and any(m.needs_value for m in methods):
+        raise ValueError(f"{', '.join(m.name for m in methods if m.needs_value)} need a value model: "
+                         "pass --value DIR (or --value likelihood)")
+
+
+def _write_config(out: Path, config: EvalConfig) -> None:
     import yaml
 
-    check_resumable(out / "config.yaml", asdict(config), _RESUMABLE_KEYS, what="eval")
     out.mkdir(parents=True, exist_ok=True)
     (out / "config.yaml").write_text(yaml.safe_dump(asdict(config), sort_keys=False))
 

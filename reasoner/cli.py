@@ -296,7 +296,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if getattr(args, "wants_rest", False):
             return args.func(args, rest)
         return args.func(args)
-    except (RecordError, FileNotFoundError, ValueError) as exc:
+    except (RecordError, OSError, ValueError) as exc:  # OSError: a folder given for a file, an output path taken, ...
         print(f"reasoner: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

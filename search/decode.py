@@ -125,6 +125,9 @@ def as_probability(value: float, head: str) -> float:
     return (value + 1.0) / 2.0 if head == "tanh" else value
 
 
+AGGREGATIONS = ("min", "prod", "last")
+
+
 def aggregate(step_values: Sequence[float], how: str, head: str = "sigmoid") -> float:
     """One score for a solution from its step values (algorithms.md 8.1), on [0, 1].
 
@@ -142,7 +145,7 @@ def aggregate(step_values: Sequence[float], how: str, head: str = "sigmoid") -> 
         return math.prod(values)
     if how == "last":
         return values[-1]
-    raise ValueError(f"unknown aggregation {how!r}: use min, prod or last")
+    raise ValueError(f"unknown aggregation {how!r}: use {', '.join(AGGREGATIONS)}")
 
 
 def score_groups(scorer: StepScorer, groups: Sequence[Sequence[Solution]], how: str) -> list[list[float]]:

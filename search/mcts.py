@@ -57,6 +57,15 @@ class MCTSConfig:
     def __post_init__(self) -> None:
         if self.reward not in ("gold", "value"):
             raise ValueError(f"MCTS reward must be 'gold' (training data) or 'value' (decoding), got {self.reward!r}")
+        require_positive(self, "simulations", "children", "max_depth", "max_step_tokens", "parallel_leaves")
+
+
+def require_positive(config: object, *names: str) -> None:
+    """ValueError naming the first of ``names`` whose value on ``config`` is below 1 (a search of 0 simulations
+    or children would write root-only trees that count as done)."""
+    for name in names:
+        if getattr(config, name) < 1:
+            raise ValueError(f"{name} must be at least 1, got {getattr(config, name)}")
 
 
 class SearchTimer:

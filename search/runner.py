@@ -11,6 +11,7 @@ shards are disjoint and together cover the dataset.
 from __future__ import annotations
 
 import logging
+import re
 import time
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -18,7 +19,7 @@ from typing import Callable, Iterable, Sequence
 
 from data.problems import Problem, load_problems
 from data.records import append_jsonl, check_resumable, done_ids
-from search.mcts import MCTSConfig, SearchTimer, run_mcts
+from search.mcts import MCTSConfig, SearchTimer, require_positive, run_mcts
 from search.tree import Tree, read_trees, tree_summary
 from search.tree_grpo import TreeGRPOConfig, run_tree_grpo
 
@@ -101,6 +102,17 @@ def run_files(output: str | Path) -> list[Path]:
     return files
 
 
+def _refuse_other_shard_counts(run_dir: Path, shard: str) -> None:
+    """ValueError when ``run_dir`` already holds trees sharded another way: their problem sets overlap, so the
+    run would count (and label) some problems twice."""
+    count = parse_shard(shard)[1]
+    for path in sorted(run_dir.glob("trees*.jsonl")):
+        theirs = re.fullmatch(r"trees\.shard-\d+-of-(\d+)\.jsonl", path.name)
+        if (int(theirs.group(1)) if theirs else 1) != count and path.stat().st_size:
+            raise ValueError(f"{path}: this run directory holds trees of another --shard count than {count}; "
+                             "use another --output")
+
+
 def run_search(config: SearchConfig, make_generator: Callable[[SearchConfig], object],
                make_scorer: Callable[[SearchConfig], object] | None = None) -> dict:
     """Search every not-yet-done problem of this shard, appending trees; returns the run summary."""
@@ -109,11 +121,17 @@ def run_search(config: SearchConfig, make_generator: Callable[[SearchConfig], ob
 
     if config.algo not in ("mcts", "tree-grpo"):
         raise ValueError(f"unknown search algorithm {config.algo!r}: use mcts or tree-grpo")
+    if config.algo == "tree-grpo":  # their settings are checked before anything is written
+        config.tree_grpo()
+    else:
+        config.mcts()
+    require_positive(config, "batch_problems")
     run_dir = Path(config.output)
     run_dir.mkdir(parents=True, exist_ok=True)
     check_resumable(run_dir / "config.yaml", asdict(config), _RESUMABLE_KEYS | {"shard"})
     (run_dir / "config.yaml").write_text(yaml.safe_dump(asdict(config), sort_keys=False))
     out = trees_path(run_dir, config.shard)
+    _refuse_other_shard_counts(run_dir, config.shard)
     problems = shard_problems(load_problems(config.problems, limit=config.limit), config.shard)
     finished = done_ids(out, key="problem_id")
     todo = [p for p in problems if p.id not in finished]

@@ -19,7 +19,7 @@ from typing import Sequence
 
 from data.problems import Problem
 from search.decode import rollout
-from search.mcts import SearchTimer, add_rollout_chain
+from search.mcts import SearchTimer, add_rollout_chain, require_positive
 from search.protocols import State, StepGenerator
 from search.tree import Tree
 
@@ -37,6 +37,9 @@ class TreeGRPOConfig:
     max_depth: int = 12
     max_step_tokens: int = 48
     seed: int = 0
+
+    def __post_init__(self) -> None:
+        require_positive(self, "trees_per_prompt", "expand_nodes", "rounds", "max_depth", "max_step_tokens")
 
 
 def tree_index_of(tree: Tree, node_id: int) -> int:

@@ -70,6 +70,16 @@ def test_unknown_spec_is_a_clean_error(capsys):
     assert "unknown problem spec" in capsys.readouterr().err
 
 
+def test_a_folder_given_for_a_file_is_a_clean_error_and_leaves_no_temp_file(tmp_path, capsys):
+    folder = tmp_path / "adir.jsonl"
+    folder.mkdir()
+    assert main(["data", "show", str(folder)]) == 2
+    assert "Is a directory" in capsys.readouterr().err
+    assert main(["data", "export", "synthetic:test", str(folder), "--limit", "2"]) == 2
+    assert str(folder) in capsys.readouterr().err
+    assert not (tmp_path / "adir.jsonl.tmp").exists()
+
+
 def test_tree_show_draws_the_asked_tree_and_names_a_missing_one(tmp_path, capsys):
     from scripted import ScriptedGenerator
     from search.runner import SearchConfig, run_search

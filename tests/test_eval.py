@@ -57,6 +57,20 @@ def test_an_eval_that_failed_before_its_first_record_reruns_with_a_corrected_pol
     assert (tmp_path / "ev" / "report.json").exists()
 
 
+@pytest.mark.parametrize("settings, error", [
+    (dict(value=None), "need a value model"),
+    (dict(value="likelihood", aggregate="mni"), "unknown --aggregate 'mni'"),
+    (dict(value="no-such-value-model"), "no-such-value-model"),
+    (dict(value="likelihood", batch_problems=0), "batch_problems must be at least 1"),
+])
+def test_bad_value_settings_fail_before_any_prediction_is_written(tmp_path, settings, error):
+    config = EvalConfig(limit=2, methods="greedy,bon@2", output=str(tmp_path / "ev"), quiet=True, max_steps=4,
+                        **settings)
+    with pytest.raises((ValueError, FileNotFoundError), match=error):
+        run_eval(config, search_generator, eval_scorer)
+    assert not (tmp_path / "ev" / "predictions").exists()
+
+
 def test_within_problem_auc_pools_pairs_of_the_same_problem_only():
     from eval.report import within_problem_auc
 

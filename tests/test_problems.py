@@ -71,6 +71,19 @@ def test_bad_rows_name_file_and_line(tmp_path):
         load_problems(str(path))
 
 
+def test_duplicate_ids_and_negative_limits_are_refused(tmp_path):
+    path = tmp_path / "dup.jsonl"
+    rows = [{"id": "a", "question": "q1", "answer": "1"}, {"id": "b", "question": "q2", "answer": "2"},
+            {"id": "a", "question": "q3", "answer": "3"}]
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    with pytest.raises(RecordError, match=r"dup.jsonl:3: duplicate id 'a' \(first on line 1\)"):
+        load_problems(str(path))
+    assert [p.id for p in load_problems(str(path), limit=2)] == ["a", "b"]
+    for spec in ("synthetic:test", str(path)):
+        with pytest.raises(ValueError, match="limit must be 0 or more"):
+            load_problems(spec, limit=-1)
+
+
 def test_unknown_spec():
     with pytest.raises(ValueError, match="unknown problem spec"):
         load_problems("gsm9k:test")

@@ -66,6 +66,17 @@ def test_shards_are_disjoint_and_cover(tmp_path):
     assert summarize_run(tmp_path / "run")["problems"] == 7
     with pytest.raises(ValueError, match="need 0 <= i < N"):
         shard_problems(problems, "4/4")
+    with pytest.raises(ValueError, match="another --shard count than 3"):
+        run_search(_config(tmp_path, limit=7, shard="0/3"), make_generator=lambda c: ScriptedGenerator())
+    assert summarize_run(tmp_path / "run")["problems"] == 7
+
+
+@pytest.mark.parametrize("setting", [dict(simulations=0), dict(children=0), dict(batch_problems=0),
+                                     dict(algo="tree-grpo", rounds=0)])
+def test_search_settings_below_one_are_refused_before_anything_is_written(tmp_path, setting):
+    with pytest.raises(ValueError, match="must be at least 1"):
+        run_search(_config(tmp_path, **setting), make_generator=lambda c: ScriptedGenerator())
+    assert not (tmp_path / "run").exists()
 
 
 def test_sigkill_mid_run_then_resume_gives_exactly_one_tree_per_problem(tmp_path):
