@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Sequence
+from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
 __all__ = ["RecordError", "append_jsonl", "write_jsonl", "read_jsonl", "done_ids", "repair_tail", "require_fields"]
 
@@ -92,12 +92,13 @@ def read_jsonl(
     skip_incomplete_tail: bool = False,
     with_line_numbers: bool = False,
     required: Sequence[str] = (),
+    kinds: Mapping[str, str] | None = None,
 ) -> Iterator[Any]:
     """Yield the objects of a JSONL file (or ``(line_number, object)`` pairs).
 
     A malformed line raises `RecordError` naming file and line; so does an object missing a field in
-    ``required``. With ``skip_incomplete_tail`` a last line without a newline (a killed writer's) is skipped.
-    Blank lines are ignored.
+    ``required``, or holding a field of ``kinds`` (field → a key of `FIELD_KINDS`) of another type. With
+    ``skip_incomplete_tail`` a last line without a newline (a killed writer's) is skipped. Blank lines are ignored.
     """
     path = Path(path)
     if not path.exists():
@@ -118,6 +119,8 @@ def read_jsonl(
                 return
             if required:
                 require_fields(record, required, path, number)
+            if kinds and isinstance(record, dict):
+                check_kinds(record, kinds, path, number)
             yield (number, record) if with_line_numbers else record
 
 
@@ -130,11 +133,60 @@ def require_fields(record: Any, fields: Sequence[str], path: str | os.PathLike, 
         raise RecordError(path, line, f"missing field {missing[0]!r}" + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""))
 
 
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float))
+
+
+def _all(check: Callable[[Any], bool]) -> Callable[[Any], bool]:
+    return lambda value: isinstance(value, list) and all(check(item) for item in value)
+
+
+# What a record field may hold: a name (used in the error) and its check.
+FIELD_KINDS: dict[str, tuple[str, Callable[[Any], bool]]] = {
+    "text": ("a string", lambda value: isinstance(value, str)),
+    "number": ("a number", _is_number),
+    "integer": ("an integer", lambda value: isinstance(value, int)),
+    "texts": ("a list of strings", _all(lambda value: isinstance(value, str))),
+    "numbers": ("a list of numbers (or true/false)", _all(_is_number)),
+    "number lists": ("a list of lists of numbers", _all(_all(_is_number))),
+}
+
+
+# The record schemas of prm/labels.py's outputs, as the trainers read them: required fields, and field kinds.
+PAIR_FIELDS = ("prompt", "chosen", "rejected")
+PAIR_KINDS = {"prompt": "text", "chosen": "text", "rejected": "text", "q_chosen": "number", "q_rejected": "number",
+              "depth": "integer"}
+MC_LABEL_FIELDS = ("prompt", "completions", "labels")
+MC_LABEL_KINDS = {"prompt": "text", "completions": "texts", "labels": "numbers", "values": "numbers"}
+STEP_REWARD_FIELDS = ("prompt", "responses", "rewards", "step_rewards")
+STEP_REWARD_KINDS = {"prompt": "text", "responses": "texts", "rewards": "numbers", "step_rewards": "number lists"}
+
+
+def check_kinds(record: dict[str, Any], kinds: Mapping[str, str], path: str | os.PathLike, line: int) -> None:
+    """Raise `RecordError` naming file, line and field when a field of ``kinds`` that ``record`` holds is not
+    of its kind (a string where a number belongs fails here, not as a bare ``float()`` error mid-training)."""
+    for field, kind in kinds.items():
+        name, check = FIELD_KINDS[kind]
+        if field in record and not check(record[field]):
+            shown = json.dumps(record[field], ensure_ascii=False)
+            raise RecordError(path, line, f"field {field!r} must be {name}, got {shown[:60]}")
+
+
 def done_ids(path: str | os.PathLike, key: str = "id") -> set[str]:
     """Ids (field ``key``) of the complete records already in ``path``: what a resumed run must skip."""
     if not Path(path).exists():
         return set()
     return {str(record[key]) for record in read_jsonl(path, skip_incomplete_tail=True) if isinstance(record, dict) and key in record}
+
+
+def read_json_file(path: str | os.PathLike) -> Any:
+    """The JSON value of a small settings file (a model's value_head.json, step_format.json, ...); a broken
+    one raises `RecordError` naming the file and line."""
+    path = Path(path)
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise RecordError(path, exc.lineno, f"invalid JSON: {exc.msg}") from None
 
 
 def check_resumable(saved_path: str | os.PathLike, current: dict[str, Any], resumable_keys: Iterable[str],

@@ -20,6 +20,9 @@ def check_predictions(path: str, *, problems_spec: str | None = None, output: st
     (``completion``, ``output``, ``response``) to extract it from. The gold answer is the line's ``answer``
     field, or comes from ``problems_spec`` by id.
     """
+    out = Path(output) if output else Path(path).with_suffix(".verdicts.jsonl")
+    if out.resolve() == Path(path).resolve():
+        raise ValueError(f"{output}: the verdicts would overwrite the predictions they score; give another --output")
     gold_by_id: dict[str, str] = {}
     if problems_spec:
         from data.problems import load_problems
@@ -46,7 +49,6 @@ def check_predictions(path: str, *, problems_spec: str | None = None, output: st
         prediction = None if prediction is None else str(prediction)
         correct = prediction is not None and is_equivalent(prediction, str(gold), timeout=timeout)
         verdicts.append({"id": str(problem_id), "prediction": prediction, "gold": str(gold), "correct": correct})
-    out = Path(output) if output else Path(path).with_suffix(".verdicts.jsonl")
     write_jsonl(out, verdicts)
     correct = sum(v["correct"] for v in verdicts)
     return {"problems": len(verdicts), "correct": correct,

@@ -140,6 +140,9 @@ def run_eval(config: EvalConfig, make_generator: Callable[[EvalConfig], Any],
     out = Path(config.output)
     check_resumable(out / "config.yaml", asdict(config), _RESUMABLE_KEYS, what="eval")
     problems = load_problems(config.problems, limit=config.limit)
+    if not problems:
+        raise ValueError(f"{config.problems}: no problems to evaluate"
+                         + (f" (--limit {config.limit})" if config.limit is not None else ""))
     todo_of = {m.name: [p for p in problems if p.id not in done_ids(out / "predictions" / f"{m.name}.jsonl")]
                for m in methods}
     models = _Models(config, make_generator, make_scorer)
@@ -156,7 +159,8 @@ def run_eval(config: EvalConfig, make_generator: Callable[[EvalConfig], Any],
             bar.update(len(batch))
         bar.close()
     ids = {p.id for p in problems}
-    records = {m.name: [r for r in read_jsonl(out / "predictions" / f"{m.name}.jsonl", skip_incomplete_tail=True) if r["id"] in ids]
+    records = {m.name: [r for r in read_jsonl(out / "predictions" / f"{m.name}.jsonl", skip_incomplete_tail=True,
+                                              required=("id", "correct")) if r["id"] in ids]
                for m in methods}
     report = summarize(config, methods, records)
     write_report(report, out)
@@ -249,7 +253,8 @@ def _samples(k: int, batch: Sequence[Problem], models: _Models, config: EvalConf
     from search.decode import sample_solutions
 
     path = out / f"samples-{k}.jsonl"
-    cached = {r["id"]: r for r in read_jsonl(path, skip_incomplete_tail=True)} if path.exists() else {}
+    cached = {r["id"]: r for r in read_jsonl(path, skip_incomplete_tail=True, required=("id", "samples"))} \
+        if path.exists() else {}
     missing = [p for p in batch if p.id not in cached]
     if missing:
         started = time.perf_counter()

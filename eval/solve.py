@@ -24,6 +24,8 @@ def solve(*, question: str | None, problems: str | None, limit: int | None, poli
     """Print the steps and extracted answer of each question (and k samples + majority with ``samples``)."""
     if (question is None) == (problems is None):
         raise ValueError("give either a QUESTION or --problems SPEC")
+    if question is not None and not question.strip():
+        raise ValueError("the question is empty")
     items = [Problem("question", question, "")] if question else load_problems(problems, limit=limit)
     generator = load_generator(policy, backend, seed, device)
     questions = [p.question for p in items]
@@ -56,6 +58,8 @@ def evaluate_policy(*, problems: str, limit: int | None, policy: str | None, k: 
     """Greedy accuracy, pass@k and maj@k (temperature sampling) of a policy on a problem spec; pass@k is
     estimated without bias from ``samples`` (>= k) draws per problem when given."""
     items = load_problems(problems, limit=limit)
+    if not items:
+        raise ValueError(f"{problems}: no problems to evaluate" + (f" (--limit {limit})" if limit is not None else ""))
     generator = load_generator(policy, backend, seed, device)
     report = accuracy_report(generator, [p.question for p in items], [p.answer for p in items], k=k,
                              temperature=temperature, samples=samples)

@@ -31,6 +31,7 @@ from typing import Any, Sequence
 import torch
 from torch import nn
 
+from data.records import read_json_file
 from reasoner.models import encode_prefix, pad_right, resolve_device, standalone_state_dict, token_logps
 from reasoner.steps import StepFormat, get_format
 
@@ -125,6 +126,7 @@ class ValueModel(nn.Module):
     @classmethod
     def from_pretrained(cls, path: str | Path, device: str | None = None) -> "ValueModel":
         """Load a directory written by `save_pretrained` (weights must match the config exactly)."""
+        from safetensors import SafetensorError
         from safetensors.torch import load_model
         from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
@@ -133,13 +135,16 @@ class ValueModel(nn.Module):
         if not description_file.exists():
             raise FileNotFoundError(f"{path}: not a value model directory (no {VALUE_HEAD_FILE}); "
                                     "train one with `reasoner train-prm`")
-        description = json.loads(description_file.read_text())
+        description = read_json_file(description_file)
         lm = AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(path))
         model = cls(lm, AutoTokenizer.from_pretrained(path), get_format(description["step_format"]),
                     head=description["head"], likelihood_features=description.get("likelihood_features", False),
                     source=description.get("source", ""))
         model.threshold = description.get("threshold")
-        load_model(model, str(path / WEIGHTS_FILE), strict=True)
+        try:
+            load_model(model, str(path / WEIGHTS_FILE), strict=True)
+        except SafetensorError as exc:
+            raise ValueError(f"{path / WEIGHTS_FILE}: unreadable weights ({exc}); was the save cut short?") from None
         return model.to(resolve_device(device)).eval()
 
     # ------------------------------------------------------------------ computing values

@@ -33,7 +33,7 @@ import torch.nn.functional as F
 from torch.utils.data import Dataset
 from transformers import Trainer, set_seed
 
-from data.records import RecordError, read_jsonl
+from data.records import MC_LABEL_FIELDS, MC_LABEL_KINDS, PAIR_FIELDS, PAIR_KINDS, RecordError, read_jsonl
 from prm.metrics import best_threshold, roc_auc
 from prm.model import WEIGHTS_FILE, ValueModel, encode_steps
 from reasoner.models import pad_right
@@ -91,7 +91,7 @@ def load_label_examples(path: str | Path, *, target: str, head: str, max_paths_p
     if target not in ("soft", "hard"):
         raise ValueError(f"unknown PRM target {target!r}: use soft or hard")
     by_problem: dict[str, list[dict]] = defaultdict(list)
-    for line, record in read_jsonl(path, with_line_numbers=True, required=("prompt", "completions", "labels")):
+    for line, record in read_jsonl(path, with_line_numbers=True, required=MC_LABEL_FIELDS, kinds=MC_LABEL_KINDS):
         steps, labels = record["completions"], record["labels"]
         values = record.get("values", [float(v) for v in labels])
         if not isinstance(steps, list) or len(labels) != len(steps) or len(values) != len(steps):
@@ -111,7 +111,7 @@ def load_label_examples(path: str | Path, *, target: str, head: str, max_paths_p
 def load_pair_examples(path: str | Path) -> dict[str, list[dict]]:
     """Sibling pairs (``prompt`` = question + earlier steps, ``chosen``/``rejected`` = one step) by problem."""
     by_problem: dict[str, list[dict]] = defaultdict(list)
-    for line, record in read_jsonl(path, with_line_numbers=True, required=("prompt", "chosen", "rejected")):
+    for line, record in read_jsonl(path, with_line_numbers=True, required=PAIR_FIELDS, kinds=PAIR_KINDS):
         by_problem[str(record.get("problem_id", line))].append(
             {"prompt": record["prompt"], "chosen": record["chosen"], "rejected": record["rejected"],
              "depth": int(record.get("depth", 0))})

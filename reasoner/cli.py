@@ -21,6 +21,7 @@ from data.records import RecordError
 from reasoner.cli_data import cmd_bench, cmd_check, cmd_data_export, cmd_data_show, cmd_tree_show
 from reasoner.cli_eval import cmd_demo, cmd_eval, cmd_pipeline, search_generator, search_scorer
 from reasoner.cli_train import cmd_train, cmd_train_prm
+from reasoner.pipeline import StageFailed
 
 __all__ = ["main"]
 
@@ -102,7 +103,12 @@ def cmd_label(args: argparse.Namespace) -> int:
     from search.runner import run_files
     from search.tree import read_trees
 
-    trees = (tree for path in run_files(args.run_dir) for tree in read_trees(path))
+    files = run_files(args.run_dir)
+    output = Path(args.output).resolve()
+    if output in {path.resolve() for path in files} or (output.parent == Path(args.run_dir).resolve()
+                                                        and output.match("trees*.jsonl")):
+        raise ValueError(f"{args.output}: labels there would overwrite or join the run's trees; write them elsewhere")
+    trees = (tree for path in files for tree in read_trees(path))
     scorer = None
     if args.value_model:
         if args.kind != "step-rewards":
@@ -299,6 +305,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (RecordError, OSError, ValueError) as exc:  # OSError: a folder given for a file, an output path taken, ...
         print(f"reasoner: error: {exc}", file=sys.stderr)
         return 2
+    except StageFailed as exc:  # the stage printed its own error; say which stage, no traceback
+        print(f"reasoner: error: {exc}", file=sys.stderr)
+        return exc.code
     except KeyboardInterrupt:
         print("reasoner: interrupted", file=sys.stderr)
         return 130

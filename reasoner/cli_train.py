@@ -17,7 +17,7 @@ def cmd_train(args: argparse.Namespace, rest: Sequence[str]) -> int:
         return _train_tree_grpo(rest)
     if args.algo != "sft":
         return _train_preference(args.algo, rest)
-    from reasoner.config import parse_config, save_config
+    from reasoner.config import parse_config, save_training_config
     from reasoner.trainers.sft import SFTArgs
 
     config = parse_config(SFTArgs, rest, prog="reasoner train sft", description="SFT on gold step-by-step solutions")
@@ -28,7 +28,7 @@ def cmd_train(args: argparse.Namespace, rest: Sequence[str]) -> int:
     policy = load_policy(config.model, device=config.device)
     policy.model.train()
     problems = load_problems(config.data, limit=config.limit)
-    save_config(config, config.output)
+    save_training_config(config, config.output, "sft training")
     trainer = train_sft(policy.model, policy.tokenizer, policy.step_format, problems, config)
     policy.model.eval()
     _save_trained(trainer, policy, config.output, "sft")
@@ -36,7 +36,7 @@ def cmd_train(args: argparse.Namespace, rest: Sequence[str]) -> int:
 
 
 def _train_preference(algo: str, rest: Sequence[str]) -> int:
-    from reasoner.config import parse_config, save_config
+    from reasoner.config import parse_config, save_training_config
     from reasoner.models import load_policy
     from reasoner.trainers.preference import PreferenceArgs, load_pairs, train_preference
 
@@ -52,7 +52,7 @@ def _train_preference(algo: str, rest: Sequence[str]) -> int:
     else:
         records = load_pairs(config.data, config.limit)
     policy = load_policy(config.model, device=config.device)
-    save_config(config, config.output)
+    save_training_config(config, config.output, f"{algo} training")
     _, trainer = train_preference(policy, records, config)
     if not _save_trained(trainer, policy, config.output, algo):
         return 0
@@ -74,7 +74,7 @@ def _train_preference(algo: str, rest: Sequence[str]) -> int:
 
 def _train_tree_grpo(rest: Sequence[str]) -> int:
     from data.problems import load_problems
-    from reasoner.config import parse_config, save_config
+    from reasoner.config import parse_config, save_training_config
     from reasoner.models import load_policy
     from reasoner.trainers.tree_grpo import TreeGRPOArgs, train_tree_grpo
     from search.tree_grpo import TreeGRPOConfig, grpo_leaves, run_tree_grpo
@@ -91,7 +91,7 @@ def _train_tree_grpo(rest: Sequence[str]) -> int:
         return [dict(leaf, prompt=index) for index, tree in enumerate(trees) for leaf in grpo_leaves(tree)]
 
     policy = load_policy(config.model, device=config.device)
-    save_config(config, config.output)
+    save_training_config(config, config.output, "tree-grpo training")
     trainer = train_tree_grpo(policy, load_problems(config.problems, limit=config.limit), config, sample)
     _save_trained(trainer, policy, config.output, "tree-grpo")
     return 0
@@ -99,14 +99,14 @@ def _train_tree_grpo(rest: Sequence[str]) -> int:
 
 def cmd_train_prm(args: argparse.Namespace, rest: Sequence[str]) -> int:
     """`reasoner train-prm [--config YAML] [--key value ...]`: a step value model on MC labels."""
-    from reasoner.config import parse_config, save_config
+    from reasoner.config import parse_config, save_training_config
     from prm.trainer import PRMArgs, train_prm
 
     config = parse_config(PRMArgs, rest, prog="reasoner train-prm",
                           description="train a step value model on MC labels (+ sibling pairs)")
     if not config.data:
         raise ValueError("--data is required: an mc-labels JSONL from `reasoner label --kind mc-labels`")
-    save_config(config, config.output)
+    save_training_config(config, config.output, "train-prm")
     _, trainer = train_prm(config)
     if trainer.is_world_process_zero():
         print(f"saved the value model to {config.output}")

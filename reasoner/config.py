@@ -14,7 +14,12 @@ from typing import Any, Sequence, TypeVar
 
 import yaml
 
-__all__ = ["parse_config", "save_config", "load_yaml"]
+__all__ = ["parse_config", "save_config", "save_training_config", "load_yaml"]
+
+# What a training command may change when it reruns into a folder that already holds its results: resuming
+# (or retraining) for longer, and how it logs and checkpoints.
+TRAINING_RESUMABLE_KEYS = frozenset({"output", "resume", "max_steps", "epochs", "save_steps", "logging_steps",
+                                     "eval_steps", "report_to", "device"})
 
 T = TypeVar("T")
 
@@ -50,9 +55,30 @@ def parse_config(cls: type[T], argv: Sequence[str], prog: str, description: str 
         unknown = sorted(set(values) - names)
         if unknown:
             raise ValueError(f"{known.config}: unknown key {unknown[0]!r} for {prog} (known: {', '.join(sorted(names))})")
-        parser.set_defaults(**values)
+        parser.set_defaults(**_typed(values, parser, known.config))
     (config,) = parser.parse_args_into_dataclasses(args=rest, look_for_args_file=False)[:1]
     return config
+
+
+def _typed(values: dict[str, Any], parser: argparse.ArgumentParser, path: str) -> dict[str, Any]:
+    """YAML values converted as their flags' values would be (argparse leaves non-string defaults alone, so
+    ``simulations: 2.5`` would reach the search as a float); a value that does not convert names file and key."""
+    types = {action.dest: action.type for action in parser._actions if action.type is not None}
+    typed = {}
+    for key, value in values.items():
+        convert = types.get(key)
+        if value is None or convert is None:
+            typed[key] = value
+            continue
+        if isinstance(value, (dict, list)):
+            raise ValueError(f"{path}: {key} must be a single value, got {value!r}")
+        try:
+            typed[key] = convert(value if isinstance(value, str) else str(value))
+        except (TypeError, ValueError, argparse.ArgumentTypeError):
+            name = getattr(convert, "__name__", "")
+            kind = {"int": "a whole number", "float": "a number", "string_to_bool": "true or false"}.get(name, name)
+            raise ValueError(f"{path}: {key} must be {kind}, got {value!r}") from None
+    return typed
 
 
 def save_config(config: Any, directory: str | Path, name: str = "config.yaml") -> Path:
@@ -63,3 +89,14 @@ def save_config(config: Any, directory: str | Path, name: str = "config.yaml") -
     path = directory / name
     path.write_text(yaml.safe_dump(values, sort_keys=False))
     return path
+
+
+def save_training_config(config: Any, directory: str | Path, what: str) -> Path:
+    """`save_config` for a training command, after refusing a folder that holds results of other settings
+    (a trained model, checkpoints, a search run): ``data.records.check_resumable`` with
+    `TRAINING_RESUMABLE_KEYS`, so neither a failed nor a finished run leaves a model described by the wrong
+    config.yaml, and ``--resume`` cannot continue a checkpoint on other data or hyperparameters."""
+    from data.records import check_resumable
+
+    check_resumable(Path(directory) / "config.yaml", dataclasses.asdict(config), TRAINING_RESUMABLE_KEYS, what=what)
+    return save_config(config, directory)

@@ -18,6 +18,7 @@ from typing import Any, Sequence
 
 import torch
 
+from data.records import read_json_file
 from reasoner.steps import StepFormat, get_format
 
 __all__ = ["Policy", "load_policy", "save_policy", "encode_prefix", "pad_right", "token_logps", "EMBEDDED_POLICY",
@@ -87,6 +88,7 @@ def load_policy(
     The step format is, in order: the ``step_format`` argument, ``step_format.json`` in the model directory,
     the chat format when the tokenizer has a chat template, else ``newline2``.
     """
+    from safetensors import SafetensorError
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     embedded = embedded_model_dir(name_or_path)
@@ -101,6 +103,8 @@ def load_policy(
     except OSError as exc:  # transformers' "not a local folder and not a valid model on the hub" and kin
         first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise FileNotFoundError(f"{where}: cannot load a policy from it: {first_line}") from exc
+    except SafetensorError as exc:
+        raise ValueError(f"{where}: unreadable weights ({exc}); was the save cut short?") from None
     if gguf_file:
         _drop_dequantized_gguf_quantizer(model)
     model.to(target_device).eval()
@@ -168,7 +172,7 @@ def _step_format_for(directory: Path, tokenizer: Any, requested: str | None) -> 
         return StepFormat.chat(tokenizer) if requested == "chat" else get_format(requested)
     saved = directory / STEP_FORMAT_FILE
     if saved.exists():
-        return get_format(json.loads(saved.read_text()))
+        return get_format(read_json_file(saved))
     if getattr(tokenizer, "chat_template", None):
         return StepFormat.chat(tokenizer)
     return get_format("newline2")

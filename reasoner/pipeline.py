@@ -9,7 +9,8 @@ log line. Layout under ``output``::
     report.json  report.md  report.png
 
 A stage that finished leaves ``.done`` (JSON: the command and its seconds) in its folder and is skipped on
-re-run; a stage cut short resumes where its command resumes (search and eval append per batch, training
+re-run, provided the recipe still gives it the same commands (else the re-run is refused: its results came from
+other settings); a stage cut short resumes where its command resumes (search and eval append per batch, training
 resumes from its checkpoints only with ``resume: true`` in its section). Round R's search and training start
 from round R-1's policy; the value model's backbone is ``prm.policy`` when the recipe names one (the demo's
 ``embedded-verifier``), else the round's policy. Recipe keys: ``output``, ``rounds``, ``policy``, ``eval_initial`` and the sections
@@ -25,7 +26,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-__all__ = ["PipelineConfig", "load_pipeline_config", "run_pipeline"]
+__all__ = ["PipelineConfig", "StageFailed", "load_pipeline_config", "run_pipeline"]
+
+
+class StageFailed(RuntimeError):
+    """A stage's command exited non-zero (its own error message is already printed)."""
+
+    def __init__(self, message: str, code: int):
+        super().__init__(message)
+        self.code = code
 
 _SECTIONS = ("search", "prm", "prm_eval", "train", "eval")
 
@@ -61,7 +70,35 @@ def load_pipeline_config(path: str | Path, overrides: dict[str, Any] | None = No
             raise ValueError(f"{path}: section {name!r} must be a mapping of that command's flags")
     if "train" in values and "algo" not in (values["train"] or {}):
         raise ValueError(f"{path}: section 'train' needs an 'algo' (e.g. step-dpo)")
+    rounds = values.get("rounds", 1)
+    if not isinstance(rounds, int) or isinstance(rounds, bool) or rounds < 1:
+        raise ValueError(f"{path}: rounds must be a whole number of at least 1, got {rounds!r}")
+    labels = values.get("labels", [])
+    if not isinstance(labels, list) or not all(isinstance(kind, str) for kind in labels):
+        raise ValueError(f"{path}: labels must be a list of label kinds (e.g. [step-dpo, mc-labels, svpo])")
+    _check_section_keys(values, path)
     return PipelineConfig(**values)
+
+
+def _check_section_keys(values: dict[str, Any], path: str | Path) -> None:
+    """Unknown keys of the search / prm / train / eval sections, found now rather than when their stage runs
+    (after the stages before it)."""
+    import dataclasses
+
+    from eval.evaluate import EvalConfig
+    from prm.trainer import PRMArgs
+    from reasoner.trainers.preference import PreferenceArgs
+    from reasoner.trainers.sft import SFTArgs
+    from reasoner.trainers.tree_grpo import TreeGRPOArgs
+    from search.runner import SearchConfig
+
+    train_args = {"sft": SFTArgs, "tree-grpo": TreeGRPOArgs}.get((values.get("train") or {}).get("algo"), PreferenceArgs)
+    for name, cls in (("search", SearchConfig), ("prm", PRMArgs), ("train", train_args), ("eval", EvalConfig)):
+        known = {f.name for f in dataclasses.fields(cls)} | ({"algo"} if name == "train" else set())
+        unknown = sorted(set(values.get(name) or {}) - known)
+        if unknown:
+            raise ValueError(f"{path}: section {name!r} has unknown key {unknown[0]!r} "
+                             f"(known: {', '.join(sorted(known))})")
 
 
 def flags(section: dict[str, Any] | None, drop: Sequence[str] = ()) -> list[str]:
@@ -84,7 +121,12 @@ class _Stages:
     def run(self, name: str, folder: Path, commands: list[list[str]]) -> None:
         marker = folder / ".done"
         if marker.exists():
-            self.seconds[name] = json.loads(marker.read_text()).get("seconds", 0.0)
+            done = json.loads(marker.read_text())
+            if done.get("commands", commands) != commands:
+                raise ValueError(f"{marker}: stage {name} finished with other settings than this recipe gives it "
+                                 f"(it ran: reasoner {' '.join(done['commands'][0])}); use another output, or the "
+                                 "recipe it ran with")
+            self.seconds[name] = done.get("seconds", 0.0)
             self.log(f"── {name}: done already ({folder}), skipped")
             return
         started = time.perf_counter()
@@ -92,7 +134,7 @@ class _Stages:
             self.log(f"── {name}: reasoner {' '.join(argv)}")
             code = self.run_command(argv)
             if code != 0:
-                raise RuntimeError(f"stage {name} failed (exit {code}): reasoner {' '.join(argv)}")
+                raise StageFailed(f"stage {name} failed (exit {code}): reasoner {' '.join(argv)}", code)
         self.seconds[name] = round(time.perf_counter() - started, 1)
         folder.mkdir(parents=True, exist_ok=True)
         marker.write_text(json.dumps({"commands": commands, "seconds": self.seconds[name]}) + "\n")

@@ -127,12 +127,16 @@ def run_search(config: SearchConfig, make_generator: Callable[[SearchConfig], ob
         config.mcts()
     require_positive(config, "batch_problems")
     run_dir = Path(config.output)
-    run_dir.mkdir(parents=True, exist_ok=True)
     check_resumable(run_dir / "config.yaml", asdict(config), _RESUMABLE_KEYS | {"shard"})
+    _refuse_other_shard_counts(run_dir, config.shard)
+    problems = load_problems(config.problems, limit=config.limit)
+    if not problems:
+        raise ValueError(f"{config.problems}: no problems to search"
+                         + (f" (--limit {config.limit})" if config.limit is not None else ""))
+    problems = shard_problems(problems, config.shard)
+    run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "config.yaml").write_text(yaml.safe_dump(asdict(config), sort_keys=False))
     out = trees_path(run_dir, config.shard)
-    _refuse_other_shard_counts(run_dir, config.shard)
-    problems = shard_problems(load_problems(config.problems, limit=config.limit), config.shard)
     finished = done_ids(out, key="problem_id")
     todo = [p for p in problems if p.id not in finished]
     log.info("%d problems in shard %s, %d already done, %d to search", len(problems), config.shard,

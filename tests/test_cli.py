@@ -63,6 +63,10 @@ def test_missing_field_error(tmp_path, capsys):
     predictions.write_text(json.dumps({"id": "a", "answer": "1"}) + "\n")
     assert main(["check", str(predictions)]) == 2
     assert f"{predictions}:1: missing field 'prediction'" in capsys.readouterr().err
+    predictions.write_text(json.dumps({"id": "a", "prediction": "1", "answer": "1"}) + "\n")
+    assert main(["check", str(predictions), "--output", str(predictions)]) == 2
+    assert "would overwrite the predictions" in capsys.readouterr().err
+    assert "prediction" in predictions.read_text()
 
 
 def test_unknown_spec_is_a_clean_error(capsys):

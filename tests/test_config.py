@@ -23,3 +23,21 @@ def test_invalid_yaml_names_file_and_line(tmp_path):
     recipe.write_text("a: 1\nb: [1, 2\n")
     with pytest.raises(ValueError, match=r"broken.yaml:\d+: invalid YAML"):
         parse_config(SearchConfig, ["--config", str(recipe)], prog="t")
+
+
+def test_yaml_values_are_typed_like_flags_and_a_wrong_one_names_file_and_key(tmp_path):
+    from eval.evaluate import EvalConfig
+
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("simulations: '7'\ntemperature: 1\nquiet: true\nlimit: null\n")
+    config = parse_config(SearchConfig, ["--config", str(recipe)], prog="t")
+    assert (config.simulations, config.temperature, config.quiet, config.limit) == (7, 1.0, True, None)
+    assert isinstance(config.temperature, float)
+    for text, error in (("simulations: 2.5", "simulations must be a whole number, got 2.5"),
+                        ("limit: [1]", "limit must be a single value"),
+                        ("quiet: maybe", "quiet must be true or false")):
+        recipe.write_text(text + "\n")
+        with pytest.raises(ValueError, match=f"r.yaml: {error}"):
+            parse_config(SearchConfig, ["--config", str(recipe)], prog="t")
+    recipe.write_text("batch_problems: 3\n")
+    assert parse_config(EvalConfig, ["--config", str(recipe)], prog="t").batch_problems == 3

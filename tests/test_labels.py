@@ -69,6 +69,11 @@ def test_cli_writes_every_kind_loadable_by_datasets(trees, tmp_path, capsys):
         table = datasets.load_dataset("json", data_files=str(out), split="train")
         assert len(table) > 0
     assert "records from 12 problems" in capsys.readouterr().out
+    before = (run / "trees.jsonl").read_bytes()
+    for inside in ("trees.jsonl", "trees-labels.jsonl"):
+        assert main(["label", str(run), "--kind", "svpo", "--output", str(run / inside)]) == 2
+        assert "would overwrite or join the run's trees" in capsys.readouterr().err
+    assert (run / "trees.jsonl").read_bytes() == before and not (run / "trees-labels.jsonl").exists()
 
 
 def test_malformed_trees_name_file_and_line(tmp_path, capsys):

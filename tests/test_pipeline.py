@@ -5,7 +5,7 @@ import json
 import pytest
 
 from reasoner.cli import main
-from reasoner.pipeline import PipelineConfig, flags, load_pipeline_config, run_pipeline
+from reasoner.pipeline import PipelineConfig, StageFailed, flags, load_pipeline_config, run_pipeline
 
 TINY = {
     "rounds": 1,
@@ -33,6 +33,16 @@ def test_recipe_errors_name_the_file_and_key(tmp_path):
     path.write_text("eval: greedy\n")
     with pytest.raises(ValueError, match="section 'eval' must be a mapping"):
         load_pipeline_config(path)
+    path.write_text("eval: {methds: greedy}\n")
+    with pytest.raises(ValueError, match="section 'eval' has unknown key 'methds'"):
+        load_pipeline_config(path)
+    path.write_text("train: {algo: step-dpo, beta: 0.5}\nlabels: mc-labels\n")
+    with pytest.raises(ValueError, match="labels must be a list"):
+        load_pipeline_config(path)
+    path.write_text("rounds: 1\n")
+    for rounds in (0, -1):
+        with pytest.raises(ValueError, match="rounds must be a whole number of at least 1"):
+            load_pipeline_config(path, {"rounds": rounds})
 
 
 def test_a_tiny_round_runs_every_stage_and_a_rerun_skips_them(tmp_path):
@@ -60,11 +70,15 @@ def test_a_tiny_round_runs_every_stage_and_a_rerun_skips_them(tmp_path):
     calls.clear()
     again = run_pipeline(config, run_command=run, log=lambda _: None)
     assert calls == [] and again["rounds"] == report["rounds"]
+    changed = PipelineConfig(output=str(tmp_path), **{**TINY, "train": {**TINY["train"], "beta": 0.9}})
+    with pytest.raises(ValueError, match="stage round 1 train .* finished with other settings"):
+        run_pipeline(changed, run_command=run, log=lambda _: None)
+    assert calls == []
 
 
 def test_a_failing_stage_stops_the_pipeline(tmp_path):
     config = PipelineConfig(output=str(tmp_path), **{**TINY, "search": {"problems": "nowhere:test"}})
-    with pytest.raises(RuntimeError, match="stage round 1 search failed"):
+    with pytest.raises(StageFailed, match="stage round 1 search failed"):
         run_pipeline(config, run_command=lambda argv: main(["--quiet", *argv]), log=lambda _: None)
     assert not (tmp_path / "round-1" / "search" / ".done").exists()
 

@@ -15,7 +15,7 @@ from typing import Any, Sequence
 import torch
 from torch.utils.data import Dataset
 
-from data.records import RecordError, read_jsonl
+from data.records import STEP_REWARD_FIELDS, STEP_REWARD_KINDS, RecordError, read_jsonl
 from reasoner.losses import full_step_dpo_loss
 from reasoner.models import encode_prefix
 from reasoner.trainers.pairs import pad_rows, response_token_logps
@@ -23,12 +23,11 @@ from reasoner.trainers.preference import PreferenceTrainer
 
 __all__ = ["StepRewardGroups", "FullStepDPOTrainer", "load_step_rewards"]
 
-FIELDS = ("prompt", "responses", "rewards", "step_rewards")
-
 
 def load_step_rewards(path: str, limit: int | None = None) -> list[tuple[int, dict]]:
-    """(line, record) pairs of a step-rewards file; shapes are checked later, per record, with its line."""
-    records = list(read_jsonl(path, with_line_numbers=True, required=FIELDS))
+    """(line, record) pairs of a step-rewards file; field kinds are checked here, list shapes later, per record,
+    with its line."""
+    records = list(read_jsonl(path, with_line_numbers=True, required=STEP_REWARD_FIELDS, kinds=STEP_REWARD_KINDS))
     if not records:
         raise ValueError(f"{path}: no step-reward records to train on")
     return records[:limit] if limit else records

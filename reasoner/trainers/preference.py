@@ -30,7 +30,7 @@ from torch import nn
 from torch.utils.data import Dataset
 from transformers import Trainer, set_seed
 
-from data.records import read_jsonl
+from data.records import PAIR_FIELDS, PAIR_KINDS, read_jsonl
 from reasoner.losses import dpo_loss, step_apo_loss, svpo_loss
 from reasoner.trainers.common import AveragedMetrics, TrainingKnobs
 from reasoner.trainers.pairs import collate_shared, collate_unshared, group_pairs, pair_logps, tokenize_pair
@@ -39,7 +39,7 @@ __all__ = ["PreferenceArgs", "PreferenceTrainer", "PairGroups", "PolicyWithValue
            "ALGOS", "load_pairs"]
 
 ALGOS = ("step-dpo", "step-apo", "svpo", "mcts-dpo", "full-step-dpo")
-PAIR_FIELDS = ("prompt", "chosen", "rejected")
+
 VALUE_HEAD_WEIGHTS = "value_head.safetensors"
 
 
@@ -78,7 +78,7 @@ class PreferenceArgs(TrainingKnobs):
 def load_pairs(path: str, limit: int | None = None) -> list[dict[str, Any]]:
     """Pair records with the preference columns checked (errors name file and line)."""
     pairs = []
-    for record in read_jsonl(path, required=PAIR_FIELDS):
+    for record in read_jsonl(path, required=PAIR_FIELDS, kinds=PAIR_KINDS):
         pairs.append(record)
         if limit and len(pairs) >= limit:
             break
