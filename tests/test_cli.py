@@ -154,6 +154,35 @@ def test_a_policy_that_is_not_there_is_a_clean_error(tmp_path, capsys):
         assert f"reasoner: error: {policy}: {message}" in capsys.readouterr().err
 
 
+def test_a_policy_whose_save_was_cut_short_is_a_clean_error(tmp_path, capsys):
+    import shutil
+
+    from reasoner.models import EMBEDDED_POLICY
+
+    policy = tmp_path / "cut"
+    shutil.copytree(EMBEDDED_POLICY, policy)
+    weights = policy / "model.safetensors"
+    intact = weights.read_bytes()
+    weights.write_bytes(intact[:100])
+    assert main(["solve", "--policy", str(policy), "What is 1 + 1?"]) == 2
+    assert "unreadable weights" in capsys.readouterr().err
+    weights.write_bytes(intact)
+    (policy / "step_format.json").write_text("{broken")
+    assert main(["solve", "--policy", str(policy), "What is 1 + 1?"]) == 2
+    assert "step_format.json:1: invalid JSON" in capsys.readouterr().err
+
+
+def test_empty_questions_and_problem_sets_are_clean_errors(tmp_path, capsys):
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("")
+    assert main(["solve", ""]) == 2
+    assert "the question is empty" in capsys.readouterr().err
+    for command in (["eval-policy", "--problems", str(empty)], ["search", "--problems", str(empty), "--output",
+                                                                 str(tmp_path / "run")]):
+        assert main(["--quiet", *command]) == 2
+        assert "no problems to" in capsys.readouterr().err
+
+
 def test_train_sft_saves_a_loadable_policy(tmp_path):
     from reasoner.models import load_policy
 

@@ -116,6 +116,12 @@ def test_cli_trains_svpo_and_saves_policy_and_value_model(pair_files, tmp_path):
     # resuming from the last checkpoint works for the policy + value head module
     assert main(["train", "svpo", "--data", str(pair_files / "svpo.jsonl"), "--output", str(out), "--max_steps", "3",
                  "--batch_size", "4", "--save_steps", "1", "--resume", "true"]) == 0
+    # ... but not with other hyperparameters or data, and the refused run leaves the folder's config.yaml alone
+    config = (out / "config.yaml").read_text()
+    assert main(["train", "svpo", "--data", str(pair_files / "svpo.jsonl"), "--output", str(out), "--max_steps", "3",
+                 "--batch_size", "4", "--save_steps", "1", "--resume", "true", "--beta", "0.9"]) == 2
+    assert main(["train", "step-dpo", "--data", str(pair_files / "step-dpo.jsonl"), "--output", str(out)]) == 2
+    assert (out / "config.yaml").read_text() == config
 
 
 def test_bad_pairs_file_names_file_and_line(tmp_path, capsys):
@@ -125,6 +131,9 @@ def test_bad_pairs_file_names_file_and_line(tmp_path, capsys):
         load_pairs(str(bad))
     assert main(["train", "step-dpo", "--data", str(bad), "--output", str(tmp_path / "o")]) == 2
     assert "pairs.jsonl:2" in capsys.readouterr().err
+    bad.write_text(json.dumps({"prompt": "p", "chosen": "a", "rejected": "b", "q_chosen": "high"}) + "\n")
+    with pytest.raises(RecordError, match=r"pairs\.jsonl:1: field 'q_chosen' must be a number, got \"high\""):
+        load_pairs(str(bad))
 
 
 def test_bench_train_reports_all_layouts_on_the_same_pairs():
