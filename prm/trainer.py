@@ -100,6 +100,8 @@ def load_label_examples(path: str | Path, *, target: str, head: str, max_paths_p
         targets = [2.0 * v - 1.0 for v in soft] if head == "tanh" else soft
         by_problem[str(record.get("problem_id", line))].append(
             {"prompt": record["prompt"], "steps": steps, "targets": targets, "labels": [bool(v) for v in labels]})
+    if not by_problem:
+        raise ValueError(f"{path}: no mc-labels records to train on")
     rng = random.Random(seed)
     if max_paths_per_problem:
         for problem_id, paths in by_problem.items():

@@ -28,6 +28,9 @@ def cmd_train(args: argparse.Namespace, rest: Sequence[str]) -> int:
     policy = load_policy(config.model, device=config.device)
     policy.model.train()
     problems = load_problems(config.data, limit=config.limit)
+    if not any(p.solution for p in problems):
+        limit = f" (--limit {config.limit})" if config.limit is not None else ""
+        raise ValueError(f"{config.data}: none of its {len(problems)} problems{limit} has a gold 'solution' to train on")
     save_training_config(config, config.output, "sft training")
     trainer = train_sft(policy.model, policy.tokenizer, policy.step_format, problems, config)
     policy.model.eval()
@@ -90,9 +93,12 @@ def _train_tree_grpo(rest: Sequence[str]) -> int:
         trees = run_tree_grpo(problems, generator, seeded)
         return [dict(leaf, prompt=index) for index, tree in enumerate(trees) for leaf in grpo_leaves(tree)]
 
+    problems = load_problems(config.problems, limit=config.limit)
+    if not problems:
+        raise ValueError(f"{config.problems}: no problems to sample trees for (--limit {config.limit})")
     policy = load_policy(config.model, device=config.device)
     save_training_config(config, config.output, "tree-grpo training")
-    trainer = train_tree_grpo(policy, load_problems(config.problems, limit=config.limit), config, sample)
+    trainer = train_tree_grpo(policy, problems, config, sample)
     _save_trained(trainer, policy, config.output, "tree-grpo")
     return 0
 

@@ -29,6 +29,17 @@ class TrainingKnobs:
     resume: bool = field(default=False, metadata={"help": "continue from the last checkpoint in --output"})
 
 
+def _check_report_to(report_to: str) -> None:
+    """A ValueError naming what is installed when ``--report_to`` names a logger that is not (transformers
+    would raise a RuntimeError from deep inside Trainer)."""
+    from transformers.integrations import get_available_reporting_integrations
+
+    available = get_available_reporting_integrations()
+    if report_to not in ("none", "all") and report_to not in available:
+        raise ValueError(f"--report_to {report_to}: not installed here (installed: {', '.join(available) or 'none'}); "
+                         "pip install it or use --report_to none")
+
+
 def training_arguments(args: Any, **overrides: Any):
     """TrainingArguments from a config with ``output``, ``epochs``, ``batch_size``, ``learning_rate``,
     ``lr_scheduler``, ``warmup_steps``, ``logging_steps``, ``save_steps``, ``seed``, ``report_to``,
@@ -36,6 +47,7 @@ def training_arguments(args: Any, **overrides: Any):
     ``max_grad_norm``); CPU unless CUDA is there, no dataloader workers, our own columns kept."""
     from transformers import TrainingArguments
 
+    _check_report_to(args.report_to)
     if args.deepspeed:
         check_deepspeed_config(args.deepspeed)
         single_process_environment()
