@@ -109,12 +109,17 @@ def _file_rows(path: Path) -> Iterable[tuple[int, dict]]:
     if path.suffix == ".parquet":
         import datasets
 
-        return enumerate(datasets.Dataset.from_parquet(str(path)), start=1)
+        try:
+            return enumerate(datasets.Dataset.from_parquet(str(path)), start=1)
+        except Exception as exc:  # pyarrow's ArrowInvalid and kin, which do not name the file
+            raise ValueError(f"{path}: not a readable Parquet file ({str(exc).strip().splitlines()[-1]})") from None
     if path.suffix == ".json":
         try:
             loaded = json.loads(path.read_text(encoding="utf-8"))
         except json.JSONDecodeError as exc:
             raise RecordError(path, exc.lineno, f"invalid JSON: {exc.msg}") from None
+        except UnicodeDecodeError as exc:
+            raise ValueError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
         rows = loaded.get("data", loaded) if isinstance(loaded, dict) else loaded
         if not isinstance(rows, list):
             raise RecordError(path, 1, "expected a list of objects (or {'data': [...]})")
@@ -140,8 +145,10 @@ def _row_to_problem(row: dict, number: int, source: str, where: str) -> Problem:
     if not isinstance(row, dict):
         raise RecordError(where, number, "expected a JSON object")
     question = row.get("question", row.get("problem"))
-    if not isinstance(question, str) or not question.strip():
+    if question is None:
         raise RecordError(where, number, "missing field 'question' (or 'problem')")
+    if not isinstance(question, str) or not question.strip():
+        raise RecordError(where, number, f"field 'question' must be a non-empty string, got {json.dumps(question)[:60]}")
     solution = row.get("solution")
     answer = row.get("answer", row.get("final_answer"))
     if isinstance(answer, list) and answer:
