@@ -116,7 +116,7 @@ def load_pair_examples(path: str | Path) -> dict[str, list[dict]]:
     for line, record in read_jsonl(path, with_line_numbers=True, required=PAIR_FIELDS, kinds=PAIR_KINDS):
         by_problem[str(record.get("problem_id", line))].append(
             {"prompt": record["prompt"], "chosen": record["chosen"], "rejected": record["rejected"],
-             "depth": int(record.get("depth", 0))})
+             "depth": int(record.get("depth", 0)), "where": f"{path}:{line}"})
     return by_problem
 
 
@@ -136,7 +136,10 @@ class PRMDataset(Dataset):
                 self.examples.append({"kind": "labels", "rows": [(ids, ends, prompt_length)],
                                       "targets": example["targets"][: len(ends)], "labels": example["labels"][: len(ends)]})
         for pair in pairs:
-            question, earlier = fmt.parse(pair["prompt"])
+            try:
+                question, earlier = fmt.parse(pair["prompt"])
+            except ValueError as exc:  # a pair labelled with another step format
+                raise ValueError(f"{pair.get('where', 'a pair')}: {exc}") from None
             sides = []
             for side in ("chosen", "rejected"):
                 steps = earlier + (fmt.split(pair[side]) or [pair[side]])

@@ -121,7 +121,8 @@ class _Stages:
     def run(self, name: str, folder: Path, commands: list[list[str]]) -> None:
         marker = folder / ".done"
         if marker.exists():
-            done = json.loads(marker.read_text())
+            text = marker.read_text().strip()
+            done = json.loads(text) if text else {}  # an empty one is `touch`ed by hand after a stage run by hand
             if done.get("commands", commands) != commands:
                 raise ValueError(f"{marker}: stage {name} finished with other settings than this recipe gives it "
                                  f"(it ran: reasoner {' '.join(done['commands'][0])}); use another output, or the "

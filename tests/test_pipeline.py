@@ -74,6 +74,10 @@ def test_a_tiny_round_runs_every_stage_and_a_rerun_skips_them(tmp_path):
     with pytest.raises(ValueError, match="stage round 1 train .* finished with other settings"):
         run_pipeline(changed, run_command=run, log=lambda _: None)
     assert calls == []
+    # a stage run by hand (say under torchrun) and marked with `touch .done` counts as done, whatever it ran
+    (tmp_path / "round-1" / "policy" / ".done").write_text("")
+    assert run_pipeline(changed, run_command=run, log=lambda _: None)["rounds"] == report["rounds"]
+    assert calls == []
 
 
 def test_a_failing_stage_stops_the_pipeline(tmp_path):
