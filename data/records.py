@@ -200,7 +200,13 @@ def check_resumable(saved_path: str | os.PathLike, current: dict[str, Any], resu
     saved_path = Path(saved_path)
     if not saved_path.exists() or not _holds_records(saved_path.parent, besides=saved_path):
         return
-    saved = yaml.safe_load(saved_path.read_text()) or {}
+    try:
+        saved = yaml.safe_load(saved_path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        raise RecordError(saved_path, mark.line + 1 if mark else 1, f"invalid YAML: {getattr(exc, 'problem', exc)}") from None
+    if not isinstance(saved, dict):
+        raise RecordError(saved_path, 1, "expected a mapping of settings")
     free = set(resumable_keys)
     changed = sorted(k for k in current if k not in free and saved.get(k) != current[k])
     if changed:
@@ -210,5 +216,30 @@ def check_resumable(saved_path: str | os.PathLike, current: dict[str, Any], resu
 
 
 def _holds_records(folder: Path, besides: Path) -> bool:
-    """Whether ``folder`` holds any non-empty file other than ``besides`` (at any depth)."""
-    return any(path.is_file() and path != besides and path.stat().st_size for path in folder.rglob("*"))
+    """Whether ``folder`` holds any non-empty file other than ``besides`` and temp files (at any depth)."""
+    for path in folder.rglob("*"):
+        if path == besides or path.suffix == ".tmp":
+            continue
+        try:
+            if path.is_file() and path.stat().st_size:
+                return True
+        except FileNotFoundError:  # renamed or removed meanwhile by another process
+            continue
+    return False
+
+
+def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
+    """Write ``text`` to ``path`` through a uniquely named temp file and a rename, so that a reader (another
+    shard or rank) sees the old file or the new one, never half of one."""
+    import tempfile
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8") as out:
+            out.write(text)
+        os.replace(tmp, path)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+    return path

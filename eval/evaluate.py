@@ -27,7 +27,7 @@ from typing import Any, Callable, Sequence
 
 from data.answers import is_equivalent
 from data.problems import Problem, load_problems
-from data.records import append_jsonl, check_resumable, done_ids, read_jsonl
+from data.records import append_jsonl, check_resumable, done_ids, read_jsonl, write_text_atomic
 
 __all__ = ["EvalConfig", "Method", "parse_methods", "run_eval"]
 
@@ -184,7 +184,7 @@ def _write_config(out: Path, config: EvalConfig) -> None:
     import yaml
 
     out.mkdir(parents=True, exist_ok=True)
-    (out / "config.yaml").write_text(yaml.safe_dump(asdict(config), sort_keys=False))
+    write_text_atomic(out / "config.yaml", yaml.safe_dump(asdict(config), sort_keys=False))
 
 
 def _decode(method: Method, batch: Sequence[Problem], models: _Models, config: EvalConfig, out: Path) -> list[dict]:

@@ -95,7 +95,8 @@ def _train_tree_grpo(rest: Sequence[str]) -> int:
 
     problems = load_problems(config.problems, limit=config.limit)
     if not problems:
-        raise ValueError(f"{config.problems}: no problems to sample trees for (--limit {config.limit})")
+        limit = f" (--limit {config.limit})" if config.limit is not None else ""
+        raise ValueError(f"{config.problems}: no problems to sample trees for{limit}")
     policy = load_policy(config.model, device=config.device)
     save_training_config(config, config.output, "tree-grpo training")
     trainer = train_tree_grpo(policy, problems, config, sample)

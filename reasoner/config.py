@@ -14,6 +14,8 @@ from typing import Any, Sequence, TypeVar
 
 import yaml
 
+from data.records import write_text_atomic
+
 __all__ = ["parse_config", "save_config", "save_training_config", "load_yaml"]
 
 # What a training command may change when it reruns into a folder that already holds its results: resuming
@@ -72,6 +74,11 @@ def _typed(values: dict[str, Any], parser: argparse.ArgumentParser, path: str) -
             continue
         if isinstance(value, (dict, list)):
             raise ValueError(f"{path}: {key} must be a single value, got {value!r}")
+        if convert is str and isinstance(value, bool):  # `deepspeed: false` means none, not the text "False"
+            if value:
+                raise ValueError(f"{path}: {key} must be a string (or null / false for none), got true")
+            typed[key] = None
+            continue
         try:
             typed[key] = convert(value if isinstance(value, str) else str(value))
         except (TypeError, ValueError, argparse.ArgumentTypeError):
@@ -86,9 +93,7 @@ def save_config(config: Any, directory: str | Path, name: str = "config.yaml") -
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     values = dataclasses.asdict(config) if dataclasses.is_dataclass(config) else dict(config)
-    path = directory / name
-    path.write_text(yaml.safe_dump(values, sort_keys=False))
-    return path
+    return write_text_atomic(directory / name, yaml.safe_dump(values, sort_keys=False))  # torchrun ranks all write it
 
 
 def save_training_config(config: Any, directory: str | Path, what: str) -> Path:

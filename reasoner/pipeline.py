@@ -73,11 +73,20 @@ def load_pipeline_config(path: str | Path, overrides: dict[str, Any] | None = No
     rounds = values.get("rounds", 1)
     if not isinstance(rounds, int) or isinstance(rounds, bool) or rounds < 1:
         raise ValueError(f"{path}: rounds must be a whole number of at least 1, got {rounds!r}")
-    labels = values.get("labels", [])
+    labels = values.get("labels", PipelineConfig().labels)
     if not isinstance(labels, list) or not all(isinstance(kind, str) for kind in labels):
         raise ValueError(f"{path}: labels must be a list of label kinds (e.g. [step-dpo, mc-labels, svpo])")
+    algo = (values.get("train") or PipelineConfig().train)["algo"]
+    for kind, reader in (("mc-labels", "train-prm"), (_train_data_kind(algo), f"train {algo}")):
+        if kind not in labels:
+            raise ValueError(f"{path}: labels must include {kind} ({reader} reads it), got {labels}")
     _check_section_keys(values, path)
     return PipelineConfig(**values)
+
+
+def _train_data_kind(algo: str) -> str:
+    """The label kind a round's policy training reads."""
+    return "step-rewards" if algo == "full-step-dpo" else ("svpo" if algo in ("svpo", "step-apo") else algo)
 
 
 def _check_section_keys(values: dict[str, Any], path: str | Path) -> None:
@@ -94,8 +103,8 @@ def _check_section_keys(values: dict[str, Any], path: str | Path) -> None:
 
     train_args = {"sft": SFTArgs, "tree-grpo": TreeGRPOArgs}.get((values.get("train") or {}).get("algo"), PreferenceArgs)
     for name, cls in (("search", SearchConfig), ("prm", PRMArgs), ("train", train_args), ("eval", EvalConfig)):
-        known = {f.name for f in dataclasses.fields(cls)} | ({"algo"} if name == "train" else set())
-        unknown = sorted(set(values.get(name) or {}) - known)
+        known = {f.name for f in dataclasses.fields(cls)} | {"config"} | ({"algo"} if name == "train" else set())
+        unknown = sorted(key for key in values.get(name) or {} if key.replace("-", "_") not in known)
         if unknown:
             raise ValueError(f"{path}: section {name!r} has unknown key {unknown[0]!r} "
                              f"(known: {', '.join(sorted(known))})")
@@ -114,19 +123,28 @@ def flags(section: dict[str, Any] | None, drop: Sequence[str] = ()) -> list[str]
 class _Stages:
     """Runs CLI commands as pipeline stages, skipping finished ones and timing the rest."""
 
-    def __init__(self, run_command: Callable[[list[str]], int], log: Callable[[str], None]):
+    def __init__(self, run_command: Callable[[list[str]], int], log: Callable[[str], None], output: Path):
         self.run_command, self.log = run_command, log
         self.seconds: dict[str, float] = {}
+        self.output = str(output)
+
+    def portable(self, commands: list[list[str]]) -> list[list[str]]:
+        """``commands`` with the run folder written as ``{output}``, so that a marker still matches after the
+        folder is moved or spelled otherwise (relative vs absolute)."""
+        inside = self.output.rstrip("/") + "/"
+        return [[OUTPUT + "/" + arg[len(inside):] if arg.startswith(inside) else arg for arg in argv]
+                for argv in commands]
 
     def run(self, name: str, folder: Path, commands: list[list[str]]) -> None:
         marker = folder / ".done"
         if marker.exists():
-            text = marker.read_text().strip()
-            done = json.loads(text) if text else {}  # an empty one is `touch`ed by hand after a stage run by hand
-            if done.get("commands", commands) != commands:
+            done = _read_marker(marker)
+            ran, wanted = self.portable(done.get("commands", commands)), self.portable(commands)
+            if ran != wanted:
+                changed = [" ".join(argv) for argv, now in zip(ran, wanted) if argv != now]
+                what = f"reasoner {changed[0]}" if changed else f"{len(ran)} commands, not {len(wanted)}"
                 raise ValueError(f"{marker}: stage {name} finished with other settings than this recipe gives it "
-                                 f"(it ran: reasoner {' '.join(done['commands'][0])}); use another output, or the "
-                                 "recipe it ran with")
+                                 f"(it ran: {what}); use another output, or the recipe it ran with")
             self.seconds[name] = done.get("seconds", 0.0)
             self.log(f"── {name}: done already ({folder}), skipped")
             return
@@ -138,15 +156,31 @@ class _Stages:
                 raise StageFailed(f"stage {name} failed (exit {code}): reasoner {' '.join(argv)}", code)
         self.seconds[name] = round(time.perf_counter() - started, 1)
         folder.mkdir(parents=True, exist_ok=True)
-        marker.write_text(json.dumps({"commands": commands, "seconds": self.seconds[name]}) + "\n")
+        marker.write_text(json.dumps({"commands": self.portable(commands), "seconds": self.seconds[name]}) + "\n")
         self.log(f"── {name}: finished in {self.seconds[name]:.0f} s")
+
+
+OUTPUT = "{output}"
+
+
+def _read_marker(marker: Path) -> dict:
+    """A stage's ``.done``: {} when empty (``touch``ed by hand after running the stage by hand)."""
+    text = marker.read_text().strip()
+    try:
+        done = json.loads(text) if text else {}
+    except json.JSONDecodeError:
+        done = None
+    if not isinstance(done, dict):
+        raise ValueError(f"{marker}: not a stage marker (empty, or the JSON the pipeline writes); "
+                         "delete it to run the stage again")
+    return done
 
 
 def run_pipeline(config: PipelineConfig, run_command: Callable[[list[str]], int],
                  log: Callable[[str], None] = print) -> dict:
     """Run every round (skipping finished stages), then write and return ``report.json``."""
     out = Path(config.output)
-    stages = _Stages(run_command, log)
+    stages = _Stages(run_command, log, out)
     policy = config.policy
     policy_flags = ["--policy", policy] if policy else []
     for number in range(1, config.rounds + 1):
@@ -171,7 +205,7 @@ def run_pipeline(config: PipelineConfig, run_command: Callable[[list[str]], int]
             stages.run("round 0 eval", out / "round-0" / "eval", [_eval_command(config, out / "round-0", policy, value)])
         train = dict(config.train)
         algo = train.pop("algo")
-        data_kind = "step-rewards" if algo == "full-step-dpo" else ("svpo" if algo in ("svpo", "step-apo") else algo)
+        data_kind = _train_data_kind(algo)
         stages.run(f"round {number} train {algo}", here / "policy",
                    [["train", algo, *flags(train, drop=("output", "data", "model")),
                      "--data", str(here / "labels" / f"{data_kind}.jsonl"), "--output", str(here / "policy"),

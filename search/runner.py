@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Callable, Iterable, Sequence
 
 from data.problems import Problem, load_problems
-from data.records import append_jsonl, check_resumable, done_ids
+from data.records import append_jsonl, check_resumable, done_ids, write_text_atomic
 from search.mcts import MCTSConfig, SearchTimer, require_positive, run_mcts
 from search.tree import Tree, read_trees, tree_summary
 from search.tree_grpo import TreeGRPOConfig, run_tree_grpo
@@ -135,7 +135,7 @@ def run_search(config: SearchConfig, make_generator: Callable[[SearchConfig], ob
                          + (f" (--limit {config.limit})" if config.limit is not None else ""))
     problems = shard_problems(problems, config.shard)
     run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "config.yaml").write_text(yaml.safe_dump(asdict(config), sort_keys=False))
+    write_text_atomic(run_dir / "config.yaml", yaml.safe_dump(asdict(config), sort_keys=False))
     out = trees_path(run_dir, config.shard)
     finished = done_ids(out, key="problem_id")
     todo = [p for p in problems if p.id not in finished]

@@ -41,3 +41,8 @@ def test_yaml_values_are_typed_like_flags_and_a_wrong_one_names_file_and_key(tmp
             parse_config(SearchConfig, ["--config", str(recipe)], prog="t")
     recipe.write_text("batch_problems: 3\n")
     assert parse_config(EvalConfig, ["--config", str(recipe)], prog="t").batch_problems == 3
+
+    from reasoner.trainers.sft import SFTArgs
+
+    recipe.write_text("deepspeed: false\n")  # none, as before values were typed (not the text "False")
+    assert parse_config(SFTArgs, ["--config", str(recipe)], prog="t").deepspeed is None

@@ -39,6 +39,14 @@ def test_recipe_errors_name_the_file_and_key(tmp_path):
     path.write_text("train: {algo: step-dpo, beta: 0.5}\nlabels: mc-labels\n")
     with pytest.raises(ValueError, match="labels must be a list"):
         load_pipeline_config(path)
+    path.write_text("labels: [step-dpo, svpo]\n")
+    with pytest.raises(ValueError, match=r"labels must include mc-labels \(train-prm reads it\)"):
+        load_pipeline_config(path)
+    path.write_text("train: {algo: full-step-dpo}\n")
+    with pytest.raises(ValueError, match=r"labels must include step-rewards \(train full-step-dpo reads it\)"):
+        load_pipeline_config(path)
+    path.write_text("search: {batch-problems: 8, config: configs/search_mcts.yaml}\n")  # flags' other spellings
+    assert load_pipeline_config(path).search["batch-problems"] == 8
     path.write_text("rounds: 1\n")
     for rounds in (0, -1):
         with pytest.raises(ValueError, match="rounds must be a whole number of at least 1"):
@@ -78,6 +86,14 @@ def test_a_tiny_round_runs_every_stage_and_a_rerun_skips_them(tmp_path):
     (tmp_path / "round-1" / "policy" / ".done").write_text("")
     assert run_pipeline(changed, run_command=run, log=lambda _: None)["rounds"] == report["rounds"]
     assert calls == []
+    # the markers hold the run folder as {output}: a moved run is still done
+    moved = tmp_path.parent / (tmp_path.name + "-moved")
+    tmp_path.rename(moved)
+    again = run_pipeline(PipelineConfig(output=str(moved), **TINY), run_command=run, log=lambda _: None)
+    assert calls == [] and [entry["eval"] for entry in again["rounds"]] == [entry["eval"] for entry in report["rounds"]]
+    (moved / "round-1" / "eval" / ".done").write_text("done\n")
+    with pytest.raises(ValueError, match=r"\.done: not a stage marker"):
+        run_pipeline(PipelineConfig(output=str(moved), **TINY), run_command=run, log=lambda _: None)
 
 
 def test_a_failing_stage_stops_the_pipeline(tmp_path):

@@ -54,3 +54,19 @@ def test_write_jsonl_is_atomic_replace(tmp_path):
     write_jsonl(path, [{"a": 2}])
     assert list(read_jsonl(path)) == [{"a": 2}]
     assert not (tmp_path / "w.jsonl.tmp").exists()
+
+
+def test_check_resumable_protects_only_folders_that_hold_results(tmp_path):
+    from data.records import check_resumable, write_text_atomic
+
+    config = tmp_path / "run" / "config.yaml"
+    write_text_atomic(config, "simulations: 3\n")
+    (tmp_path / "run" / ".config.yaml.x.tmp").write_text("half")  # another writer's temp file is not a result
+    check_resumable(config, {"simulations": 9}, ())  # nothing but the config: it may start over
+    (tmp_path / "run" / "trees.jsonl").write_text("{}\n")
+    with pytest.raises(ValueError, match="started with simulations=3, not 9"):
+        check_resumable(config, {"simulations": 9}, ())
+    check_resumable(config, {"simulations": 9}, ("simulations",))
+    config.write_text("simulations: [3\n")
+    with pytest.raises(RecordError, match=r"config.yaml:\d+: invalid YAML"):
+        check_resumable(config, {"simulations": 3}, ())
