@@ -24,27 +24,19 @@ def test_flags_render_a_section_as_cli_options():
 
 def test_recipe_errors_name_the_file_and_key(tmp_path):
     path = tmp_path / "bad.yaml"
-    path.write_text("rounds: 1\nsearh: {}\n")
-    with pytest.raises(ValueError, match=r"bad.yaml: unknown pipeline key 'searh'"):
-        load_pipeline_config(path)
-    path.write_text("train: {beta: 0.5}\n")
-    with pytest.raises(ValueError, match="needs an 'algo'"):
-        load_pipeline_config(path)
-    path.write_text("eval: greedy\n")
-    with pytest.raises(ValueError, match="section 'eval' must be a mapping"):
-        load_pipeline_config(path)
-    path.write_text("eval: {methds: greedy}\n")
-    with pytest.raises(ValueError, match="section 'eval' has unknown key 'methds'"):
-        load_pipeline_config(path)
-    path.write_text("train: {algo: step-dpo, beta: 0.5}\nlabels: mc-labels\n")
-    with pytest.raises(ValueError, match="labels must be a list"):
-        load_pipeline_config(path)
-    path.write_text("labels: [step-dpo, svpo]\n")
-    with pytest.raises(ValueError, match=r"labels must include mc-labels \(train-prm reads it\)"):
-        load_pipeline_config(path)
-    path.write_text("train: {algo: full-step-dpo}\n")
-    with pytest.raises(ValueError, match=r"labels must include step-rewards \(train full-step-dpo reads it\)"):
-        load_pipeline_config(path)
+    cases = {
+        "rounds: 1\nsearh: {}": r"bad.yaml: unknown pipeline key 'searh'",
+        "train: {beta: 0.5}": "needs an 'algo'",
+        "eval: greedy": "section 'eval' must be a mapping",
+        "eval: {methds: greedy}": "section 'eval' has unknown key 'methds'",
+        "train: {algo: step-dpo, beta: 0.5}\nlabels: mc-labels": "labels must be a list",
+        "labels: [step-dpo, svpo]": r"labels must include mc-labels \(train-prm reads it\)",
+        "train: {algo: full-step-dpo}": r"labels must include step-rewards \(train full-step-dpo reads it\)",
+    }
+    for recipe, error in cases.items():
+        path.write_text(recipe + "\n")
+        with pytest.raises(ValueError, match=error):
+            load_pipeline_config(path)
     path.write_text("search: {batch-problems: 8, config: configs/search_mcts.yaml}\n")  # flags' other spellings
     assert load_pipeline_config(path).search["batch-problems"] == 8
     path.write_text("rounds: 1\n")
