@@ -76,7 +76,11 @@ def load_pipeline_config(path: str | Path, overrides: dict[str, Any] | None = No
     labels = values.get("labels", PipelineConfig().labels)
     if not isinstance(labels, list) or not all(isinstance(kind, str) for kind in labels):
         raise ValueError(f"{path}: labels must be a list of label kinds (e.g. [step-dpo, mc-labels, svpo])")
+    from reasoner.trainers.preference import ALGOS
+
     algo = (values.get("train") or PipelineConfig().train)["algo"]
+    if algo not in ALGOS:  # a round trains on its own labels: the step-preference algorithms
+        raise ValueError(f"{path}: train algo {algo!r} is not one the pipeline runs; use one of {', '.join(ALGOS)}")
     for kind, reader in (("mc-labels", "train-prm"), (_train_data_kind(algo), f"train {algo}")):
         if kind not in labels:
             raise ValueError(f"{path}: labels must include {kind} ({reader} reads it), got {labels}")
@@ -97,12 +101,9 @@ def _check_section_keys(values: dict[str, Any], path: str | Path) -> None:
     from eval.evaluate import EvalConfig
     from prm.trainer import PRMArgs
     from reasoner.trainers.preference import PreferenceArgs
-    from reasoner.trainers.sft import SFTArgs
-    from reasoner.trainers.tree_grpo import TreeGRPOArgs
     from search.runner import SearchConfig
 
-    train_args = {"sft": SFTArgs, "tree-grpo": TreeGRPOArgs}.get((values.get("train") or {}).get("algo"), PreferenceArgs)
-    for name, cls in (("search", SearchConfig), ("prm", PRMArgs), ("train", train_args), ("eval", EvalConfig)):
+    for name, cls in (("search", SearchConfig), ("prm", PRMArgs), ("train", PreferenceArgs), ("eval", EvalConfig)):
         known = {f.name for f in dataclasses.fields(cls)} | {"config"} | ({"algo"} if name == "train" else set())
         unknown = sorted(key for key in values.get(name) or {} if key.replace("-", "_") not in known)
         if unknown:

@@ -32,6 +32,7 @@ def test_recipe_errors_name_the_file_and_key(tmp_path):
         "train: {algo: step-dpo, beta: 0.5}\nlabels: mc-labels": "labels must be a list",
         "labels: [step-dpo, svpo]": r"labels must include mc-labels \(train-prm reads it\)",
         "train: {algo: full-step-dpo}": r"labels must include step-rewards \(train full-step-dpo reads it\)",
+        "train: {algo: stepdpo}": "train algo 'stepdpo' is not one the pipeline runs",
     }
     for recipe, error in cases.items():
         path.write_text(recipe + "\n")
