@@ -190,11 +190,12 @@ def read_json_file(path: str | os.PathLike) -> Any:
 
 
 def check_resumable(saved_path: str | os.PathLike, current: dict[str, Any], resumable_keys: Iterable[str],
-                    what: str = "run") -> None:
+                    what: str = "run", fillable_keys: Iterable[str] = ()) -> None:
     """Refuse to resume when ``saved_path`` (a YAML config written by the first run) differs from ``current``
     in a key outside ``resumable_keys``; the error names the file, the key and both values. A folder holding
     nothing but that config (a run that failed before its first record, say on a mistyped ``--policy``) has
-    nothing to protect, so it may start over with other settings."""
+    nothing to protect, so it may start over with other settings. A key in ``fillable_keys`` may go from unset
+    (None) to a value. Paths compare as the files they name (``runs/prm/`` is ``runs/prm``)."""
     import yaml
 
     saved_path = Path(saved_path)
@@ -207,12 +208,25 @@ def check_resumable(saved_path: str | os.PathLike, current: dict[str, Any], resu
         raise RecordError(saved_path, mark.line + 1 if mark else 1, f"invalid YAML: {getattr(exc, 'problem', exc)}") from None
     if not isinstance(saved, dict):
         raise RecordError(saved_path, 1, "expected a mapping of settings")
-    free = set(resumable_keys)
-    changed = sorted(k for k in current if k not in free and saved.get(k) != current[k])
+    free, fillable = set(resumable_keys), set(fillable_keys)
+    changed = sorted(k for k in current if k not in free and not _same_setting(saved.get(k), current[k])
+                     and not (k in fillable and saved.get(k) is None))
     if changed:
         key = changed[0]
         raise ValueError(f"{saved_path}: this {what} was started with {key}={saved.get(key)!r}, not {current[key]!r}; "
                          "use another --output or the same settings to resume")
+
+
+def _same_setting(saved: Any, current: Any) -> bool:
+    """Equal values, or two spellings of one path (``./a`` and ``a/``, relative and absolute)."""
+    if saved == current:
+        return True
+    if not (isinstance(saved, str) and isinstance(current, str)):
+        return False
+    try:
+        return os.path.samefile(saved, current)
+    except OSError:
+        return os.path.normpath(saved) == os.path.normpath(current)
 
 
 def _holds_records(folder: Path, besides: Path) -> bool:
@@ -236,6 +250,9 @@ def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)  # as open() would create it (mkstemp makes it private)
     try:
         with os.fdopen(handle, "w", encoding="utf-8") as out:
             out.write(text)

@@ -138,7 +138,7 @@ def run_eval(config: EvalConfig, make_generator: Callable[[EvalConfig], Any],
     methods = parse_methods(config.methods)
     _check_settings(config, methods)
     out = Path(config.output)
-    check_resumable(out / "config.yaml", asdict(config), _RESUMABLE_KEYS, what="eval")
+    check_resumable(out / "config.yaml", asdict(config), _RESUMABLE_KEYS, what="eval", fillable_keys=("value",))
     problems = load_problems(config.problems, limit=config.limit)
     if not problems:
         raise ValueError(f"{config.problems}: no problems to evaluate"

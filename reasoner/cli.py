@@ -302,7 +302,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if getattr(args, "wants_rest", False):
             return args.func(args, rest)
         return args.func(args)
-    except (RecordError, OSError, ValueError) as exc:  # OSError: a folder given for a file, an output path taken, ...
+    except (RecordError, OSError, ValueError, ImportError) as exc:  # OSError: a folder given for a file, ...;
+        # ImportError: an optional dependency missing (vLLM, DeepSpeed), with its install hint
         print(f"reasoner: error: {exc}", file=sys.stderr)
         return 2
     except StageFailed as exc:  # the stage printed its own error; say which stage, no traceback

@@ -84,6 +84,12 @@ def load_pipeline_config(path: str | Path, overrides: dict[str, Any] | None = No
     for kind, reader in (("mc-labels", "train-prm"), (_train_data_kind(algo), f"train {algo}")):
         if kind not in labels:
             raise ValueError(f"{path}: labels must include {kind} ({reader} reads it), got {labels}")
+    if not isinstance(values.get("eval_initial", True), bool):
+        raise ValueError(f"{path}: eval_initial must be true or false, got {values['eval_initial']!r}")
+    prm = values.get("prm") or {}
+    if prm.get("rank_weight") and not (prm.get("pairs", True) and {"svpo", "step-apo"} & set(labels)):
+        raise ValueError(f"{path}: prm.rank_weight needs sibling pairs: svpo or step-apo in labels, "
+                         "and no prm.pairs: false")
     _check_section_keys(values, path)
     return PipelineConfig(**values)
 
@@ -145,7 +151,9 @@ class _Stages:
                 changed = [" ".join(argv) for argv, now in zip(ran, wanted) if argv != now]
                 what = f"reasoner {changed[0]}" if changed else f"{len(ran)} commands, not {len(wanted)}"
                 raise ValueError(f"{marker}: stage {name} finished with other settings than this recipe gives it "
-                                 f"(it ran: {what}); use another output, or the recipe it ran with")
+                                 f"(it ran: {what}); use another output or the recipe it ran with, or delete this "
+                                 ".done to run the stage again (its command then resumes or refuses by its own "
+                                 "rules; later stages are redone only if their .done is deleted too)")
             self.seconds[name] = done.get("seconds", 0.0)
             self.log(f"── {name}: done already ({folder}), skipped")
             return

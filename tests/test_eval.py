@@ -55,6 +55,9 @@ def test_an_eval_that_failed_before_its_first_record_reruns_with_a_corrected_pol
     assert "no such model directory" in capsys.readouterr().err
     assert main(["--quiet", "eval", "--output", out, "--limit", "1", "--methods", "greedy"]) == 0
     assert (tmp_path / "ev" / "report.json").exists()
+    # an eval started without a value model may add value-guided methods later
+    assert main(["--quiet", "eval", "--output", out, "--limit", "1", "--methods", "greedy,bon@2", "--value",
+                 "likelihood"]) == 0
 
 
 @pytest.mark.parametrize("settings, error", [

@@ -33,6 +33,8 @@ def test_recipe_errors_name_the_file_and_key(tmp_path):
         "labels: [step-dpo, svpo]": r"labels must include mc-labels \(train-prm reads it\)",
         "train: {algo: full-step-dpo}": r"labels must include step-rewards \(train full-step-dpo reads it\)",
         "train: {algo: stepdpo}": "train algo 'stepdpo' is not one the pipeline runs",
+        "eval_initial: 'yes'": "eval_initial must be true or false",
+        "labels: [step-dpo, mc-labels]\nprm: {rank_weight: 1.0}": "prm.rank_weight needs sibling pairs",
     }
     for recipe, error in cases.items():
         path.write_text(recipe + "\n")

@@ -67,6 +67,14 @@ def test_check_resumable_protects_only_folders_that_hold_results(tmp_path):
     with pytest.raises(ValueError, match="started with simulations=3, not 9"):
         check_resumable(config, {"simulations": 9}, ())
     check_resumable(config, {"simulations": 9}, ("simulations",))
+    check_resumable(config, {"simulations": 3, "policy": "p"}, (), fillable_keys=("policy",))  # unset, now set
+    with pytest.raises(ValueError, match="started with policy=None"):
+        check_resumable(config, {"simulations": 3, "policy": "p"}, ())
+    write_text_atomic(config, f"simulations: 3\npolicy: {tmp_path / 'run'}\n")
+    check_resumable(config, {"simulations": 3, "policy": str(tmp_path / "run") + "/"}, ())  # one path, two spellings
+    with pytest.raises(ValueError, match="started with policy="):
+        check_resumable(config, {"simulations": 3, "policy": str(tmp_path)}, ())
+    assert config.stat().st_mode & 0o044  # readable like any other file, not mkstemp's 0600
     config.write_text("simulations: [3\n")
     with pytest.raises(RecordError, match=r"config.yaml:\d+: invalid YAML"):
         check_resumable(config, {"simulations": 3}, ())
