@@ -23,7 +23,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Iterable
 
-from data.records import RecordError, read_jsonl
+from data.records import RecordError, read_json_file, read_jsonl
 
 __all__ = ["Problem", "load_problems", "gsm8k_gold", "resolve_data_dir", "HUB_SPECS"]
 
@@ -62,10 +62,19 @@ def resolve_data_dir(data_dir: str | os.PathLike | None = None) -> Path | None:
     return Path(chosen) if chosen else None
 
 
-def load_problems(spec: str, limit: int | None = None, data_dir: str | os.PathLike | None = None) -> list[Problem]:
-    """Load problems named by ``spec`` (see the module docstring); the first ``limit`` of them if given."""
+def load_problems(spec: str, limit: int | None = None, data_dir: str | os.PathLike | None = None, *,
+                  needed_for: str | None = None) -> list[Problem]:
+    """Load problems named by ``spec`` (see the module docstring); the first ``limit`` of them if given. With
+    ``needed_for`` (say "search"), none at all is an error naming the spec and the limit."""
     if limit is not None and limit < 0:
         raise ValueError(f"limit must be 0 or more, got {limit}")
+    problems = _load_problems(spec, limit, data_dir)
+    if needed_for and not problems:
+        raise ValueError(f"{spec}: no problems to {needed_for}" + (f" (--limit {limit})" if limit is not None else ""))
+    return problems
+
+
+def _load_problems(spec: str, limit: int | None, data_dir: str | os.PathLike | None) -> list[Problem]:
     if spec.startswith("synthetic:"):
         from data.synthetic import load_split
 
@@ -114,12 +123,7 @@ def _file_rows(path: Path) -> Iterable[tuple[int, dict]]:
         except Exception as exc:  # pyarrow's ArrowInvalid and kin, which do not name the file
             raise ValueError(f"{path}: not a readable Parquet file ({str(exc).strip().splitlines()[-1]})") from None
     if path.suffix == ".json":
-        try:
-            loaded = json.loads(path.read_text(encoding="utf-8"))
-        except json.JSONDecodeError as exc:
-            raise RecordError(path, exc.lineno, f"invalid JSON: {exc.msg}") from None
-        except UnicodeDecodeError as exc:
-            raise ValueError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+        loaded = read_json_file(path)
         rows = loaded.get("data", loaded) if isinstance(loaded, dict) else loaded
         if not isinstance(rows, list):
             raise RecordError(path, 1, "expected a list of objects (or {'data': [...]})")

@@ -180,13 +180,31 @@ def done_ids(path: str | os.PathLike, key: str = "id") -> set[str]:
 
 
 def read_json_file(path: str | os.PathLike) -> Any:
-    """The JSON value of a small settings file (a model's value_head.json, step_format.json, ...); a broken
-    one raises `RecordError` naming the file and line."""
+    """The JSON value of a whole-file JSON document (a model's value_head.json, step_format.json, a .json
+    problem file); a broken one raises an error naming the file (and line)."""
     path = Path(path)
     try:
         return json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as exc:
         raise RecordError(path, exc.lineno, f"invalid JSON: {exc.msg}") from None
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+
+
+def read_yaml_mapping(path: str | os.PathLike, what: str = "settings") -> dict[str, Any]:
+    """The mapping in a YAML file (a recipe, a run's config.yaml); broken YAML or another value raises
+    `RecordError` naming the file and line."""
+    import yaml
+
+    path = Path(path)
+    try:
+        loaded = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        raise RecordError(path, mark.line + 1 if mark else 1, f"invalid YAML: {getattr(exc, 'problem', exc)}") from None
+    if not isinstance(loaded, dict):
+        raise RecordError(path, 1, f"expected a mapping of {what}")
+    return loaded
 
 
 def check_resumable(saved_path: str | os.PathLike, current: dict[str, Any], resumable_keys: Iterable[str],
@@ -196,18 +214,10 @@ def check_resumable(saved_path: str | os.PathLike, current: dict[str, Any], resu
     nothing but that config (a run that failed before its first record, say on a mistyped ``--policy``) has
     nothing to protect, so it may start over with other settings. A key in ``fillable_keys`` may go from unset
     (None) to a value. Paths compare as the files they name (``runs/prm/`` is ``runs/prm``)."""
-    import yaml
-
     saved_path = Path(saved_path)
     if not saved_path.exists() or not _holds_records(saved_path.parent, besides=saved_path):
         return
-    try:
-        saved = yaml.safe_load(saved_path.read_text()) or {}
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        raise RecordError(saved_path, mark.line + 1 if mark else 1, f"invalid YAML: {getattr(exc, 'problem', exc)}") from None
-    if not isinstance(saved, dict):
-        raise RecordError(saved_path, 1, "expected a mapping of settings")
+    saved = read_yaml_mapping(saved_path)
     free, fillable = set(resumable_keys), set(fillable_keys)
     changed = sorted(k for k in current if k not in free and not _same_setting(saved.get(k), current[k])
                      and not (k in fillable and saved.get(k) is None))

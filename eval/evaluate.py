@@ -139,10 +139,7 @@ def run_eval(config: EvalConfig, make_generator: Callable[[EvalConfig], Any],
     _check_settings(config, methods)
     out = Path(config.output)
     check_resumable(out / "config.yaml", asdict(config), _RESUMABLE_KEYS, what="eval", fillable_keys=("value",))
-    problems = load_problems(config.problems, limit=config.limit)
-    if not problems:
-        raise ValueError(f"{config.problems}: no problems to evaluate"
-                         + (f" (--limit {config.limit})" if config.limit is not None else ""))
+    problems = load_problems(config.problems, limit=config.limit, needed_for="evaluate")
     todo_of = {m.name: [p for p in problems if p.id not in done_ids(out / "predictions" / f"{m.name}.jsonl")]
                for m in methods}
     models = _Models(config, make_generator, make_scorer)

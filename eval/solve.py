@@ -57,9 +57,7 @@ def evaluate_policy(*, problems: str, limit: int | None, policy: str | None, k: 
                     seed: int = 0, backend: str = "hf", device: str | None = None, samples: int | None = None) -> dict:
     """Greedy accuracy, pass@k and maj@k (temperature sampling) of a policy on a problem spec; pass@k is
     estimated without bias from ``samples`` (>= k) draws per problem when given."""
-    items = load_problems(problems, limit=limit)
-    if not items:
-        raise ValueError(f"{problems}: no problems to evaluate" + (f" (--limit {limit})" if limit is not None else ""))
+    items = load_problems(problems, limit=limit, needed_for="evaluate")
     generator = load_generator(policy, backend, seed, device)
     report = accuracy_report(generator, [p.question for p in items], [p.answer for p in items], k=k,
                              temperature=temperature, samples=samples)

@@ -93,10 +93,7 @@ def _train_tree_grpo(rest: Sequence[str]) -> int:
         trees = run_tree_grpo(problems, generator, seeded)
         return [dict(leaf, prompt=index) for index, tree in enumerate(trees) for leaf in grpo_leaves(tree)]
 
-    problems = load_problems(config.problems, limit=config.limit)
-    if not problems:
-        limit = f" (--limit {config.limit})" if config.limit is not None else ""
-        raise ValueError(f"{config.problems}: no problems to sample trees for{limit}")
+    problems = load_problems(config.problems, limit=config.limit, needed_for="sample trees for")
     policy = load_policy(config.model, device=config.device)
     save_training_config(config, config.output, "tree-grpo training")
     trainer = train_tree_grpo(policy, problems, config, sample)

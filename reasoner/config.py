@@ -14,7 +14,7 @@ from typing import Any, Sequence, TypeVar
 
 import yaml
 
-from data.records import write_text_atomic
+from data.records import read_yaml_mapping, write_text_atomic
 
 __all__ = ["parse_config", "save_config", "save_training_config", "load_yaml"]
 
@@ -31,15 +31,7 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"{path}: no such config file")
-    try:
-        loaded = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        line = mark.line + 1 if mark else 1
-        raise ValueError(f"{path}:{line}: invalid YAML: {getattr(exc, 'problem', exc)}") from None
-    if not isinstance(loaded, dict):
-        raise ValueError(f"{path}:1: expected a mapping of config keys")
-    return loaded
+    return read_yaml_mapping(path, what="config keys")
 
 
 def parse_config(cls: type[T], argv: Sequence[str], prog: str, description: str | None = None) -> T:

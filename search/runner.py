@@ -129,11 +129,7 @@ def run_search(config: SearchConfig, make_generator: Callable[[SearchConfig], ob
     run_dir = Path(config.output)
     check_resumable(run_dir / "config.yaml", asdict(config), _RESUMABLE_KEYS | {"shard"})
     _refuse_other_shard_counts(run_dir, config.shard)
-    problems = load_problems(config.problems, limit=config.limit)
-    if not problems:
-        raise ValueError(f"{config.problems}: no problems to search"
-                         + (f" (--limit {config.limit})" if config.limit is not None else ""))
-    problems = shard_problems(problems, config.shard)
+    problems = shard_problems(load_problems(config.problems, limit=config.limit, needed_for="search"), config.shard)
     run_dir.mkdir(parents=True, exist_ok=True)
     write_text_atomic(run_dir / "config.yaml", yaml.safe_dump(asdict(config), sort_keys=False))
     out = trees_path(run_dir, config.shard)
