@@ -26,7 +26,8 @@ __all__ = ["run_bench", "synthetic_step_pairs"]
 
 def synthetic_step_pairs(n_prompts: int, rejected_per_prompt: int, step_format: Any, seed: int = 0) -> list[dict]:
     """First-error step pairs from the synthetic task, several rejected steps per prompt."""
-    from data.synthetic import corrupt_solution, load_split
+    from data.corruption import corrupt_solution
+    from data.synthetic import load_split
 
     pairs = []
     for problem in load_split("train", n_prompts):

@@ -1,7 +1,7 @@
 """`reasoner eval-prm`: how well a `StepScorer` finds wrong steps in synthetic solutions.
 
 The set is, per problem of a synthetic split, its gold solution (every step correct) and one corrupted
-solution (`data.synthetic.corrupt_solution`: exactly one wrong result at a known step, later steps
+solution (`data.corruption.corrupt_solution`: exactly one wrong result at a known step, later steps
 recomputed from it). A step is positive when no step up to and including it is wrong. Reported:
 
 * ``step_auc``: ROC AUC of the step values against those labels;
@@ -54,7 +54,8 @@ def _evaluate(scorer: Any, problems: str, limit: int | None, seed: int, threshol
               progress: bool) -> dict:
     from tqdm.auto import tqdm
 
-    from data.synthetic import corrupted_split, load_split
+    from data.corruption import corrupted_split
+    from data.synthetic import load_split
 
     if not problems.startswith("synthetic:"):
         raise ValueError(f"eval-prm needs solutions with a known first error: use synthetic:test or synthetic:train, "

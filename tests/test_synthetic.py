@@ -1,4 +1,5 @@
-"""Tests for data.synthetic: pinned formats, gold arithmetic, splits, knobs and corrupted solutions."""
+"""Tests for data.synthetic and data.corruption: pinned formats, gold arithmetic, splits, knobs and corrupted
+solutions."""
 
 from __future__ import annotations
 
@@ -10,13 +11,12 @@ from pathlib import Path
 
 import pytest
 
+from data.corruption import corrupt_solution, corrupted_split
 from data.problems import Problem
 from data.synthetic import (
     TEST_SIZE,
     TRAIN_SIZE,
     SyntheticConfig,
-    corrupt_solution,
-    corrupted_split,
     generate_problem,
     load_split,
     parse_step,
