@@ -17,8 +17,9 @@ def check_predictions(path: str, *, problems_spec: str | None = None, output: st
     """Score every line of ``path`` and write ``{id, prediction, gold, correct}`` verdicts.
 
     A line holds an ``id`` (or ``problem_id``), and either ``prediction`` (a final answer) or a text field
-    (``completion``, ``output``, ``response``) to extract it from. The gold answer is the line's ``answer``
-    field, or comes from ``problems_spec`` by id.
+    (``completion``, ``output``, ``response``) to extract it from. The gold answer is the line's ``gold`` or
+    ``answer`` field, or comes from ``problems_spec`` by id. `reasoner eval`'s ``predictions/METHOD.jsonl``
+    files hold ``prediction`` and ``gold``, so they can be re-scored (with another ``--timeout``, say) alone.
     """
     out = Path(output) if output else Path(path).with_suffix(".verdicts.jsonl")
     if out.resolve() == Path(path).resolve():
@@ -35,10 +36,10 @@ def check_predictions(path: str, *, problems_spec: str | None = None, output: st
         problem_id = record.get("id", record.get("problem_id"))
         if problem_id is None:
             raise RecordError(path, line, "missing field 'id' (or 'problem_id')")
-        gold = record.get("answer", gold_by_id.get(str(problem_id)))
+        gold = record.get("gold", record.get("answer", gold_by_id.get(str(problem_id))))
         if gold is None:
             where = f"in {problems_spec}" if problems_spec else "(pass --problems SPEC to look it up)"
-            raise RecordError(path, line, f"missing field 'answer' and id {problem_id!r} not found {where}")
+            raise RecordError(path, line, f"missing field 'gold' (or 'answer') and id {problem_id!r} not found {where}")
         if "prediction" in record:
             prediction = record["prediction"]
         else:

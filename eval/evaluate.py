@@ -185,7 +185,10 @@ def _write_config(out: Path, config: EvalConfig) -> None:
 
 
 def _decode(method: Method, batch: Sequence[Problem], models: _Models, config: EvalConfig, out: Path) -> list[dict]:
-    """One record per problem of ``batch``: id, answer, correct, tokens, seconds (+ samples for curves)."""
+    """One record per problem of ``batch``: id, prediction, gold, correct, tokens, seconds (+ curve for samples).
+
+    ``prediction`` / ``gold`` are the fields `reasoner check` reads, so a predictions file can be re-scored alone.
+    """
     from search.beam import beam_search, mcts_decode
     from search.decode import greedy
     from search.mcts import MCTSConfig
@@ -207,8 +210,8 @@ def _decode(method: Method, batch: Sequence[Problem], models: _Models, config: E
                           max_step_tokens=config.max_step_tokens, seed=config.seed)
         found = [(r.answer, r.tokens) for r in mcts_decode(models.generator, models.scorer, questions, mcts)]
     per_problem = (time.perf_counter() - started) / len(batch)
-    return [{"id": p.id, "answer": answer, "correct": is_equivalent(answer, p.answer), "tokens": tokens,
-             "seconds": per_problem} for p, (answer, tokens) in zip(batch, found)]
+    return [{"id": p.id, "prediction": answer, "gold": p.answer, "correct": is_equivalent(answer, p.answer),
+             "tokens": tokens, "seconds": per_problem} for p, (answer, tokens) in zip(batch, found)]
 
 
 def _from_samples(method: Method, batch: Sequence[Problem], models: _Models, config: EvalConfig,
@@ -235,10 +238,11 @@ def _from_samples(method: Method, batch: Sequence[Problem], models: _Models, con
         curve = {}
         for k in _prefix_sizes(method.k):
             answer = _choose(method.kind, answers[:k], weights[:k] if weights else None)
-            curve[str(k)] = {"answer": answer, "correct": is_equivalent(answer, problem.answer),
+            curve[str(k)] = {"prediction": answer, "correct": is_equivalent(answer, problem.answer),
                              "tokens": sum(tokens[:k])}
         final = curve[str(method.k)]
-        records.append({"id": problem.id, "answer": final["answer"], "correct": final["correct"],
+        records.append({"id": problem.id, "prediction": final["prediction"], "gold": problem.answer,
+                        "correct": final["correct"],
                         "tokens": final["tokens"], "seconds": drawn["seconds"] + seconds, "curve": curve,
                         **({"scores": weights, "sample_correct": [is_equivalent(a, problem.answer) for a in answers]}
                            if weights else {})})

@@ -5,6 +5,7 @@ import json
 
 import pytest
 
+from eval.check import check_predictions
 from eval.evaluate import EvalConfig, parse_methods, run_eval
 from reasoner.cli import main
 from reasoner.cli_eval import eval_scorer, search_generator
@@ -38,6 +39,10 @@ def test_eval_writes_reports_shares_samples_and_resumes(tmp_path):
         assert (tmp_path / name).exists(), name
     assert "| beam@1x2 |" in (tmp_path / "report.md").read_text()
     assert "ranking_auc" in report["methods"]["bon@2"] and "ranking_auc" not in report["methods"]["maj@2"]
+    # every predictions file re-scores alone with `reasoner check` to the report's accuracy
+    for name in ("greedy", "wmaj@2", "mcts@2x2"):
+        checked = check_predictions(str(tmp_path / "predictions" / f"{name}.jsonl"), output=str(tmp_path / f"{name}.v"))
+        assert checked["accuracy"] == pytest.approx(report["methods"][name]["accuracy"], abs=1e-4), name
 
     def no_models(_):
         raise AssertionError("a finished eval must not load a model again")
