@@ -219,7 +219,7 @@ def check_resumable(saved_path: str | os.PathLike, current: dict[str, Any], resu
         return
     saved = read_yaml_mapping(saved_path)
     free, fillable = set(resumable_keys), set(fillable_keys)
-    changed = sorted(k for k in current if k not in free and not _same_setting(saved.get(k), current[k])
+    changed = sorted(k for k in current if k not in free and not _same_setting(saved.get(k), current[k], k)
                      and not (k in fillable and saved.get(k) is None))
     if changed:
         key = changed[0]
@@ -227,9 +227,18 @@ def check_resumable(saved_path: str | os.PathLike, current: dict[str, Any], resu
                          "use another --output or the same settings to resume")
 
 
-def _same_setting(saved: Any, current: Any) -> bool:
-    """Equal values, or two spellings of one path (``./a`` and ``a/``, relative and absolute)."""
+# Settings whose unset value (None) means a named default: the policy to load is the embedded one
+# (reasoner.models.EMBEDDED_MODELS), so `--policy embedded` resumes a run started without --policy.
+_NAMED_DEFAULTS = {"policy": "embedded", "model": "embedded"}
+
+
+def _same_setting(saved: Any, current: Any, key: str = "") -> bool:
+    """Equal values, a named default and None, or two spellings of one path (``./a`` and ``a/``, relative and
+    absolute)."""
     if saved == current:
+        return True
+    named = _NAMED_DEFAULTS.get(key)
+    if named is not None and (saved, current) in ((None, named), (named, None)):
         return True
     if not (isinstance(saved, str) and isinstance(current, str)):
         return False

@@ -70,6 +70,9 @@ def test_check_resumable_protects_only_folders_that_hold_results(tmp_path):
     check_resumable(config, {"simulations": 3, "policy": "p"}, (), fillable_keys=("policy",))  # unset, now set
     with pytest.raises(ValueError, match="started with policy=None"):
         check_resumable(config, {"simulations": 3, "policy": "p"}, ())
+    check_resumable(config, {"simulations": 3, "policy": "embedded"}, ())  # the default, by its name
+    with pytest.raises(ValueError, match="started with value_model=None"):
+        check_resumable(config, {"simulations": 3, "value_model": "embedded"}, ())  # no named default there
     write_text_atomic(config, f"simulations: 3\npolicy: {tmp_path / 'run'}\n")
     check_resumable(config, {"simulations": 3, "policy": str(tmp_path / "run") + "/"}, ())  # one path, two spellings
     with pytest.raises(ValueError, match="started with policy="):
