@@ -279,3 +279,14 @@ def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
     finally:
         Path(tmp).unlink(missing_ok=True)
     return path
+
+
+def write_config(config: Any, directory: str | os.PathLike, name: str = "config.yaml") -> Path:
+    """Write a run's resolved settings (a dataclass or mapping) as YAML to ``directory/name``, atomically:
+    shards and torchrun ranks all write it, and `check_resumable` reads it back on a rerun."""
+    import dataclasses
+
+    import yaml
+
+    values = dataclasses.asdict(config) if dataclasses.is_dataclass(config) else dict(config)
+    return write_text_atomic(Path(directory) / name, yaml.safe_dump(values, sort_keys=False))

@@ -27,7 +27,7 @@ from typing import Any, Callable, Sequence
 
 from data.answers import is_equivalent
 from data.problems import Problem, load_problems
-from data.records import append_jsonl, check_resumable, done_ids, read_jsonl, write_text_atomic
+from data.records import append_jsonl, check_resumable, done_ids, read_jsonl, write_config
 
 __all__ = ["EvalConfig", "Method", "parse_methods", "run_eval"]
 
@@ -145,7 +145,7 @@ def run_eval(config: EvalConfig, make_generator: Callable[[EvalConfig], Any],
     models = _Models(config, make_generator, make_scorer)
     if any(todo_of.values()):  # load now, so that a mistyped --policy / --value fails before any record
         models.load(scorer=any(todo_of[m.name] for m in methods if m.needs_value))
-    _write_config(out, config)
+    write_config(config, out)
     for method in methods:
         path, todo = out / "predictions" / f"{method.name}.jsonl", todo_of[method.name]
         bar = tqdm(total=len(problems), initial=len(problems) - len(todo), desc=method.name, unit="problem",
@@ -175,13 +175,6 @@ def _check_settings(config: EvalConfig, methods: Sequence[Method]) -> None:
     if not config.value and any(m.needs_value for m in methods):
         raise ValueError(f"{', '.join(m.name for m in methods if m.needs_value)} need a value model: "
                          "pass --value DIR (or --value likelihood)")
-
-
-def _write_config(out: Path, config: EvalConfig) -> None:
-    import yaml
-
-    out.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(out / "config.yaml", yaml.safe_dump(asdict(config), sort_keys=False))
 
 
 def _decode(method: Method, batch: Sequence[Problem], models: _Models, config: EvalConfig, out: Path) -> list[dict]:

@@ -12,9 +12,8 @@ import dataclasses
 from pathlib import Path
 from typing import Any, Sequence, TypeVar
 
-import yaml
 
-from data.records import read_yaml_mapping, write_text_atomic
+from data.records import read_yaml_mapping, write_config
 
 __all__ = ["parse_config", "save_config", "save_training_config", "load_yaml"]
 
@@ -81,11 +80,8 @@ def _typed(values: dict[str, Any], parser: argparse.ArgumentParser, path: str) -
 
 
 def save_config(config: Any, directory: str | Path, name: str = "config.yaml") -> Path:
-    """Write the resolved config (a dataclass or mapping) to ``directory/name``."""
-    directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
-    values = dataclasses.asdict(config) if dataclasses.is_dataclass(config) else dict(config)
-    return write_text_atomic(directory / name, yaml.safe_dump(values, sort_keys=False))  # torchrun ranks all write it
+    """Write the resolved config (a dataclass or mapping) to ``directory/name`` (``data.records.write_config``)."""
+    return write_config(config, directory, name)
 
 
 def save_training_config(config: Any, directory: str | Path, what: str) -> Path:

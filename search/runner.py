@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Callable, Iterable, Sequence
 
 from data.problems import Problem, load_problems
-from data.records import append_jsonl, check_resumable, done_ids, write_text_atomic
+from data.records import append_jsonl, check_resumable, done_ids, write_config
 from search.mcts import MCTSConfig, SearchTimer, require_positive, run_mcts
 from search.tree import Tree, read_trees, tree_summary
 from search.tree_grpo import TreeGRPOConfig, run_tree_grpo
@@ -116,7 +116,6 @@ def _refuse_other_shard_counts(run_dir: Path, shard: str) -> None:
 def run_search(config: SearchConfig, make_generator: Callable[[SearchConfig], object],
                make_scorer: Callable[[SearchConfig], object] | None = None) -> dict:
     """Search every not-yet-done problem of this shard, appending trees; returns the run summary."""
-    import yaml
     from tqdm.auto import tqdm
 
     if config.algo not in ("mcts", "tree-grpo"):
@@ -131,7 +130,7 @@ def run_search(config: SearchConfig, make_generator: Callable[[SearchConfig], ob
     _refuse_other_shard_counts(run_dir, config.shard)
     problems = shard_problems(load_problems(config.problems, limit=config.limit, needed_for="search"), config.shard)
     run_dir.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(run_dir / "config.yaml", yaml.safe_dump(asdict(config), sort_keys=False))
+    write_config(config, run_dir)
     out = trees_path(run_dir, config.shard)
     finished = done_ids(out, key="problem_id")
     todo = [p for p in problems if p.id not in finished]
