@@ -115,11 +115,13 @@ def _sibling_pairs(tree: Tree, fmt: StepFormat, report: LabelReport, *, source: 
 
 
 def _continuation(tree: Tree, node: Node, fmt: StepFormat) -> str:
-    """The node's step plus its unbranched descendants, joined with the step delimiter."""
+    """The node's step plus its unbranched descendants as the policy wrote them after the pair's prompt: joined
+    with the step delimiter, every step after the first with its header (the prompt ends with the first's)."""
+    index = len(tree.steps(node.id)) - 1
     steps = [node.step]
     while len(node.children) == 1:
         node = tree.nodes[node.children[0]]
-        steps.append(node.step)
+        steps.append(fmt.header(index + len(steps)) + node.step)
     return fmt.delimiter.join(steps)
 
 

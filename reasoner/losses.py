@@ -145,13 +145,16 @@ def tree_grpo_advantages(rewards: Sequence[float] | torch.Tensor, prompt_ids: Se
 
 def clipped_policy_loss(logps: torch.Tensor, old_logps: torch.Tensor, ref_logps: torch.Tensor,
                         advantages: torch.Tensor, mask: torch.Tensor, clip_low: float = 0.2, clip_high: float = 0.2,
-                        dual_clip: float = 3.0, kl_coef: float = 0.001) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """Dual-clip PPO/GRPO token loss with the k3 ("low_var_kl") KL penalty, token-mean (6.3).
+                        dual_clip: float = 3.0, kl_coef: float = 0.001, entropy: torch.Tensor | None = None,
+                        entropy_coef: float = 0.0) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """Dual-clip PPO/GRPO token loss with the k3 ("low_var_kl") KL penalty and an entropy bonus, token-mean (6.3).
 
     ρ_t = exp(clip(log π − log π_old, −20, 20));
     ℓ_clip = max(−Â ρ_t, −Â clip(ρ_t, 1−ε_low, 1+ε_high)); ℓ_t = min(ℓ_clip, −c Â) when Â < 0, else ℓ_clip;
     KL_t = clip(exp(log π_ref − log π) − (log π_ref − log π) − 1, −10, 10);
-    L = token-mean(ℓ_t) + c_KL · token-mean(KL_t).  Inputs [B, T]; ``advantages`` [B] (broadcast over tokens).
+    L = token-mean(ℓ_t) − c_ent · token-mean(H_t) + c_KL · token-mean(KL_t).  Inputs [B, T] (``entropy`` H_t of
+    the policy's next-token distribution, omitted when None); ``advantages`` [B] (broadcast over tokens).
+    Every response token counts in the means, those of advantage-0 trajectories included (verl's token-mean).
     """
     adv = advantages[:, None].expand_as(logps)
     ratio = torch.exp(torch.clamp(logps - old_logps, -20.0, 20.0))
@@ -162,5 +165,12 @@ def clipped_policy_loss(logps: torch.Tensor, old_logps: torch.Tensor, ref_logps:
     count = mask.sum().clamp(min=1)
     policy = (per_token * mask).sum() / count
     kl_mean = (kl * mask).sum() / count
-    return policy + kl_coef * kl_mean, {"policy_loss": policy.detach(), "kl": kl_mean.detach(),
-                                         "clip_fraction": (((ratio - 1).abs() > clip_low).float() * mask).sum() / count}
+    loss = policy + kl_coef * kl_mean
+    outside = (ratio < 1 - clip_low) | (ratio > 1 + clip_high)
+    parts = {"policy_loss": policy.detach(), "kl": kl_mean.detach(),
+             "clip_fraction": (outside.float() * mask).sum() / count}
+    if entropy is not None:
+        entropy_mean = (entropy * mask).sum() / count
+        loss = loss - entropy_coef * entropy_mean
+        parts["entropy"] = entropy_mean.detach()
+    return loss, parts

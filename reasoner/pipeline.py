@@ -95,8 +95,8 @@ def load_pipeline_config(path: str | Path, overrides: dict[str, Any] | None = No
 
 
 def _train_data_kind(algo: str) -> str:
-    """The label kind a round's policy training reads."""
-    return "step-rewards" if algo == "full-step-dpo" else ("svpo" if algo in ("svpo", "step-apo") else algo)
+    """The label kind a round's policy training reads (step-apo's own pairs scale final-step Q by CPL's 0.3)."""
+    return "step-rewards" if algo == "full-step-dpo" else algo
 
 
 def _check_section_keys(values: dict[str, Any], path: str | Path) -> None:

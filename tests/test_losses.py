@@ -107,6 +107,12 @@ def test_clipped_policy_loss_by_hand():
     # k3 KL with log π_ref − log π = 0.5: e^0.5 − 0.5 − 1
     _, kl = clipped_policy_loss(torch.zeros(1, 1), torch.zeros(1, 1), T([0.5]).reshape(1, 1), T(0.0), torch.ones(1, 1))
     assert kl["kl"].item() == pytest.approx(math.exp(0.5) - 1.5)
+    # entropy bonus: L − c_ent · token-mean(H), over masked tokens only; absent when no entropy is given
+    entropy, two = T([2.0, 4.0, 100.0]).reshape(1, 3), T([1.0, 1.0, 0.0]).reshape(1, 3)
+    zeros = torch.zeros(1, 3)
+    bonus, parts = clipped_policy_loss(zeros, zeros, zeros, T(0.0), two, entropy=entropy, entropy_coef=0.5)
+    assert parts["entropy"].item() == pytest.approx(3.0) and bonus.item() == pytest.approx(-1.5)
+    assert "entropy" not in kl
 
 
 def test_sigmoid_preference_is_symmetric_in_smoothing():

@@ -188,6 +188,7 @@ def test_tree_grpo_trains_online_with_a_sampler(tmp_path):
     assert calls == [0, 1]
     logs = [h for h in trainer.state.log_history if "loss" in h]
     assert len(logs) == 2 and all("reward" in h for h in logs) and any("kl" in h for h in logs)
+    assert all(h["entropy"] > 0 for h in logs if "entropy" in h) and any("entropy" in h for h in logs)
     assert any(not torch.equal(before[k], v) for k, v in policy.model.state_dict().items())
 
 

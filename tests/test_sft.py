@@ -32,3 +32,13 @@ def test_sft_loss_covers_solution_tokens_only_and_label_smoothing(epsilon, tmp_p
     trainer = train_sft(policy.model, policy.tokenizer, policy.step_format, problems, args)
     logged = next(h["loss"] for h in trainer.state.log_history if "loss" in h)
     assert logged == pytest.approx(want, abs=2e-3)
+
+
+def test_sft_example_writes_every_step_header_once():
+    from reasoner.steps import get_format
+    from reasoner.trainers.sft import sft_example
+
+    tokenizer = load_policy().tokenizer
+    example = sft_example(tokenizer, get_format("step-dpo"), "Mia has 3 apples. How many?", ["3 + 1 = 4", "The answer is 4"])
+    assert tokenizer.decode(example["input_ids"], skip_special_tokens=True).endswith(
+        "step by step.\nStep 1: 3 + 1 = 4\nStep 2: The answer is 4\n")

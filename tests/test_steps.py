@@ -13,7 +13,7 @@ def test_render_is_prefix_closed_and_splits_back(name):
         assert full.startswith(fmt.render("Q?", STEPS[:k]))
     completion = fmt.render_solution(STEPS)
     assert fmt.split(completion) == STEPS
-    assert fmt.render("Q?", []) + completion == full + "" if not fmt.step_header else True
+    assert fmt.prompt("Q?") + completion + fmt.header(len(STEPS)) == full  # what SFT and Tree-GRPO train on
 
 
 def test_tiny_format_text():

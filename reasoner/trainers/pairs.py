@@ -182,10 +182,19 @@ def pair_logps(model: Any, batch: PairBatch, return_hidden: bool = False):
     return chosen, rejected
 
 
-def response_token_logps(model: torch.nn.Module, groups: Sequence[dict], pad_id: int, device) -> list[torch.Tensor]:
-    """Per-token log-probs of every response of ``groups`` (one packed row per prompt), in order."""
+def response_token_logps(model: torch.nn.Module, groups: Sequence[dict], pad_id: int, device,
+                         with_entropy: bool = False) -> list[torch.Tensor] | tuple[list[torch.Tensor], list[torch.Tensor]]:
+    """Per-token log-probs of every response of ``groups`` (one packed row per prompt), in order; with
+    ``with_entropy`` also the entropy H = −Σ_v p_v log p_v of the distribution each token was drawn from."""
     batch = collate_shared(groups, pad_id).to(device)
     logits = model(input_ids=batch.input_ids, attention_mask=batch.attention_mask,
                    position_ids=batch.position_ids).logits
     per_token = token_logps(logits, batch.input_ids)
-    return [per_token[row, start:end] for row, start, end in batch.spans]
+    logps = [per_token[row, start:end] for row, start, end in batch.spans]
+    if not with_entropy:
+        return logps
+    entropies = []
+    for row, start, end in batch.spans:  # only response positions: the full [B, L, V] softmax is not kept twice
+        distribution = torch.log_softmax(logits[row, start:end].float(), dim=-1)
+        entropies.append(-(distribution.exp() * distribution).sum(-1))
+    return logps, entropies

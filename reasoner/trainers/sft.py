@@ -1,7 +1,7 @@
 """Supervised fine-tuning on gold step-by-step solutions, loss on solution tokens only.
 
-Each example is ``render(question, [])`` (the prompt, labels -100) followed by the solution written in the
-policy's step format plus EOS (labels = the tokens). Built on `transformers.Trainer`, so DeepSpeed,
+Each example is ``prompt(question)`` (labels -100) followed by the solution written in the policy's step
+format, every step with its header, plus EOS (labels = the tokens): the text sampling writes. Built on `transformers.Trainer`, so DeepSpeed,
 accelerate, ``report_to`` and checkpoint resumption come from it.
 """
 
@@ -30,7 +30,7 @@ def solution_steps(problem: Problem, step_format: StepFormat) -> list[str]:
 
 def sft_example(tokenizer, step_format: StepFormat, question: str, steps: Sequence[str], max_length: int = 1024) -> dict[str, list[int]]:
     """``input_ids`` and ``labels`` (prompt masked with -100) of one prompt + solution + EOS."""
-    prompt_ids = encode_prefix(tokenizer, step_format.render(question, []))
+    prompt_ids = encode_prefix(tokenizer, step_format.prompt(question))  # render_solution writes every header
     completion_ids = tokenizer(step_format.render_solution(steps), add_special_tokens=False)["input_ids"]
     completion_ids = completion_ids + [tokenizer.eos_token_id]
     input_ids = (prompt_ids + completion_ids)[:max_length]

@@ -9,8 +9,9 @@ with the k3 KL to a frozen reference (`reasoner.losses.clipped_policy_loss`). Wi
 
 Trajectories of one prompt are packed into one row ([prompt][trajectory 0][copy][trajectory 1]...,
 `reasoner.trainers.pairs`), so the prompt is computed once; the steps two trajectories of a tree share are
-still computed per trajectory (a tree mask is the next step). Trajectories with advantage 0 carry no gradient
-and are dropped before the forward pass.
+still computed per trajectory (a tree mask is the next step). Trajectories with advantage 0 (say, a prompt whose
+leaves all got the same reward) stay in: their tokens count in the token-means and carry the KL and entropy
+terms, as in verl, so the policy term's scale does not change from batch to batch.
 """
 
 from __future__ import annotations
@@ -50,6 +51,7 @@ class TreeGRPOArgs(TrainingKnobs):
     clip_high: float = 0.2
     dual_clip: float = 3.0
     kl_coef: float = 0.001
+    entropy_coef: float = field(default=0.001, metadata={"help": "c_ent of the entropy bonus (verl's default)"})
     epochs: float = 1.0
     learning_rate: float = 1e-4
     batch_size: int = field(default=8, metadata={"help": "prompts per step"})
@@ -78,7 +80,7 @@ class TreeGRPOTrainer(AveragedMetrics, Trainer):
         advantages = tree_grpo_advantages(rewards, [leaf["prompt"] for leaf in leaves],
                                           [leaf["tree"] for leaf in leaves], mode=self.grpo.advantage)
         self._record(reward=sum(rewards) / max(len(rewards), 1), trajectories=len(leaves))
-        keep = [i for i, a in enumerate(advantages.tolist()) if a != 0.0 and leaves[i]["steps"]]
+        keep = [i for i, leaf in enumerate(leaves) if leaf["steps"]]
         device = next(model.parameters()).device
         if not keep:
             # A zero loss through the same forward pass as a real step: under DeepSpeed ZeRO-1/2 every process
@@ -88,7 +90,7 @@ class TreeGRPOTrainer(AveragedMetrics, Trainer):
             return (loss, {}) if return_outputs else loss
         groups = self._groups(problems, [leaves[i] for i in keep])
         pad = self.tokenizer.pad_token_id or 0
-        logps = pad_rows(response_token_logps(model, groups, pad, device))
+        logps, entropy = (pad_rows(rows) for rows in response_token_logps(model, groups, pad, device, with_entropy=True))
         with torch.no_grad():
             reference = pad_rows(response_token_logps(self.reference_model, groups, pad, device))
         mask = pad_rows([torch.ones(len(c), device=device) for g in groups for c in g["completions"]])
@@ -96,7 +98,8 @@ class TreeGRPOTrainer(AveragedMetrics, Trainer):
         kept = advantages[keep][order].to(device)
         loss, parts = clipped_policy_loss(logps, logps.detach(), reference, kept, mask,
                                           clip_low=self.grpo.clip_low, clip_high=self.grpo.clip_high,
-                                          dual_clip=self.grpo.dual_clip, kl_coef=self.grpo.kl_coef)
+                                          dual_clip=self.grpo.dual_clip, kl_coef=self.grpo.kl_coef,
+                                          entropy=entropy, entropy_coef=self.grpo.entropy_coef)
         self._record(**parts)
         return (loss, {}) if return_outputs else loss
 
@@ -105,7 +108,7 @@ class TreeGRPOTrainer(AveragedMetrics, Trainer):
         by_prompt: dict[int, dict] = {}
         for position, leaf in enumerate(leaves):
             group = by_prompt.setdefault(leaf["prompt"], {
-                "prompt": encode_prefix(self.tokenizer, self.step_format.render(problems[leaf["prompt"]].question, [])),
+                "prompt": encode_prefix(self.tokenizer, self.step_format.prompt(problems[leaf["prompt"]].question)),
                 "completions": [], "pairs": [], "members": []})
             text = self.step_format.render_solution(leaf["steps"])
             group["completions"].append(self.tokenizer(text, add_special_tokens=False)["input_ids"])
