@@ -41,11 +41,12 @@ def cmd_train(args: argparse.Namespace, rest: Sequence[str]) -> int:
 def _train_preference(algo: str, rest: Sequence[str]) -> int:
     from reasoner.config import parse_config, save_training_config
     from reasoner.models import load_policy
-    from reasoner.trainers.preference import PreferenceArgs, load_pairs, train_preference
+    from reasoner.trainers.preference import PreferenceArgs, load_pairs, resolve_beta, train_preference
 
     config = parse_config(PreferenceArgs, rest, prog=f"reasoner train {algo}",
                           description=f"{algo} on step pairs from `reasoner label`")
     config.algo = algo
+    resolve_beta(config)
     if not config.data:
         raise ValueError(f"--data is required: a pairs JSONL from `reasoner label --kind {algo}`")
     if algo == "full-step-dpo":
@@ -53,7 +54,7 @@ def _train_preference(algo: str, rest: Sequence[str]) -> int:
 
         records = load_step_rewards(config.data, config.limit)
     else:
-        records = load_pairs(config.data, config.limit)
+        records = load_pairs(config.data, config.limit, algo)
     policy = load_policy(config.model, device=config.device)
     save_training_config(config, config.output, f"{algo} training")
     _, trainer = train_preference(policy, records, config)

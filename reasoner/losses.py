@@ -56,18 +56,18 @@ def step_apo_loss(policy_chosen_logps: torch.Tensor, policy_rejected_logps: torc
 def svpo_loss(policy_chosen_logps: torch.Tensor, policy_rejected_logps: torch.Tensor,
               ref_chosen_logps: torch.Tensor, ref_rejected_logps: torch.Tensor, value_chosen: torch.Tensor,
               value_rejected: torch.Tensor, q_chosen: torch.Tensor, q_rejected: torch.Tensor, beta: float = 0.1,
-              mse_weight: float = 0.5, rank_weight: float = 0.5, margin: float | None = 0.1
-              ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+              mse_weight: float = 0.5, rank_weight: float = 0.5, margin: float | None = 0.1,
+              label_smoothing: float = 0.0) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """SVPO (1.11) — RECONSTRUCTED: the paper's exact form, weights and margin are unverified.
 
     L = L_DPO + λ₁·L_MSE + λ₂·L_rank, per pair, with the policy and value head sharing the backbone:
-      L_DPO  = −log σ(β(h_w − h_l))                           (step DPO),
+      L_DPO  = −log σ(β(h_w − h_l))                           (step DPO; conservative with ``label_smoothing``),
       L_MSE  = ½[(V_w − Q_w)² + (V_l − Q_l)²]                 (value regression to the MCTS Q, tanh values),
       L_rank = max(0, γ − (V_w − V_l)), γ = ``margin``, or the Q gap Q_w − Q_l when ``margin`` is None.
     Returns (losses [batch], parts) with the three terms per pair in ``parts``.
     """
     dpo, chosen_rewards, rejected_rewards = dpo_loss(policy_chosen_logps, policy_rejected_logps,
-                                                     ref_chosen_logps, ref_rejected_logps, beta)
+                                                     ref_chosen_logps, ref_rejected_logps, beta, label_smoothing)
     mse = 0.5 * ((value_chosen - q_chosen) ** 2 + (value_rejected - q_rejected) ** 2)
     gamma = (q_chosen - q_rejected) if margin is None else torch.full_like(value_chosen, margin)
     rank = torch.clamp(gamma - (value_chosen - value_rejected), min=0)

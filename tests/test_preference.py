@@ -134,6 +134,18 @@ def test_bad_pairs_file_names_file_and_line(tmp_path, capsys):
     bad.write_text(json.dumps({"prompt": "p", "chosen": "a", "rejected": "b", "q_chosen": "high"}) + "\n")
     with pytest.raises(RecordError, match=r"pairs\.jsonl:1: field 'q_chosen' must be a number, got \"high\""):
         load_pairs(str(bad))
+    # Step-APO and SVPO read Q values: pairs without them (Step-DPO's kind, say) are refused, not read as ±1
+    bad.write_text(json.dumps({"prompt": "p", "chosen": "a", "rejected": "b"}) + "\n")
+    assert len(load_pairs(str(bad), algo="step-dpo")) == 1
+    with pytest.raises(RecordError, match=r"pairs\.jsonl:1: missing field 'q_chosen'"):
+        load_pairs(str(bad), algo="step-apo")
+
+
+def test_beta_defaults_to_each_methods_own():
+    from reasoner.trainers.preference import DEFAULT_BETA, resolve_beta
+
+    assert [resolve_beta(PreferenceArgs(algo=a)).beta for a in ("step-dpo", "step-apo", "full-step-dpo")] == [0.05, 0.3, 0.05]
+    assert resolve_beta(PreferenceArgs(algo="step-apo", beta=0.7)).beta == 0.7 and set(DEFAULT_BETA) >= {"svpo", "mcts-dpo"}
 
 
 def test_bench_train_reports_all_layouts_on_the_same_pairs():

@@ -51,7 +51,9 @@ class PreferenceArgs(TrainingKnobs):
     data: str = field(default="", metadata={"help": "pairs JSONL from `reasoner label`"})
     model: str | None = field(default=None, metadata={"help": "policy to train (default: embedded)"})
     output: str = field(default="runs/step-dpo", metadata={"help": "output directory"})
-    beta: float = 0.1
+    beta: float | None = field(default=None, metadata={
+        "help": "DPO β (default per algorithm, see DEFAULT_BETA: step-dpo 0.05, step-apo 0.3, svpo 0.1, "
+                "mcts-dpo 0.1, full-step-dpo 0.05)"})
     alpha: float = field(default=1.0, metadata={"help": "step-apo: weight of the Q gap inside the sigmoid"})
     label_smoothing: float = 0.0
     sft_weight: float = field(default=0.0, metadata={
@@ -75,10 +77,26 @@ class PreferenceArgs(TrainingKnobs):
     logging_steps: int = 10
 
 
-def load_pairs(path: str, limit: int | None = None) -> list[dict[str, Any]]:
-    """Pair records with the preference columns checked (errors name file and line)."""
+# Each method's own β (algorithms.md): Step-DPO's config_full.yaml 0.05 (2.3), CPL's pref_beta 0.3 (4.3),
+# MCTS-DPO's scale_coeff 0.1 (5.3), Full-Step-DPO 0.05 (3.3); SVPO's is unpublished, 0.1 is 1.11's suggested start.
+DEFAULT_BETA = {"step-dpo": 0.05, "step-apo": 0.3, "svpo": 0.1, "mcts-dpo": 0.1, "full-step-dpo": 0.05}
+# Algorithms whose loss reads the pairs' Q values (a missing one is an error, not a silent ±1).
+NEEDS_Q = ("step-apo", "svpo")
+
+
+def resolve_beta(args: "PreferenceArgs") -> "PreferenceArgs":
+    """Fill an unset ``args.beta`` with ``DEFAULT_BETA[args.algo]`` (before config.yaml records it)."""
+    if args.beta is None and args.algo in DEFAULT_BETA:
+        args.beta = DEFAULT_BETA[args.algo]
+    return args
+
+
+def load_pairs(path: str, limit: int | None = None, algo: str | None = None) -> list[dict[str, Any]]:
+    """Pair records with the preference columns checked (errors name file and line); for an ``algo`` in
+    `NEEDS_Q` (step-apo, svpo) ``q_chosen`` and ``q_rejected`` are required too."""
     pairs = []
-    for record in read_jsonl(path, required=PAIR_FIELDS, kinds=PAIR_KINDS):
+    required = PAIR_FIELDS + (("q_chosen", "q_rejected") if algo in NEEDS_Q else ())
+    for record in read_jsonl(path, required=required, kinds=PAIR_KINDS):
         pairs.append(record)
         if limit and len(pairs) >= limit:
             break
@@ -205,6 +223,7 @@ class PreferenceTrainer(AveragedMetrics, Trainer):
             values = torch.tanh(unwrapped.value_head(hidden[ends[:, 0], ends[:, 1]]).squeeze(-1))
             losses, parts = svpo_loss(chosen, rejected, ref_chosen, ref_rejected, values[batch.chosen],
                                       values[batch.rejected], q_chosen, q_rejected, beta=options.beta,
+                                      label_smoothing=options.label_smoothing,
                                       mse_weight=options.mse_weight, rank_weight=options.rank_weight,
                                       margin=None if options.margin < 0 else options.margin)
             chosen_rewards, rejected_rewards = parts["chosen_rewards"], parts["rejected_rewards"]
@@ -256,6 +275,7 @@ def train_preference(policy: Any, records: Sequence[Any], args: PreferenceArgs,
 
     if args.algo not in ALGOS:
         raise ValueError(f"unknown preference algorithm {args.algo!r}; known: {', '.join(ALGOS)}")
+    resolve_beta(args)
     if args.reference not in ("precomputed", "model"):
         raise ValueError(f"--reference must be precomputed or model, not {args.reference!r}")
     pad_id = policy.tokenizer.pad_token_id or 0
