@@ -21,6 +21,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from search.protocols import scorer_head
 from prm.metrics import best_threshold, first_error_scores, roc_auc
 
 __all__ = ["evaluate_prm", "default_threshold"]
@@ -32,7 +33,7 @@ def default_threshold(scorer: Any) -> float:
     calibrated = getattr(scorer, "threshold", None)
     if calibrated is not None:
         return float(calibrated)
-    return 0.0 if getattr(scorer, "head", "sigmoid") == "tanh" else 0.5
+    return 0.0 if scorer_head(scorer) == "tanh" else 0.5
 
 
 def evaluate_prm(scorer: Any, problems: str = "synthetic:test", limit: int | None = None, seed: int = 0,

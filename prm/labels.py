@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Iterable
 
 from reasoner.steps import StepFormat
-from search.protocols import StepScorer
+from search.protocols import StepScorer, scorer_head
 from search.tree import Node, Tree
 
 __all__ = ["KINDS", "LabelReport", "label_trees", "subtree_outcomes"]
@@ -173,7 +173,7 @@ def _step_rewards(tree: Tree, fmt: StepFormat, report: LabelReport, *, rng: rand
         rewards = [[correct[n.id] / verified[n.id] for n in p] for p in paths]
     else:  # a value head in [-1, 1] is mapped to [0, 1]
         scored = scorer.score([tree.question] * len(paths), [[n.step for n in p] for p in paths])
-        to_unit = (lambda v: (v + 1.0) / 2.0) if getattr(scorer, "head", "sigmoid") == "tanh" else (lambda v: v)
+        to_unit = (lambda v: (v + 1.0) / 2.0) if scorer_head(scorer) == "tanh" else (lambda v: v)
         rewards = [[to_unit(v) for v in row] for row in scored]
     return [{"prompt": fmt.prompt(tree.question), "responses": [fmt.render_solution([n.step for n in p]) for p in paths],
              "rewards": [1.0 if p[-1].correct else 0.0 for p in paths],

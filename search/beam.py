@@ -29,7 +29,7 @@ from data.answers import extract_answer
 from data.problems import Problem
 from search.decode import aggregate, rollout
 from search.mcts import MCTSConfig, run_mcts
-from search.protocols import State, StepGenerator, StepScorer
+from search.protocols import State, StepGenerator, StepScorer, scorer_head
 from search.tree import Node, Tree
 
 __all__ = ["BeamResult", "beam_search", "mcts_decode", "tree_answer"]
@@ -68,7 +68,7 @@ def beam_search(
     """Step beam search with B1 = ``width`` and B2 = ``samples`` for every question (module docstring)."""
     if width < 1 or samples < 1:
         raise ValueError(f"beam search needs width >= 1 and samples >= 1, got {width}x{samples}")
-    head = getattr(scorer, "head", "tanh")
+    head = scorer_head(scorer)
     results = [BeamResult(q) for q in questions]
     beams: list[list[_Beam]] = [[_Beam(())] * width for _ in questions]
     budget = [width] * len(questions)
@@ -147,7 +147,7 @@ def mcts_decode(
         else:
             unfinished.append((result, State(tree.question, tuple(tree.steps(node.id)))))
     if unfinished:
-        remaining = max(1, config.max_depth - min(len(state.steps) for _, state in unfinished))
+        remaining = [max(1, config.max_depth - len(state.steps)) for _, state in unfinished]
         finished = rollout(generator, [state for _, state in unfinished], temperature=0.0, max_steps=remaining,
                            max_step_tokens=config.max_step_tokens)
         for (result, state), solution in zip(unfinished, finished):

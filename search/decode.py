@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
 from data.answers import extract_answer, is_equivalent
-from search.protocols import State, StepGenerator, StepScorer
+from search.protocols import State, StepGenerator, StepScorer, scorer_head
 
 __all__ = ["Solution", "rollout", "greedy", "sample_solutions", "majority_answer", "majority_vote", "pass_at_k",
            "accuracy_report",
@@ -23,7 +23,8 @@ __all__ = ["Solution", "rollout", "greedy", "sample_solutions", "majority_answer
 
 @dataclass
 class Solution:
-    """A finished (or cut-off) solution: its steps, answer, token count and summed log-prob."""
+    """A finished (or cut-off) solution: its steps, answer, token count and summed log-prob; per step its
+    token count and prior (geometric-mean token probability; 1.0 for steps it started with)."""
 
     question: str
     steps: list[str] = field(default_factory=list)
@@ -31,6 +32,7 @@ class Solution:
     logprob: float = 0.0
     finished: bool = False
     step_tokens: list[int] = field(default_factory=list)
+    step_priors: list[float] = field(default_factory=list)
 
     @property
     def answer(self) -> str | None:
@@ -42,20 +44,24 @@ def rollout(
     states: Sequence[State],
     *,
     temperature: float,
-    max_steps: int = 12,
+    max_steps: int | Sequence[int] = 12,
     max_step_tokens: int = 64,
     call: Callable | None = None,
 ) -> list[Solution]:
     """Continue every state to a final answer, one step per round, all states in one call per round.
 
-    ``call(function, *args, **kwargs)`` wraps each generator call (e.g. to time it).
+    ``max_steps`` caps the new steps of every state, or of each state when a sequence (a tree search gives
+    each node the depth it has left). ``call(function, *args, **kwargs)`` wraps each generator call (e.g.
+    to time it).
     """
     call = call or (lambda function, *args, **kwargs: function(*args, **kwargs))
-    solutions = [Solution(state.question, list(state.steps), step_tokens=[0] * len(state.steps)) for state in states]
-    active = list(range(len(states)))
-    for _ in range(max_steps):
-        if not active:
-            break
+    budgets = [max_steps] * len(states) if isinstance(max_steps, int) else list(max_steps)
+    if len(budgets) != len(states):
+        raise ValueError(f"max_steps has {len(budgets)} budgets for {len(states)} states")
+    solutions = [Solution(state.question, list(state.steps), step_tokens=[0] * len(state.steps),
+                          step_priors=[1.0] * len(state.steps)) for state in states]
+    active = [i for i in range(len(states)) if budgets[i] > 0]
+    while active:
         samples = call(
             generator.expand,
             [State(solutions[i].question, tuple(solutions[i].steps)) for i in active],
@@ -69,10 +75,11 @@ def rollout(
             solution.steps.append(sample.text)
             solution.tokens += sample.num_tokens
             solution.step_tokens.append(sample.num_tokens)
+            solution.step_priors.append(sample.prior)
             solution.logprob += sample.logprob
             if sample.finished:
                 solution.finished = True
-            elif sample.text:
+            elif sample.text and len(solution.steps) - len(states[index].steps) < budgets[index]:
                 still.append(index)
         active = still
     return solutions
@@ -152,7 +159,7 @@ def score_groups(scorer: StepScorer, groups: Sequence[Sequence[Solution]], how: 
     """Aggregated scorer value of every solution of every group, all scored in one `StepScorer` call."""
     flat = [solution for group in groups for solution in group]
     values = scorer.score([s.question for s in flat], [s.steps for s in flat]) if flat else []
-    head = getattr(scorer, "head", "sigmoid")
+    head = scorer_head(scorer)
     scores = iter([aggregate(row, how, head) for row in values])
     return [[next(scores) for _ in group] for group in groups]
 

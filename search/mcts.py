@@ -18,6 +18,11 @@ One simulation per tree per round, all trees at once:
    gets the scorer's value of its last step too, a terminal child without one gets -1.
 4. **backup**: every value is added along the path to the root (``N += 1``, ``W += v``, ``Q = W / N``).
 
+Unlike Super_MARIO's default, which backs up one value per simulation (the expanded leaf's own V, plus the
+rewards of its terminal children), every new child is valued and backed up here: its option
+``update_leaf_value=True`` (1.5), which rollouts need (a rollout values a child, not the leaf). So a child is
+never unvisited, and the root gains about ``children`` visits per simulation.
+
 Deterministic for a fixed seed (the generator's seed and the per-tree tie-break RNGs).
 """
 
@@ -32,7 +37,7 @@ from typing import Callable, Sequence
 from data.answers import extract_answer, is_equivalent
 from data.problems import Problem
 from search.decode import as_probability, rollout
-from search.protocols import State, StepGenerator, StepScorer
+from search.protocols import State, StepGenerator, StepScorer, scorer_head
 from search.tree import Tree
 
 __all__ = ["MCTSConfig", "run_mcts", "SearchTimer", "add_rollout_chain"]
@@ -113,7 +118,7 @@ def run_mcts(
             break
         for t, node_id in leaves:  # remove virtual losses before real values arrive
             if config.parallel_leaves > 1:
-                _apply_virtual_loss(trees[t], node_id, -config.virtual_loss)
+                _apply_virtual_loss(trees[t], node_id, config.virtual_loss, remove=True)
         new_children = _expand(trees, leaves, expanded, generator, config, timer)
         _evaluate(trees, new_children, generator, scorer, config, timer)
     return trees
@@ -150,10 +155,12 @@ def _select(tree: Tree, expanded: set[int], exhausted: set[int], rng: random.Ran
     return None
 
 
-def _apply_virtual_loss(tree: Tree, node_id: int, loss: float) -> None:
+def _apply_virtual_loss(tree: Tree, node_id: int, loss: float, remove: bool = False) -> None:
+    """Add (or ``remove``) one visit of value ``-loss`` on the path to ``node_id``."""
+    sign = -1 if remove else 1
     for node in tree.path(node_id):
-        node.visits += 1 if loss > 0 else -1
-        node.value_sum -= loss
+        node.visits += sign
+        node.value_sum -= sign * loss
 
 
 def _terminal_verdict(tree: Tree, text: str, finished: bool, depth: int, config: MCTSConfig) -> tuple[bool, str | None, bool | None]:
@@ -202,12 +209,12 @@ def _evaluate(trees: list[Tree], children: list[tuple[int, int]], generator: Ste
     step_lists = [trees[t].steps(node_id) for t, node_id in children]
     if scorer is not None:
         values = timer.timed(scorer.score, [trees[t].question for t, _ in children], step_lists)
-        head = getattr(scorer, "head", "tanh")
+        head = scorer_head(scorer)
         for (t, node_id), row in zip(children, values):
             trees[t].backup(node_id, 2.0 * as_probability(float(row[-1]), head) - 1.0 if row else 0.0)
         return
     states = [State(trees[t].question, tuple(steps)) for (t, _), steps in zip(children, step_lists)]
-    remaining = max(1, config.max_depth - min(trees[t].nodes[n].depth for t, n in children))
+    remaining = [max(1, config.max_depth - trees[t].nodes[n].depth) for t, n in children]
     solutions = rollout(generator, states, temperature=config.rollout_temperature, max_steps=remaining,
                         max_step_tokens=config.max_step_tokens, call=timer.timed)
     for (t, node_id), state, solution in zip(children, states, solutions):
@@ -218,7 +225,8 @@ def add_rollout_chain(tree: Tree, parent: int, solution, start: int) -> list[int
     """Store ``solution.steps[start:]`` as a chain below ``parent``; verify its last step and back it up.
 
     The last step is terminal: correct when the rollout finished with an answer equal to the gold one;
-    a rollout cut off by the step budget counts as wrong. Returns the ids of the new nodes.
+    a rollout cut off by the step budget counts as wrong. Each node keeps its step's prior, so that it
+    competes with siblings sampled later on equal terms (1.2). Returns the ids of the new nodes.
     """
     ids = []
     new_steps = solution.steps[start:]
@@ -226,8 +234,8 @@ def add_rollout_chain(tree: Tree, parent: int, solution, start: int) -> list[int
         last = index == len(new_steps) - 1
         answer = extract_answer(text) if last and solution.finished else None
         correct = (answer is not None and is_equivalent(answer, tree.answer)) if last else None
-        child = tree.add_child(parent, text, tokens=solution.step_tokens[start + index], terminal=last,
-                               answer=answer, correct=correct)
+        child = tree.add_child(parent, text, prior=solution.step_priors[start + index],
+                               tokens=solution.step_tokens[start + index], terminal=last, answer=answer, correct=correct)
         ids.append(parent := child.id)
     if ids:
         tree.backup(ids[-1], 1.0 if tree.nodes[ids[-1]].correct else -1.0)

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Protocol, Sequence, runtime_checkable
 
-__all__ = ["State", "StepSample", "StepGenerator", "StepScorer"]
+__all__ = ["scorer_head", "State", "StepSample", "StepGenerator", "StepScorer"]
 
 
 @dataclass(frozen=True)
@@ -57,6 +57,13 @@ class StepGenerator(Protocol):
 
 @runtime_checkable
 class StepScorer(Protocol):
-    """One value per step of each solution: [-1, 1] for value heads, [0, 1] for PRMs."""
+    """One value per step of each solution: [-1, 1] for value heads, [0, 1] for PRMs. A scorer says which by
+    its ``head`` attribute (`scorer_head`): ``"tanh"`` for [-1, 1]; any other head, or none, for [0, 1]."""
 
     def score(self, questions: Sequence[str], step_lists: Sequence[Sequence[str]]) -> list[list[float]]: ...
+
+
+def scorer_head(scorer: object) -> str:
+    """The ``head`` of a `StepScorer` (``"tanh"``: values on [-1, 1]); ``"sigmoid"`` (a PRM's [0, 1]) when it
+    has none. Every reader of scores goes through this, so that search, decoding and labels agree."""
+    return getattr(scorer, "head", "sigmoid")

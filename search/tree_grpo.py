@@ -84,8 +84,8 @@ def _grow(trees: list[Tree], starts: list[tuple[int, int, int]], generator: Step
           config: TreeGRPOConfig, timer: SearchTimer) -> None:
     """Roll out a full chain from every (tree, node, tree index) start and insert it; back up its reward."""
     states = [State(trees[t].question, tuple(trees[t].steps(node_id))) for t, node_id, _ in starts]
-    budget = config.max_depth - min((len(s.steps) for s in states), default=0)
-    solutions = rollout(generator, states, temperature=config.temperature, max_steps=max(budget, 1),
+    budgets = [max(1, config.max_depth - len(s.steps)) for s in states]
+    solutions = rollout(generator, states, temperature=config.temperature, max_steps=budgets,
                         max_step_tokens=config.max_step_tokens, call=timer.timed)
     for (t, node_id, m), state, solution in zip(starts, states, solutions):
         ids = add_rollout_chain(trees[t], node_id, solution, start=len(state.steps))

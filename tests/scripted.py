@@ -40,6 +40,10 @@ class ScriptedGenerator:
 
 
 class ConstantScorer:
+    """The same value for every step (tanh head: values on [-1, 1])."""
+
+    head = "tanh"
+
     def __init__(self, value: float):
         self.value = value
         self.calls = 0

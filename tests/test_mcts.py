@@ -57,8 +57,9 @@ def test_one_generator_call_per_round_for_all_trees():
         _check_tree(tree)
 
 
-def test_virtual_loss_is_removed_after_selection():
-    config = MCTSConfig(simulations=4, children=2, parallel_leaves=3, seed=5)
+@pytest.mark.parametrize("virtual_loss", [1.0, 0.0])
+def test_virtual_loss_is_removed_after_selection(virtual_loss):
+    config = MCTSConfig(simulations=4, children=2, parallel_leaves=3, seed=5, virtual_loss=virtual_loss)
     trees = run_mcts(PROBLEMS[:3], ScriptedGenerator(seed=5), config, scorer=ConstantScorer(0.0))
     for tree in trees:
         _check_tree(tree)
@@ -78,3 +79,27 @@ def test_rollouts_are_stored_as_chains_and_timer_counts_model_time():
         assert terminal, "every rollout ends in a terminal node"
         for node in terminal:
             assert tree.steps(node.id)[-1] == node.step
+
+
+class _NeverFinishes:
+    """A generator whose steps never hold an answer: every rollout runs to its step budget."""
+
+    def expand(self, states, n, *, temperature, max_step_tokens):
+        from search.protocols import StepSample
+
+        return [[StepSample(text=f"step {len(s.steps)}", num_tokens=2, logprob=-1.0, finished=False)] * n
+                for s in states]
+
+
+def test_rollouts_stop_at_each_nodes_own_depth_limit_and_keep_step_priors():
+    from search.decode import rollout
+    from search.protocols import State
+
+    solutions = rollout(_NeverFinishes(), [State("q"), State("q", ("a", "b", "c"))], temperature=1.0, max_steps=[4, 1])
+    assert [len(s.steps) for s in solutions] == [4, 4] and not any(s.finished for s in solutions)
+    assert solutions[1].step_priors == [1.0, 1.0, 1.0, pytest.approx(0.6065, abs=1e-4)]  # exp(-1 / 2)
+    # the nodes of one batch sit at different depths: none may pass max_depth (each rollout has its own budget)
+    trees = run_mcts(PROBLEMS[:3], _NeverFinishes(), MCTSConfig(simulations=6, children=2, max_depth=4))
+    for tree in trees:
+        assert max(n.depth for n in tree.nodes) == 4
+        assert all(n.prior == pytest.approx(0.6065, abs=1e-4) for n in tree.nodes[1:])  # chain nodes too
