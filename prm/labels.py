@@ -19,6 +19,11 @@ backed-up ``Q``. A node is *alive* when its subtree holds a correct terminal lea
   ``step_rewards`` = the MC values (or a trained value model's, mapped to [0, 1]) clipped to [0.01, 0.99], never
   exactly 0 (Full-Step-DPO treats 0 as padding).
 
+Sampled siblings can repeat a step text; the rules read the tree with such copies merged (`_Prefix`: one
+distinct partial solution, its visits, values and verified leaves summed), so each prefix is labelled once and
+its Q is the mean over all its copies. Failure sentinels (a terminal step without an answer: depth limit, empty
+step, EOS) are never the rejected step of a sibling pair (1.10), and an empty step is never paired at all.
+
 Pairs follow TRL's preference columns (``prompt``/``chosen``/``rejected``) plus ``q_chosen``, ``q_rejected``,
 ``problem_id``, ``depth``, ``source``, so ``datasets.load_dataset("json", ...)`` reads every output as is.
 """
@@ -31,7 +36,7 @@ from typing import Callable, Iterable
 
 from reasoner.steps import StepFormat
 from search.protocols import StepScorer, scorer_head
-from search.tree import Node, Tree
+from search.tree import Tree
 
 __all__ = ["KINDS", "LabelReport", "label_trees", "subtree_outcomes"]
 
@@ -65,30 +70,84 @@ def subtree_outcomes(tree: Tree) -> tuple[list[int], list[int]]:
     return correct, verified
 
 
-def _pair(tree: Tree, fmt: StepFormat, parent: Node, chosen: str, rejected: str, q_chosen: float,
+@dataclass
+class _Prefix:
+    """One distinct partial solution of a tree: the nodes whose step paths have the same texts, merged.
+
+    Sampling can write one step twice under a node (``remove_duplicate`` is off for MCTS, 1.4); the copies are
+    one state, so their visits, value sums and verified leaves below are summed (Q = W / N over all copies),
+    and every rule labels each distinct prefix once.
+    """
+
+    steps: tuple[str, ...]
+    parent: int | None
+    visits: int = 0
+    value_sum: float = 0.0
+    correct: int = 0  # correct terminal leaves below (rollouts that reached the gold answer)
+    verified: int = 0  # terminal leaves below
+    final: bool = False  # a copy holds a final answer
+    failed: bool = True  # every copy is terminal without an answer: depth limit, empty step, EOS (1.10's sentinels)
+    leaf: bool = False  # a copy is a terminal leaf
+    children: list[int] = field(default_factory=list)
+
+    @property
+    def step(self) -> str:
+        return self.steps[-1] if self.steps else ""
+
+    @property
+    def q(self) -> float:
+        return self.value_sum / self.visits if self.visits else 0.0
+
+
+def _prefixes(tree: Tree) -> list[_Prefix]:
+    """The tree's distinct prefixes, the root's first; children listed in order of first appearance."""
+    correct, verified = subtree_outcomes(tree)
+    prefixes: list[_Prefix] = []
+    index_of: dict[tuple[str, ...], int] = {}
+    of_node = [0] * len(tree.nodes)
+    for node in tree.nodes:  # parents come before their children
+        parent = None if node.parent is None else of_node[node.parent]
+        steps = () if parent is None else prefixes[parent].steps + (node.step,)
+        if steps not in index_of:
+            index_of[steps] = len(prefixes)
+            prefixes.append(_Prefix(steps, parent))
+            if parent is not None:
+                prefixes[parent].children.append(index_of[steps])
+        of_node[node.id] = index_of[steps]
+        prefix = prefixes[of_node[node.id]]
+        prefix.visits += node.visits
+        prefix.value_sum += node.value_sum
+        prefix.correct += correct[node.id]
+        prefix.verified += verified[node.id]
+        prefix.final |= node.terminal and node.answer is not None
+        prefix.failed &= node.terminal and node.answer is None
+        prefix.leaf |= node.terminal and not node.children
+    return prefixes
+
+
+def _pair(tree: Tree, fmt: StepFormat, parent: _Prefix, chosen: str, rejected: str, q_chosen: float,
           q_rejected: float, source: str) -> dict:
-    return {"prompt": fmt.render(tree.question, tree.steps(parent.id)), "chosen": chosen, "rejected": rejected,
+    return {"prompt": fmt.render(tree.question, parent.steps), "chosen": chosen, "rejected": rejected,
             "q_chosen": q_chosen, "q_rejected": q_rejected, "problem_id": tree.problem_id,
-            "depth": parent.depth, "source": source}
+            "depth": len(parent.steps), "source": source}
 
 
 def _step_dpo(tree: Tree, fmt: StepFormat, report: LabelReport, **_) -> list[dict]:
-    correct, verified = subtree_outcomes(tree)
-    if not correct[0]:
+    prefixes = _prefixes(tree)
+    if not prefixes[0].correct:
         report.skip("no correct leaf in the tree")
         return []
     records = []
-    for node in tree.nodes:
-        if not correct[node.id] or len(node.children) < 2:
+    for prefix in prefixes:
+        children = [prefixes[c] for c in prefix.children if prefixes[c].step.strip()]
+        if not prefix.correct or len(children) < 2:
             continue
-        children = [tree.nodes[c] for c in node.children]
-        alive = [c for c in children if correct[c.id]]
-        lost = [c for c in children if verified[c.id] and not correct[c.id]]
+        alive = [c for c in children if c.correct]
+        lost = [c for c in children if c.verified and not c.correct]
         if not alive or not lost:
             continue
         best = max(alive, key=lambda c: (c.q, c.visits))
-        records.extend(_pair(tree, fmt, node, best.step, bad.step, best.q, bad.q, "step-dpo") for bad in lost
-                       if bad.step != best.step)
+        records.extend(_pair(tree, fmt, prefix, best.step, bad.step, best.q, bad.q, "step-dpo") for bad in lost)
     if not records:
         report.skip("no step after which the answer is lost")
     return records
@@ -96,39 +155,47 @@ def _step_dpo(tree: Tree, fmt: StepFormat, report: LabelReport, **_) -> list[dic
 
 def _sibling_pairs(tree: Tree, fmt: StepFormat, report: LabelReport, *, source: str,
                    solution_weight: float = 1.0, **_) -> list[dict]:
+    """CPL's rule (1.10, 4.2) over visited siblings that are not failure sentinels: every (Q > 0, Q < 0) pair
+    with an intermediate step in it; among final-answer siblings only (argmax Q, argmin Q), both Q scaled by
+    ``solution_weight``. (CPL never meets final and intermediate siblings together; pairing across the two
+    kinds, unscaled, is ours: a wrong early answer against a step that goes on.)"""
+    prefixes = _prefixes(tree)
     records = []
-    for node in tree.nodes:
-        children = [tree.nodes[c] for c in node.children if tree.nodes[c].visits > 0]
+    for prefix in prefixes:
+        children = [prefixes[c] for c in prefix.children
+                    if prefixes[c].visits > 0 and not prefixes[c].failed and prefixes[c].step.strip()]
         if len(children) < 2 or not (max(c.q for c in children) > 0 > min(c.q for c in children)):
             continue
-        if all(c.terminal for c in children):
-            best, worst = max(children, key=lambda c: c.q), min(children, key=lambda c: c.q)
-            records.append(_pair(tree, fmt, node, best.step, worst.step, best.q * solution_weight,
+        finals = [c for c in children if c.final]
+        if len(finals) >= 2 and max(c.q for c in finals) > 0 > min(c.q for c in finals):
+            best, worst = max(finals, key=lambda c: c.q), min(finals, key=lambda c: c.q)
+            records.append(_pair(tree, fmt, prefix, best.step, worst.step, best.q * solution_weight,
                                  worst.q * solution_weight, source))
-            continue
         for winner in (c for c in children if c.q > 0):
-            records.extend(_pair(tree, fmt, node, winner.step, loser.step, winner.q, loser.q, source)
-                           for loser in children if loser.q < 0 and loser.step != winner.step)
+            records.extend(_pair(tree, fmt, prefix, winner.step, loser.step, winner.q, loser.q, source)
+                           for loser in children if loser.q < 0 and not (winner.final and loser.final))
     if not records:
         report.skip("no sibling pair with Q > 0 and Q < 0")
     return records
 
 
-def _continuation(tree: Tree, node: Node, fmt: StepFormat) -> str:
-    """The node's step plus its unbranched descendants as the policy wrote them after the pair's prompt: joined
-    with the step delimiter, every step after the first with its header (the prompt ends with the first's)."""
-    index = len(tree.steps(node.id)) - 1
-    steps = [node.step]
-    while len(node.children) == 1:
-        node = tree.nodes[node.children[0]]
-        steps.append(fmt.header(index + len(steps)) + node.step)
+def _continuation(prefixes: list[_Prefix], prefix: _Prefix, fmt: StepFormat) -> str:
+    """The prefix's step plus its unbranched descendants as the policy wrote them after the pair's prompt:
+    joined with the step delimiter, every step after the first with its header (the prompt ends with the
+    first's)."""
+    index = len(prefix.steps) - 1
+    steps = [prefix.step]
+    while len(prefix.children) == 1:
+        prefix = prefixes[prefix.children[0]]
+        steps.append(fmt.header(index + len(steps)) + prefix.step)
     return fmt.delimiter.join(steps)
 
 
 def _mcts_dpo(tree: Tree, fmt: StepFormat, report: LabelReport, *, rng: random.Random, max_pairs: int = 8, **_) -> list[dict]:
+    prefixes = _prefixes(tree)
     records = []
-    for node in tree.nodes:
-        children = [tree.nodes[c] for c in node.children if tree.nodes[c].visits > 0]
+    for prefix in prefixes:
+        children = [prefixes[c] for c in prefix.children if prefixes[c].visits > 0]
         if len(children) < 2:
             continue
         best = max(children, key=lambda c: (c.q, c.visits))
@@ -136,7 +203,7 @@ def _mcts_dpo(tree: Tree, fmt: StepFormat, report: LabelReport, *, rng: random.R
         if not worse:
             continue
         other = rng.choice(worse)
-        records.append(_pair(tree, fmt, node, _continuation(tree, best, fmt), _continuation(tree, other, fmt),
+        records.append(_pair(tree, fmt, prefix, _continuation(prefixes, best, fmt), _continuation(prefixes, other, fmt),
                              best.q, other.q, "mcts-dpo"))
     if not records:
         report.skip("no node with two differently valued children")
@@ -144,25 +211,31 @@ def _mcts_dpo(tree: Tree, fmt: StepFormat, report: LabelReport, *, rng: random.R
     return records[:max_pairs]
 
 
-def _paths(tree: Tree) -> tuple[list[list[Node]], list[int], list[int]]:
-    correct, verified = subtree_outcomes(tree)
-    leaves = [node for node in tree.nodes if node.terminal and not node.children]
-    return [tree.path(leaf.id)[1:] for leaf in leaves], correct, verified
+def _paths(prefixes: list[_Prefix]) -> list[list[_Prefix]]:
+    """Root-to-leaf paths (root excluded) to every distinct terminal leaf."""
+    paths = []
+    for leaf in (p for p in prefixes if p.leaf):
+        path, prefix = [], leaf
+        while prefix.parent is not None:
+            path.append(prefix)
+            prefix = prefixes[prefix.parent]
+        paths.append(path[::-1])
+    return paths
 
 
 def _mc_labels(tree: Tree, fmt: StepFormat, report: LabelReport, **_) -> list[dict]:
-    paths, correct, verified = _paths(tree)
+    paths = _paths(_prefixes(tree))
     if not paths:
         report.skip("no terminal leaf")
-    return [{"prompt": fmt.prompt(tree.question), "completions": [n.step for n in path],
-             "labels": [correct[n.id] > 0 for n in path],
-             "values": [correct[n.id] / verified[n.id] for n in path], "problem_id": tree.problem_id}
+    return [{"prompt": fmt.prompt(tree.question), "completions": [p.step for p in path],
+             "labels": [p.correct > 0 for p in path],
+             "values": [p.correct / p.verified for p in path], "problem_id": tree.problem_id}
             for path in paths]
 
 
 def _step_rewards(tree: Tree, fmt: StepFormat, report: LabelReport, *, rng: random.Random, max_responses: int = 8,
                   floor: float = 0.01, scorer: StepScorer | None = None, **_) -> list[dict]:
-    paths, correct, verified = _paths(tree)
+    paths = _paths(_prefixes(tree))
     if not paths:
         report.skip("no terminal leaf")
         return []
@@ -170,13 +243,13 @@ def _step_rewards(tree: Tree, fmt: StepFormat, report: LabelReport, *, rng: rand
     paths = paths[:max_responses]
     clip = lambda v: min(max(v, floor), 1.0 - floor)
     if scorer is None:
-        rewards = [[correct[n.id] / verified[n.id] for n in p] for p in paths]
+        rewards = [[p.correct / p.verified for p in path] for path in paths]
     else:  # a value head in [-1, 1] is mapped to [0, 1]
-        scored = scorer.score([tree.question] * len(paths), [[n.step for n in p] for p in paths])
+        scored = scorer.score([tree.question] * len(paths), [[p.step for p in path] for path in paths])
         to_unit = (lambda v: (v + 1.0) / 2.0) if scorer_head(scorer) == "tanh" else (lambda v: v)
         rewards = [[to_unit(v) for v in row] for row in scored]
-    return [{"prompt": fmt.prompt(tree.question), "responses": [fmt.render_solution([n.step for n in p]) for p in paths],
-             "rewards": [1.0 if p[-1].correct else 0.0 for p in paths],
+    return [{"prompt": fmt.prompt(tree.question), "responses": [fmt.render_solution([p.step for p in path]) for path in paths],
+             "rewards": [1.0 if path[-1].correct else 0.0 for path in paths],
              "step_rewards": [[clip(v) for v in row] for row in rewards],
              "problem_id": tree.problem_id}]
 
@@ -205,8 +278,6 @@ def label_trees(trees: Iterable[Tree], kind: str, fmt: StepFormat, seed: int = 4
     records: list[dict] = []
     for tree in trees:
         report.problems += 1
-        # Duplicate samples can give siblings with the same text: such a "pair" teaches nothing.
-        records.extend(r for r in rule(tree, fmt, report, rng=rng, scorer=scorer, **options)
-                       if "chosen" not in r or r["chosen"] != r["rejected"])
+        records.extend(rule(tree, fmt, report, rng=rng, scorer=scorer, **options))
     report.records = len(records)
     return records, report

@@ -82,3 +82,45 @@ def test_malformed_trees_name_file_and_line(tmp_path, capsys):
     (run / "trees.jsonl").write_text('{"problem_id": "a", "question": "q", "answer": "1"}\n')
     assert main(["label", str(run), "--kind", "svpo", "--output", str(tmp_path / "o.jsonl")]) == 2
     assert f"{run / 'trees.jsonl'}:1: missing field 'nodes'" in capsys.readouterr().err
+
+
+def _hand_tree(children):
+    """A tree whose root has ``children``: (step, [(leaf step, correct or None for no answer)]) or a leaf tuple."""
+    from search.tree import Tree
+
+    tree = Tree("p", "q?", "5")
+    for step, below in children:
+        if isinstance(below, list):
+            node = tree.add_child(0, step)
+            for leaf, correct in below:
+                child = tree.add_child(node.id, leaf, terminal=True, answer="5" if correct else "7", correct=correct)
+                tree.backup(child.id, 1.0 if correct else -1.0)
+        else:  # a terminal child of the root: True / False = a final answer, None = a sentinel (no answer)
+            child = tree.add_child(0, step, terminal=True, answer=None if below is None else ("5" if below else "7"),
+                                   correct=bool(below))
+            tree.backup(child.id, 1.0 if below else -1.0)
+    return tree
+
+
+def test_copies_of_a_step_are_one_state_and_sentinels_are_never_rejected():
+    tree = _hand_tree([("A", [("The answer is 5", True)]), ("A", [("The answer is 5", True), ("The answer is 7", False)]),
+                       ("B", [("The answer is 7", False)]), ("C", None)])
+    svpo, _ = label_trees([tree], "svpo", FMT)
+    assert [(r["chosen"], r["rejected"], r["q_chosen"]) for r in svpo] == [  # not C (a sentinel), nor A over A
+        ("A", "B", pytest.approx(1 / 3)), ("The answer is 5", "The answer is 7", 1.0)]  # the second under merged A
+    step_dpo, _ = label_trees([tree], "step-dpo", FMT)
+    assert [(r["chosen"], r["rejected"]) for r in step_dpo] == [  # C is a lost step for Step-DPO
+        ("A", "B"), ("A", "C"), ("The answer is 5", "The answer is 7")]
+    mc, _ = label_trees([tree], "mc-labels", FMT)
+    assert sorted((tuple(r["completions"]), tuple(r["values"])) for r in mc) == [
+        (("A", "The answer is 5"), (2 / 3, 1.0)), (("A", "The answer is 7"), (2 / 3, 0.0)),
+        (("B", "The answer is 7"), (0.0, 0.0)), (("C",), (0.0,))]
+
+
+def test_step_apo_scales_final_answer_pairs_only():
+    tree = _hand_tree([("The answer is 5", True), ("The answer is 7", False), ("The answer is 8", False),
+                       ("I", [("The answer is 5", True)])])
+    records, _ = label_trees([tree], "step-apo", FMT)
+    assert [(r["chosen"], r["rejected"], r["q_chosen"], r["q_rejected"]) for r in records] == [
+        ("The answer is 5", "The answer is 7", 0.3, -0.3),  # final vs final: argmax vs argmin, CPL's sw = 0.3
+        ("I", "The answer is 7", 1.0, -1.0), ("I", "The answer is 8", 1.0, -1.0)]
