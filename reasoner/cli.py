@@ -96,10 +96,21 @@ def cmd_search(args: argparse.Namespace, rest: Sequence[str]) -> int:
     return 0
 
 
+def _label_format(args: argparse.Namespace):
+    """``--step-format``, else the one the search recorded in RUN_DIR (its policy's), else ``tiny``."""
+    from data.records import read_json_file
+    from reasoner.steps import get_format
+    from search.runner import STEP_FORMAT_FILE
+
+    recorded = Path(args.run_dir) / STEP_FORMAT_FILE
+    if args.step_format:
+        return get_format(args.step_format)
+    return get_format(read_json_file(recorded)) if recorded.exists() else get_format("tiny")
+
+
 def cmd_label(args: argparse.Namespace) -> int:
     from data.records import write_jsonl
     from prm.labels import label_trees
-    from reasoner.steps import get_format
     from search.runner import run_files
     from search.tree import read_trees
 
@@ -116,7 +127,7 @@ def cmd_label(args: argparse.Namespace) -> int:
         from prm.model import load_value_model
 
         scorer = load_value_model(args.value_model)
-    records, report = label_trees(trees, args.kind, get_format(args.step_format), seed=args.seed, scorer=scorer)
+    records, report = label_trees(trees, args.kind, _label_format(args), seed=args.seed, scorer=scorer)
     write_jsonl(args.output, records)
     reasons = ", ".join(f"{count} × {reason}" for reason, count in report.empty.items()) or "none"
     print(f"{args.kind}: {report.records} records from {report.problems} problems → {args.output}")
@@ -230,7 +241,8 @@ def build_parser() -> argparse.ArgumentParser:
     label.add_argument("--kind", required=True, choices=["step-dpo", "svpo", "step-apo", "mcts-dpo", "mc-labels",
                                                          "step-rewards"])
     label.add_argument("--output", required=True)
-    label.add_argument("--step-format", default="tiny", help="template the prompts are rendered with")
+    label.add_argument("--step-format", help="template the prompts are rendered with (default: the one the search "
+                       "recorded in RUN_DIR/step_format.json, its policy's; else tiny)")
     label.add_argument("--seed", type=int, default=42)
     label.add_argument("--value-model", default=None, help="step-rewards: per-step rewards from this value model "
                                                            "instead of MC estimates")

@@ -10,6 +10,8 @@ shards are disjoint and together cover the dataset.
 
 from __future__ import annotations
 
+import json
+
 import logging
 import re
 import time
@@ -18,7 +20,7 @@ from pathlib import Path
 from typing import Callable, Iterable, Sequence
 
 from data.problems import Problem, load_problems
-from data.records import append_jsonl, check_resumable, done_ids, write_config
+from data.records import append_jsonl, check_resumable, done_ids, write_config, write_text_atomic
 from search.mcts import MCTSConfig, SearchTimer, require_positive, run_mcts
 from search.tree import Tree, read_trees, tree_summary
 from search.tree_grpo import TreeGRPOConfig, run_tree_grpo
@@ -138,6 +140,7 @@ def run_search(config: SearchConfig, make_generator: Callable[[SearchConfig], ob
              len(problems) - len(todo), len(todo))
     if todo:
         generator = make_generator(config)
+        _record_step_format(run_dir, generator)
         scorer = make_scorer(config) if (make_scorer and config.value_model) else None
         timer = SearchTimer()
         started, nodes, solved = time.perf_counter(), 0, 0
@@ -154,6 +157,17 @@ def run_search(config: SearchConfig, make_generator: Callable[[SearchConfig], ob
             bar.set_postfix(nodes_per_s=f"{nodes / elapsed:.0f}", solved=f"{solved / bar.n:.0%}" if bar.n else "-")
         bar.close()
     return summarize_run(run_dir)
+
+
+STEP_FORMAT_FILE = "step_format.json"
+
+
+def _record_step_format(run_dir: Path, generator: object) -> None:
+    """Write the generator's step format (prompt template, delimiter, headers) beside the trees, so that
+    `reasoner label` renders the prompts of its records in the format the policy wrote the steps in."""
+    step_format = getattr(generator, "step_format", None)
+    if step_format is not None and hasattr(step_format, "to_dict"):
+        write_text_atomic(run_dir / STEP_FORMAT_FILE, json.dumps(step_format.to_dict(), indent=2) + "\n")
 
 
 def _search_batch(batch: list[Problem], generator, scorer, config: SearchConfig, timer: SearchTimer) -> list[Tree]:

@@ -1,5 +1,7 @@
 """`reasoner label`: every kind from one MCTS run, loadable with `datasets`, with the documented invariants."""
 
+import json
+
 import datasets
 import pytest
 
@@ -124,3 +126,19 @@ def test_step_apo_scales_final_answer_pairs_only():
     assert [(r["chosen"], r["rejected"], r["q_chosen"], r["q_rejected"]) for r in records] == [
         ("The answer is 5", "The answer is 7", 0.3, -0.3),  # final vs final: argmax vs argmin, CPL's sw = 0.3
         ("I", "The answer is 7", 1.0, -1.0), ("I", "The answer is 8", 1.0, -1.0)]
+
+
+def test_label_renders_prompts_in_the_format_the_search_recorded(tmp_path, capsys):
+    from search.runner import SearchConfig, run_search
+
+    generator = ScriptedGenerator(seed=1)
+    generator.step_format = get_format("step-dpo")  # as the HF / vLLM generators carry their policy's
+    run = tmp_path / "run"
+    run_search(SearchConfig(limit=3, output=str(run), simulations=3, children=2, quiet=True), lambda c: generator)
+    assert main(["label", str(run), "--kind", "mc-labels", "--output", str(tmp_path / "mc.jsonl")]) == 0
+    assert main(["label", str(run), "--kind", "mc-labels", "--output", str(tmp_path / "tiny.jsonl"),
+                 "--step-format", "tiny"]) == 0
+    recorded = [json.loads(line)["prompt"] for line in (tmp_path / "mc.jsonl").read_text().splitlines()]
+    forced = [json.loads(line)["prompt"] for line in (tmp_path / "tiny.jsonl").read_text().splitlines()]
+    assert recorded and all(p.endswith("Let's think step by step.\n") for p in recorded)
+    assert all(p.startswith("Question: ") for p in forced)
