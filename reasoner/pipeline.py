@@ -47,7 +47,7 @@ class PipelineConfig:
     rounds: int = 1
     policy: str | None = None
     eval_initial: bool = True
-    step_format: str = "tiny"
+    step_format: str | None = None  # label prompts' format; default: the one the search recorded (its policy's)
     labels: list[str] = field(default_factory=lambda: ["step-dpo", "mc-labels", "svpo"])
     search: dict[str, Any] = field(default_factory=dict)
     prm: dict[str, Any] = field(default_factory=dict)
@@ -199,7 +199,8 @@ def run_pipeline(config: PipelineConfig, run_command: Callable[[list[str]], int]
                    [["search", *flags(config.search, drop=("output", "policy")), "--output", str(here / "search"),
                      *policy_flags]])
         stages.run(f"round {number} label", here / "labels",
-                   [["label", str(here / "search"), "--kind", kind, "--step-format", config.step_format,
+                   [["label", str(here / "search"), "--kind", kind,
+                     *(["--step-format", config.step_format] if config.step_format else []),
                      "--output", str(here / "labels" / f"{kind}.jsonl")] for kind in config.labels])
         backbone = ["--policy", config.prm["policy"]] if (config.prm or {}).get("policy") else policy_flags
         prm_commands = [["train-prm", *flags(config.prm, drop=("output", "data", "pairs", "policy")),
