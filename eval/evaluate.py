@@ -7,7 +7,7 @@ Methods (``--methods`` is a comma-separated list):
 - ``bon@K`` / ``wmaj@K``: the same K samples ranked by the value model (best-of-N, weighted majority; the
   step values aggregated by ``aggregate``: min, prod or last);
 - ``beam@B1xB2``: value-guided step beam search (keep B1 of B1 x B2 candidates per step);
-- ``mcts@SxC`` (or ``mcts`` = 16x4): MCTS with S simulations of C children, valued by the value model, used
+- ``mcts@SxC`` (or ``mcts`` = 16x4): MCTS with S simulations of C children (c_puct 1.25), valued by the value model, used
   as a decoder (the gold answer is never read).
 
 Sample-based methods share one set of K samples per problem (``samples-K.jsonl``), and their accuracy is also
@@ -34,6 +34,8 @@ __all__ = ["EvalConfig", "Method", "parse_methods", "run_eval"]
 log = logging.getLogger(__name__)
 
 _METHOD = re.compile(r"^(?:(greedy)|(maj|bon|wmaj)@(\d+)|beam@(\d+)x(\d+)|mcts(?:@(\d+)x(\d+))?)$")
+# Super_MARIO's exploration constant for test-time MCTS (configs/mcts_sft.yaml; 1.5 builds training trees), 1.3.
+TEST_TIME_C_PUCT = 1.25
 # Keys that may change between an eval and its resumption (they do not change a prediction).
 _RESUMABLE_KEYS = {"output", "methods", "limit", "batch_problems", "device", "quiet"}
 
@@ -198,7 +200,8 @@ def _decode(method: Method, batch: Sequence[Problem], models: _Models, config: E
                               samples=method.samples, temperature=config.temperature, **steps)
         found = [(r.answer, r.tokens) for r in results]
     else:
-        mcts = MCTSConfig(simulations=method.width, children=method.samples, temperature=config.temperature,
+        mcts = MCTSConfig(simulations=method.width, children=method.samples, c_puct=TEST_TIME_C_PUCT,
+                          temperature=config.temperature,
                           rollout_temperature=config.temperature, max_depth=config.max_steps,
                           max_step_tokens=config.max_step_tokens, seed=config.seed)
         found = [(r.answer, r.tokens) for r in mcts_decode(models.generator, models.scorer, questions, mcts)]
