@@ -8,7 +8,9 @@ backed-up ``Q``. A node is *alive* when its subtree holds a correct terminal lea
   is lost); the prompt is the question + the correct earlier steps.
 * ``svpo`` / ``step-apo`` (1.10, 4.2, CPL's verified rule): siblings with ``max Q > 0 > min Q``; every
   (Q > 0, Q < 0) pair among intermediate steps, only (argmax, argmin) among final-answer steps. Step-APO
-  scales the Q of final-step pairs by ``solution_weight`` = 0.3 as CPL does.
+  scales the Q of final-step pairs by ``solution_weight`` = 0.3 as CPL does. [UNVERIFIED] for SVPO: its
+  paper's own selection rule and thresholds are not published (1.10); CPL's rule, on the same AlphaMath
+  MCTS, stands in for it with τ+ = τ- = 0.
 * ``mcts-dpo`` (5.3): best-Q child vs. a random lower-Q sibling, each extended through its unbranched
   descendants; at most 8 pairs per problem.
 * ``mc-labels`` (7.1, 7.4): one record per root-to-leaf path in TRL's stepwise format (``prompt``,
@@ -17,7 +19,12 @@ backed-up ``Q``. A node is *alive* when its subtree holds a correct terminal lea
   "some correct leaf below".
 * ``step-rewards`` (3.2): per problem, up to 8 full solutions with outcome ``rewards`` (1/0) and per-step
   ``step_rewards`` = the MC values (or a trained value model's, mapped to [0, 1]) clipped to [0.01, 0.99], never
-  exactly 0 (Full-Step-DPO treats 0 as padding).
+  exactly 0 (Full-Step-DPO treats 0 as padding). [UNVERIFIED] (3.1, 13.2): Full-Step-DPO's self-supervised
+  PRM is not released; the MC values here count the tree's leaves below a step, not N fresh rollouts per step.
+
+MC values are tree-based throughout: the leaves below a step are the search's rollouts from it (PUCT picks
+where to go, so they are not independent policy samples, and a step with one verified leaf below has soft
+label = hard label), not Math-Shepherd's N = 8 completions per prefix (7.1).
 
 Sampled siblings can repeat a step text; the rules read the tree with such copies merged (`_Prefix`: one
 distinct partial solution, its visits, values and verified leaves summed), so each prefix is labelled once and

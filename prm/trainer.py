@@ -6,7 +6,8 @@ Inputs are the files `reasoner label` writes: ``mc-labels`` (TRL's stepwise form
 (`prm.model.encode_steps`). Losses, per read position i with head logit z_i:
 
 * ``tanh`` head, MSE to a target t_i in [-1, 1] (AlphaMath 1.9):  L = mean_i (tanh z_i - t_i)^2,
-  with t_i = 2·value_i - 1 (``target: soft``; = the rollout Q) or ±1 (``target: hard``);
+  with t_i = 2·value_i - 1 (``target: soft``; the MC value on [-1, 1], close to but not the MCTS Q = W/N)
+  or ±1 (``target: hard``);
 * ``sigmoid`` head, BCE (7.3):  L = -mean_i [y_i log σ(z_i) + (1 - y_i) log(1 - σ(z_i))], with y_i the soft
   value or the hard label;
 * ranking (SVPO's margin idea, 1.11, reconstructed): L_rank = mean_pairs max(0, γ - (V_w - V_l)) over sibling

@@ -45,7 +45,8 @@ def step_apo_loss(policy_chosen_logps: torch.Tensor, policy_rejected_logps: torc
     z = β(h_w − h_l) − α(Q_w − Q_l);  L = −(1−ε)·log σ(z) − ε·log σ(−z).
     Siblings share V(s), so A_w − A_l = Q_w − Q_l. A pair with a large advantage gap keeps a gradient until
     the implicit-reward margin exceeds α(Q_w − Q_l): critical steps are pushed further.
-    Returns (losses, β·h_w, β·h_l).
+    Returns (losses, β·h_w, β·h_l). [UNVERIFIED] (13.3): that the paper writes the offset's weight as α; the code's
+    form is ``sigmoid_a_{α}``.
     """
     chosen_rewards = beta * (policy_chosen_logps - ref_chosen_logps)
     rejected_rewards = beta * (policy_rejected_logps - ref_rejected_logps)

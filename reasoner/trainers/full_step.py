@@ -5,6 +5,10 @@ Input: a ``step-rewards`` JSONL from `reasoner label` (``prompt``, ``responses``
 every token carries the reward of its step (never 0: 0 marks padding in the loss). The K responses of a prompt
 are the branches of one prefix-shared row (`reasoner.trainers.pairs.collate_shared`), reference per-token
 log-probs are computed once, and the loss is `reasoner.losses.full_step_dpo_loss` per prompt, averaged.
+
+Unlike the reference collator (3.2), no EOS is appended to a response: our decoders end a solution at its
+final-answer step, never by sampling EOS, so there is no stop token to teach. The "Step k:" header of a header
+format belongs to step k's tokens (the reference splits at the "\nStep" token).
 """
 
 from __future__ import annotations

@@ -11,7 +11,9 @@ Trajectories of one prompt are packed into one row ([prompt][trajectory 0][copy]
 `reasoner.trainers.pairs`), so the prompt is computed once; the steps two trajectories of a tree share are
 still computed per trajectory (a tree mask is the next step). Trajectories with advantage 0 (say, a prompt whose
 leaves all got the same reward) stay in: their tokens count in the token-means and carry the KL and entropy
-terms, as in verl, so the policy term's scale does not change from batch to batch.
+terms, as in verl, so the policy term's scale does not change from batch to batch. Every leaf is trained on (6.1's
+"sample k leaves per tree" is not applied), and a trajectory ends at its final-answer step without an EOS token
+(our decoders never sample one to stop).
 """
 
 from __future__ import annotations
