@@ -104,19 +104,21 @@ def _hand_tree(children):
     return tree
 
 
-def test_copies_of_a_step_are_one_state_and_sentinels_are_never_rejected():
+def test_copies_of_a_step_share_their_statistics_and_sentinels_are_never_rejected():
     tree = _hand_tree([("A", [("The answer is 5", True)]), ("A", [("The answer is 5", True), ("The answer is 7", False)]),
                        ("B", [("The answer is 7", False)]), ("C", None)])
+    # Copies of A are one state: Q = (1 + 1 - 1) / 3 > 0 for both (alone, the second copy's Q would be 0).
+    # One record per copy: a step the policy sampled twice weighs twice.
     svpo, _ = label_trees([tree], "svpo", FMT)
-    assert [(r["chosen"], r["rejected"], r["q_chosen"]) for r in svpo] == [  # not C (a sentinel), nor A over A
-        ("A", "B", pytest.approx(1 / 3)), ("The answer is 5", "The answer is 7", 1.0)]  # the second under merged A
+    assert [(r["chosen"], r["rejected"], r["q_chosen"]) for r in svpo] == [  # never C (a sentinel)
+        ("A", "B", pytest.approx(1 / 3)), ("A", "B", pytest.approx(1 / 3)), ("The answer is 5", "The answer is 7", 1.0)]
     step_dpo, _ = label_trees([tree], "step-dpo", FMT)
     assert [(r["chosen"], r["rejected"]) for r in step_dpo] == [  # C is a lost step for Step-DPO
         ("A", "B"), ("A", "C"), ("The answer is 5", "The answer is 7")]
     mc, _ = label_trees([tree], "mc-labels", FMT)
-    assert sorted((tuple(r["completions"]), tuple(r["values"])) for r in mc) == [
-        (("A", "The answer is 5"), (2 / 3, 1.0)), (("A", "The answer is 7"), (2 / 3, 0.0)),
-        (("B", "The answer is 7"), (0.0, 0.0)), (("C",), (0.0,))]
+    assert [(tuple(r["completions"]), tuple(r["values"])) for r in mc] == [
+        (("A", "The answer is 5"), (2 / 3, 1.0)), (("A", "The answer is 5"), (2 / 3, 1.0)),
+        (("A", "The answer is 7"), (2 / 3, 0.0)), (("B", "The answer is 7"), (0.0, 0.0)), (("C",), (0.0,))]
 
 
 def test_step_apo_scales_final_answer_pairs_only():
