@@ -31,7 +31,8 @@ step path (`_Prefix`: visits, values and verified leaves summed), so Q is the me
 of one step never get opposite labels; but they still emit one record per copy, so a path the policy sampled k
 times weighs k times (the policy's own distribution; labelling each distinct prefix once lowered the demo value
 model's step AUC from 0.95 to 0.82 and its first-error F1 from 0.86 to 0.39). Failure sentinels (a terminal step without an answer: depth limit, empty
-step, EOS) are never the rejected step of a sibling pair (1.10), and an empty step is never paired at all.
+step, EOS) are never the rejected step of a sibling pair (1.10), and an empty step is never paired at all. A
+path's last label is its leaf's own verdict.
 
 Pairs follow TRL's preference columns (``prompt``/``chosen``/``rejected``) plus ``q_chosen``, ``q_rejected``,
 ``problem_id``, ``depth``, ``source``, so ``datasets.load_dataset("json", ...)`` reads every output as is.
@@ -190,7 +191,7 @@ def _mcts_dpo(tree: Tree, fmt: StepFormat, report: LabelReport, *, rng: random.R
     stats = _merged(tree)
     records = []
     for node in tree.nodes:
-        children = [tree.nodes[c] for c in node.children if stats[c].visits > 0]
+        children = [tree.nodes[c] for c in node.children if stats[c].visits > 0 and stats[c].step.strip()]
         if len(children) < 2:
             continue
         best = max(children, key=lambda c: (stats[c.id].q, stats[c.id].visits))
@@ -206,10 +207,12 @@ def _mcts_dpo(tree: Tree, fmt: StepFormat, report: LabelReport, *, rng: random.R
     return records[:max_pairs]
 
 
-def _paths(tree: Tree) -> list[list[_Prefix]]:
-    """Per terminal leaf (one per rollout, copies included), its path's prefixes from the first step on."""
+def _paths(tree: Tree) -> list[tuple[list[_Prefix], Node]]:
+    """Per terminal leaf (one per rollout, copies included): its path's prefixes from the first step on, and
+    the leaf itself (its own verdict: a copy cut off without an answer is not correct because another was)."""
     stats = _merged(tree)
-    return [[stats[n.id] for n in tree.path(leaf.id)[1:]] for leaf in tree.nodes if leaf.terminal and not leaf.children]
+    return [([stats[n.id] for n in tree.path(leaf.id)[1:]], leaf) for leaf in tree.nodes
+            if leaf.terminal and not leaf.children]
 
 
 def _mc_labels(tree: Tree, fmt: StepFormat, report: LabelReport, **_) -> list[dict]:
@@ -217,9 +220,10 @@ def _mc_labels(tree: Tree, fmt: StepFormat, report: LabelReport, **_) -> list[di
     if not paths:
         report.skip("no terminal leaf")
     return [{"prompt": fmt.prompt(tree.question), "completions": [p.step for p in path],
-             "labels": [p.correct > 0 for p in path],
-             "values": [p.correct / p.verified for p in path], "problem_id": tree.problem_id}
-            for path in paths]
+             "labels": [p.correct > 0 for p in path[:-1]] + [bool(leaf.correct)],
+             "values": [p.correct / p.verified for p in path[:-1]] + [float(bool(leaf.correct))],
+             "problem_id": tree.problem_id}
+            for path, leaf in paths]
 
 
 def _step_rewards(tree: Tree, fmt: StepFormat, report: LabelReport, *, rng: random.Random, max_responses: int = 8,
@@ -232,13 +236,13 @@ def _step_rewards(tree: Tree, fmt: StepFormat, report: LabelReport, *, rng: rand
     paths = paths[:max_responses]
     clip = lambda v: min(max(v, floor), 1.0 - floor)
     if scorer is None:
-        rewards = [[p.correct / p.verified for p in path] for path in paths]
+        rewards = [[p.correct / p.verified for p in path[:-1]] + [float(bool(leaf.correct))] for path, leaf in paths]
     else:  # a value head in [-1, 1] is mapped to [0, 1]
-        scored = scorer.score([tree.question] * len(paths), [[p.step for p in path] for path in paths])
+        scored = scorer.score([tree.question] * len(paths), [[p.step for p in path] for path, _ in paths])
         to_unit = (lambda v: (v + 1.0) / 2.0) if scorer_head(scorer) == "tanh" else (lambda v: v)
         rewards = [[to_unit(v) for v in row] for row in scored]
-    return [{"prompt": fmt.prompt(tree.question), "responses": [fmt.render_solution([p.step for p in path]) for path in paths],
-             "rewards": [1.0 if path[-1].correct else 0.0 for path in paths],
+    return [{"prompt": fmt.prompt(tree.question), "responses": [fmt.render_solution([p.step for p in path]) for path, _ in paths],
+             "rewards": [1.0 if leaf.correct else 0.0 for _, leaf in paths],
              "step_rewards": [[clip(v) for v in row] for row in rewards],
              "problem_id": tree.problem_id}]
 

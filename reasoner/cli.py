@@ -105,7 +105,11 @@ def _label_format(args: argparse.Namespace):
     recorded = Path(args.run_dir) / STEP_FORMAT_FILE
     if args.step_format:
         return get_format(args.step_format)
-    return get_format(read_json_file(recorded)) if recorded.exists() else get_format("tiny")
+    if recorded.exists():
+        return get_format(read_json_file(recorded))
+    print(f"note: {recorded} is missing (a search from before it was recorded): prompts are rendered in the "
+          "tiny format; pass --step-format if the policy wrote another", file=sys.stderr)
+    return get_format("tiny")
 
 
 def cmd_label(args: argparse.Namespace) -> int:
@@ -178,7 +182,8 @@ def build_parser() -> argparse.ArgumentParser:
     export.set_defaults(func=cmd_data_export)
 
     check = sub.add_parser("check", help="score predictions against gold answers")
-    check.add_argument("predictions", help="JSONL: id + prediction (or completion text) [+ answer]")
+    check.add_argument("predictions", help="JSONL: id + prediction (or completion text) [+ gold or answer]; "
+                       "`reasoner eval`'s predictions/METHOD.jsonl as they are")
     check.add_argument("--problems", default=None, help="spec giving the gold answers by id")
     check.add_argument("--output", default=None, help="per-problem verdicts (default: PREDICTIONS.verdicts.jsonl)")
     check.add_argument("--timeout", type=float, default=5.0)

@@ -140,7 +140,6 @@ def run_search(config: SearchConfig, make_generator: Callable[[SearchConfig], ob
              len(problems) - len(todo), len(todo))
     if todo:
         generator = make_generator(config)
-        _record_step_format(run_dir, generator)
         scorer = make_scorer(config) if (make_scorer and config.value_model) else None
         timer = SearchTimer()
         started, nodes, solved = time.perf_counter(), 0, 0
@@ -150,6 +149,7 @@ def run_search(config: SearchConfig, make_generator: Callable[[SearchConfig], ob
             batch = todo[start : start + config.batch_problems]
             trees = _search_batch(batch, generator, scorer, config, timer)
             append_jsonl(out, (tree.to_record() for tree in trees))
+            _record_step_format(run_dir, generator)  # after the first trees: a run that failed before may start over
             nodes += sum(len(tree.nodes) for tree in trees)
             solved += sum(tree.is_solved() for tree in trees)
             bar.update(len(batch))

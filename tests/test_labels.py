@@ -70,7 +70,8 @@ def test_cli_writes_every_kind_loadable_by_datasets(trees, tmp_path, capsys):
         assert main(["label", str(run), "--kind", kind, "--output", str(out)]) == 0
         table = datasets.load_dataset("json", data_files=str(out), split="train")
         assert len(table) > 0
-    assert "records from 12 problems" in capsys.readouterr().out
+    captured = capsys.readouterr()
+    assert "records from 12 problems" in captured.out and "step_format.json is missing" in captured.err
     before = (run / "trees.jsonl").read_bytes()
     for inside in ("trees.jsonl", "trees-labels.jsonl"):
         assert main(["label", str(run), "--kind", "svpo", "--output", str(run / inside)]) == 2

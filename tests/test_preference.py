@@ -139,6 +139,8 @@ def test_bad_pairs_file_names_file_and_line(tmp_path, capsys):
     assert len(load_pairs(str(bad), algo="step-dpo")) == 1
     with pytest.raises(RecordError, match=r"pairs\.jsonl:1: missing field 'q_chosen'"):
         load_pairs(str(bad), algo="step-apo")
+    with pytest.raises(ValueError, match="pair 1 has no q_chosen / q_rejected, which svpo reads"):
+        train_preference(load_policy(), load_pairs(str(bad)), PreferenceArgs(algo="svpo", output=str(tmp_path / "s")))
 
 
 def test_beta_defaults_to_each_methods_own():

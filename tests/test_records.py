@@ -60,7 +60,7 @@ def test_check_resumable_protects_only_folders_that_hold_results(tmp_path):
     from data.records import check_resumable, write_text_atomic
 
     config = tmp_path / "run" / "config.yaml"
-    write_text_atomic(config, "simulations: 3\n")
+    write_text_atomic(config, "simulations: 3\npolicy: null\nvalue_model: null\n")
     (tmp_path / "run" / ".config.yaml.x.tmp").write_text("half")  # another writer's temp file is not a result
     check_resumable(config, {"simulations": 9}, ())  # nothing but the config: it may start over
     (tmp_path / "run" / "trees.jsonl").write_text("{}\n")
@@ -71,6 +71,7 @@ def test_check_resumable_protects_only_folders_that_hold_results(tmp_path):
     with pytest.raises(ValueError, match="started with policy=None"):
         check_resumable(config, {"simulations": 3, "policy": "p"}, ())
     check_resumable(config, {"simulations": 3, "policy": "embedded"}, ())  # the default, by its name
+    check_resumable(config, {"simulations": 3, "entropy_coef": 0.001}, ())  # a setting newer than the saved run
     with pytest.raises(ValueError, match="started with value_model=None"):
         check_resumable(config, {"simulations": 3, "value_model": "embedded"}, ())  # no named default there
     write_text_atomic(config, f"simulations: 3\npolicy: {tmp_path / 'run'}\n")

@@ -276,6 +276,10 @@ def train_preference(policy: Any, records: Sequence[Any], args: PreferenceArgs,
     if args.algo not in ALGOS:
         raise ValueError(f"unknown preference algorithm {args.algo!r}; known: {', '.join(ALGOS)}")
     resolve_beta(args)
+    if args.algo in NEEDS_Q:
+        lacking = next((i for i, r in enumerate(records) if "q_chosen" not in r or "q_rejected" not in r), None)
+        if lacking is not None:
+            raise ValueError(f"{args.data or 'pairs'}: pair {lacking + 1} has no q_chosen / q_rejected, which {args.algo} reads")
     if args.reference not in ("precomputed", "model"):
         raise ValueError(f"--reference must be precomputed or model, not {args.reference!r}")
     pad_id = policy.tokenizer.pad_token_id or 0
