@@ -12,7 +12,6 @@ import dataclasses
 from pathlib import Path
 from typing import Any, Sequence, TypeVar
 
-
 from data.records import read_yaml_mapping, write_config
 
 __all__ = ["parse_config", "save_config", "save_training_config", "load_yaml"]

@@ -11,7 +11,6 @@ shards are disjoint and together cover the dataset.
 from __future__ import annotations
 
 import json
-
 import logging
 import re
 import time
@@ -149,7 +148,8 @@ def run_search(config: SearchConfig, make_generator: Callable[[SearchConfig], ob
             batch = todo[start : start + config.batch_problems]
             trees = _search_batch(batch, generator, scorer, config, timer)
             append_jsonl(out, (tree.to_record() for tree in trees))
-            _record_step_format(run_dir, generator)  # after the first trees: a run that failed before may start over
+            if start == 0:  # once, after the first trees: a run that failed before them may start over
+                _record_step_format(run_dir, generator)
             nodes += sum(len(tree.nodes) for tree in trees)
             solved += sum(tree.is_solved() for tree in trees)
             bar.update(len(batch))
