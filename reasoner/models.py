@@ -150,10 +150,13 @@ def pad_right(sequences: Sequence[Sequence[int]], pad_id: int, device: torch.dev
     return input_ids.to(device), attention.to(device)
 
 
-def token_logps(logits: torch.Tensor, input_ids: torch.Tensor) -> torch.Tensor:
-    """log p(token_{j+1} | ≤ j) at every position j, shape [B, L-1] (fp32 whatever the model's dtype)."""
+def token_logps(logits: torch.Tensor, input_ids: torch.Tensor, with_entropy: bool = False):
+    """log p(token_{j+1} | ≤ j) at every position j, shape [B, L-1] (fp32 whatever the model's dtype); with
+    ``with_entropy`` also the entropy H_j = −Σ_v p_v log p_v of each of those distributions, from the same
+    log-softmax."""
     logps = torch.log_softmax(logits[:, :-1].float(), dim=-1)
-    return torch.gather(logps, 2, input_ids[:, 1:, None]).squeeze(-1)
+    picked = torch.gather(logps, 2, input_ids[:, 1:, None]).squeeze(-1)
+    return (picked, -(logps.exp() * logps).sum(-1)) if with_entropy else picked
 
 
 def _drop_dequantized_gguf_quantizer(model: Any) -> None:

@@ -189,12 +189,9 @@ def response_token_logps(model: torch.nn.Module, groups: Sequence[dict], pad_id:
     batch = collate_shared(groups, pad_id).to(device)
     logits = model(input_ids=batch.input_ids, attention_mask=batch.attention_mask,
                    position_ids=batch.position_ids).logits
-    per_token = token_logps(logits, batch.input_ids)
-    logps = [per_token[row, start:end] for row, start, end in batch.spans]
     if not with_entropy:
-        return logps
-    entropies = []
-    for row, start, end in batch.spans:  # only response positions: the full [B, L, V] softmax is not kept twice
-        distribution = torch.log_softmax(logits[row, start:end].float(), dim=-1)
-        entropies.append(-(distribution.exp() * distribution).sum(-1))
-    return logps, entropies
+        per_token = token_logps(logits, batch.input_ids)
+        return [per_token[row, start:end] for row, start, end in batch.spans]
+    per_token, entropy = token_logps(logits, batch.input_ids, with_entropy=True)
+    return ([per_token[row, start:end] for row, start, end in batch.spans],
+            [entropy[row, start:end] for row, start, end in batch.spans])
