@@ -215,13 +215,19 @@ def _paths(tree: Tree) -> list[tuple[list[_Prefix], Node]]:
             if leaf.terminal and not leaf.children]
 
 
+def _mc_values(path: list[_Prefix], leaf: Node) -> list[float]:
+    """Per step of a path, the share of correct leaves among the verified ones below it; the last step's is its
+    leaf's own verdict."""
+    return [p.correct / p.verified for p in path[:-1]] + [float(bool(leaf.correct))]
+
+
 def _mc_labels(tree: Tree, fmt: StepFormat, report: LabelReport, **_) -> list[dict]:
     paths = _paths(tree)
     if not paths:
         report.skip("no terminal leaf")
     return [{"prompt": fmt.prompt(tree.question), "completions": [p.step for p in path],
              "labels": [p.correct > 0 for p in path[:-1]] + [bool(leaf.correct)],
-             "values": [p.correct / p.verified for p in path[:-1]] + [float(bool(leaf.correct))],
+             "values": _mc_values(path, leaf),
              "problem_id": tree.problem_id}
             for path, leaf in paths]
 
@@ -236,7 +242,7 @@ def _step_rewards(tree: Tree, fmt: StepFormat, report: LabelReport, *, rng: rand
     paths = paths[:max_responses]
     clip = lambda v: min(max(v, floor), 1.0 - floor)
     if scorer is None:
-        rewards = [[p.correct / p.verified for p in path[:-1]] + [float(bool(leaf.correct))] for path, leaf in paths]
+        rewards = [_mc_values(path, leaf) for path, leaf in paths]
     else:  # a value head in [-1, 1] is mapped to [0, 1]
         scored = scorer.score([tree.question] * len(paths), [[p.step for p in path] for path, _ in paths])
         to_unit = (lambda v: (v + 1.0) / 2.0) if scorer_head(scorer) == "tanh" else (lambda v: v)
