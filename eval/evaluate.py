@@ -58,6 +58,8 @@ class EvalConfig:
     aggregate: str = field(default="min", metadata={"help": "bon/wmaj step-value aggregation: min, prod or last"})
     max_steps: int = 12
     max_step_tokens: int = 64
+    mcts_leaf_value: str = field(default="children", metadata={
+        "help": "mcts: 'children' values every new child, 'leaf' the expanded leaf only (Super_MARIO's default)"})
     batch_problems: int = field(default=100, metadata={"help": "problems decoded together (one append per batch)"})
     seed: int = 0
     quiet: bool = False
@@ -174,6 +176,8 @@ def _check_settings(config: EvalConfig, methods: Sequence[Method]) -> None:
     require_positive(config, "batch_problems", "max_steps", "max_step_tokens")
     if config.aggregate not in AGGREGATIONS:
         raise ValueError(f"unknown --aggregate {config.aggregate!r}: use {', '.join(AGGREGATIONS)}")
+    if config.mcts_leaf_value not in ("children", "leaf"):
+        raise ValueError(f"unknown --mcts_leaf_value {config.mcts_leaf_value!r}: use children or leaf")
     if not config.value and any(m.needs_value for m in methods):
         raise ValueError(f"{', '.join(m.name for m in methods if m.needs_value)} need a value model: "
                          "pass --value DIR (or --value likelihood)")
@@ -203,7 +207,7 @@ def _decode(method: Method, batch: Sequence[Problem], models: _Models, config: E
         mcts = MCTSConfig(simulations=method.width, children=method.samples, c_puct=TEST_TIME_C_PUCT,
                           temperature=config.temperature,
                           rollout_temperature=config.temperature, max_depth=config.max_steps,
-                          max_step_tokens=config.max_step_tokens, seed=config.seed)
+                          max_step_tokens=config.max_step_tokens, leaf_value=config.mcts_leaf_value, seed=config.seed)
         found = [(r.answer, r.tokens) for r in mcts_decode(models.generator, models.scorer, questions, mcts)]
     per_problem = (time.perf_counter() - started) / len(batch)
     return [{"id": p.id, "prediction": answer, "gold": p.answer, "correct": is_equivalent(answer, p.answer),

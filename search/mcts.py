@@ -18,10 +18,16 @@ One simulation per tree per round, all trees at once:
    gets the scorer's value of its last step too, a terminal child without one gets -1.
 4. **backup**: every value is added along the path to the root (``N += 1``, ``W += v``, ``Q = W / N``).
 
-Unlike Super_MARIO's default, which backs up one value per simulation (the expanded leaf's own V, plus the
-rewards of its terminal children), every new child is valued and backed up here: its option
-``update_leaf_value=True`` (1.5), which rollouts need (a rollout values a child, not the leaf). So a child is
-never unvisited, and the root gains about ``children`` visits per simulation.
+Which values are backed up (``leaf_value``, 1.5):
+
+- ``"children"`` (default): every new child is valued and backed up, Super_MARIO's option
+  ``update_leaf_value=True``, which rollouts need (a rollout values a child, not the leaf). A child is never
+  unvisited, and the root gains about ``children`` visits per simulation.
+- ``"leaf"``: Super_MARIO's default, which needs a scorer. One simulation backs up the expanded leaf's own
+  value V(leaf) (0 for the bare question, which has no step to score), plus the +1 / -1 rewards of its
+  terminal children at creation; open children stay unvisited (Q = 0) until selection reaches them. With
+  ``reward="value"`` a child holding an answer is scored in the same scorer call as the leaf (Super_MARIO
+  scores it on its next model call; the value is the same).
 
 Deterministic for a fixed seed (the generator's seed and the per-tree tie-break RNGs).
 """
@@ -57,11 +63,15 @@ class MCTSConfig:
     parallel_leaves: int = 1
     virtual_loss: float = 1.0
     reward: str = "gold"
+    leaf_value: str = "children"
     seed: int = 0
 
     def __post_init__(self) -> None:
         if self.reward not in ("gold", "value"):
             raise ValueError(f"MCTS reward must be 'gold' (training data) or 'value' (decoding), got {self.reward!r}")
+        if self.leaf_value not in ("children", "leaf"):
+            raise ValueError(f"MCTS leaf_value must be 'children' (value every new child) or 'leaf' (Super_MARIO's "
+                             f"default: the expanded leaf's own value), got {self.leaf_value!r}")
         require_positive(self, "simulations", "children", "max_depth", "max_step_tokens", "parallel_leaves")
 
 
@@ -99,6 +109,9 @@ def run_mcts(
     """Search one tree per problem, all problems advancing in lockstep; returns the trees."""
     if config.reward == "value" and scorer is None:
         raise ValueError("MCTS with reward='value' (decoding without the gold answer) needs a StepScorer")
+    if config.leaf_value == "leaf" and scorer is None:
+        raise ValueError("MCTS with leaf_value='leaf' backs up the expanded leaf's value, which needs a StepScorer "
+                         "(a value model); without one use leaf_value='children' (rollouts)")
     timer = timer or SearchTimer()
     trees = [Tree(p.id, p.question, p.answer, config={"algo": "mcts", **asdict(config)}) for p in problems]
     rngs = [random.Random(f"{config.seed}:{p.id}") for p in problems]
@@ -120,7 +133,11 @@ def run_mcts(
             if config.parallel_leaves > 1:
                 _apply_virtual_loss(trees[t], node_id, config.virtual_loss, remove=True)
         new_children = _expand(trees, leaves, expanded, generator, config, timer)
-        _evaluate(trees, new_children, generator, scorer, config, timer)
+        if config.leaf_value == "leaf":
+            answered = [(t, n) for t, n in new_children if trees[t].nodes[n].terminal]
+            _backup_scores(trees, leaves + answered, scorer, timer)
+        else:
+            _evaluate(trees, new_children, generator, scorer, config, timer)
     return trees
 
 
@@ -206,19 +223,26 @@ def _evaluate(trees: list[Tree], children: list[tuple[int, int]], generator: Ste
     rollout's reward."""
     if not children:
         return
-    step_lists = [trees[t].steps(node_id) for t, node_id in children]
     if scorer is not None:
-        values = timer.timed(scorer.score, [trees[t].question for t, _ in children], step_lists)
-        head = scorer_head(scorer)
-        for (t, node_id), row in zip(children, values):
-            trees[t].backup(node_id, 2.0 * as_probability(float(row[-1]), head) - 1.0 if row else 0.0)
+        _backup_scores(trees, children, scorer, timer)
         return
-    states = [State(trees[t].question, tuple(steps)) for (t, _), steps in zip(children, step_lists)]
+    states = [State(trees[t].question, tuple(trees[t].steps(n))) for t, n in children]
     remaining = [max(1, config.max_depth - trees[t].nodes[n].depth) for t, n in children]
     solutions = rollout(generator, states, temperature=config.rollout_temperature, max_steps=remaining,
                         max_step_tokens=config.max_step_tokens, call=timer.timed)
     for (t, node_id), state, solution in zip(children, states, solutions):
         add_rollout_chain(trees[t], node_id, solution, start=len(state.steps))
+
+
+def _backup_scores(trees: list[Tree], nodes: list[tuple[int, int]], scorer: StepScorer, timer: SearchTimer) -> None:
+    """Back up the scorer's value of each node's last step, mapped to [-1, 1] (0 for the bare question), in one
+    scorer call."""
+    if not nodes:
+        return
+    values = timer.timed(scorer.score, [trees[t].question for t, _ in nodes], [trees[t].steps(n) for t, n in nodes])
+    head = scorer_head(scorer)
+    for (t, node_id), row in zip(nodes, values):
+        trees[t].backup(node_id, 2.0 * as_probability(float(row[-1]), head) - 1.0 if row else 0.0)
 
 
 def add_rollout_chain(tree: Tree, parent: int, solution, start: int) -> list[int]:

@@ -54,6 +54,9 @@ class SearchConfig:
     rollout_temperature: float = 1.0
     max_step_tokens: int = 48
     parallel_leaves: int = 1
+    leaf_value: str = field(default="children", metadata={
+        "help": "mcts: 'children' backs up a value for every new child (rollouts or --value_model); 'leaf' backs up "
+                "the expanded leaf's own --value_model value plus its terminal children's rewards (Super_MARIO's default)"})
     trees_per_prompt: int = field(default=2, metadata={"help": "tree-grpo: m trees per prompt"})
     expand_nodes: int = field(default=2, metadata={"help": "tree-grpo: n nodes expanded per tree per round"})
     rounds: int = field(default=1, metadata={"help": "tree-grpo: l expansion rounds"})
@@ -125,6 +128,9 @@ def run_search(config: SearchConfig, make_generator: Callable[[SearchConfig], ob
         config.tree_grpo()
     else:
         config.mcts()
+        if config.leaf_value == "leaf" and not config.value_model:
+            raise ValueError("--leaf_value leaf backs up the expanded leaf's value model estimate: pass --value_model DIR, "
+                             "or use --leaf_value children (rollouts)")
     require_positive(config, "batch_problems")
     run_dir = Path(config.output)
     check_resumable(run_dir / "config.yaml", asdict(config), _RESUMABLE_KEYS | {"shard"})

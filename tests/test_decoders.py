@@ -85,14 +85,15 @@ def test_mcts_decoder_uses_the_value_not_the_gold_answer():
         run_mcts(PROBLEMS[:1], ScriptedGenerator(PROBLEMS), MCTSConfig(reward="value"))
     questions = [p.question for p in PROBLEMS[:24]]
 
-    def hits(scorer):
+    def hits(scorer, leaf_value):
         results = mcts_decode(ScriptedGenerator(PROBLEMS, p_correct=0.6, seed=2), scorer, questions,
-                              MCTSConfig(simulations=24, children=3))
+                              MCTSConfig(simulations=24, children=3, leaf_value=leaf_value))
         assert all(r.answer is not None and r.tokens > 0 for r in results)  # unfinished paths are completed
         return sum(is_equivalent(r.answer, p.answer) for r, p in zip(results, PROBLEMS))
 
-    # the problems handed to MCTS carry no gold answer: only the value can steer it
-    assert hits(GoldTrackScorer(PROBLEMS)) >= hits(ConstantScorer(0.0)) + 6
+    # the problems handed to MCTS carry no gold answer: only the value can steer it, whichever nodes it values
+    for leaf_value in ("children", "leaf"):
+        assert hits(GoldTrackScorer(PROBLEMS), leaf_value) >= hits(ConstantScorer(0.0), leaf_value) + 6
 
 
 def test_pass_at_k_equals_the_share_of_k_subsets_holding_a_correct_sample():

@@ -103,3 +103,27 @@ def test_rollouts_stop_at_each_nodes_own_depth_limit_and_keep_step_priors():
     for tree in trees:
         assert max(n.depth for n in tree.nodes) == 4
         assert all(n.prior == pytest.approx(0.6065, abs=1e-4) for n in tree.nodes[1:])  # chain nodes too
+
+
+def test_leaf_valuation_backs_up_the_expanded_leaf_and_terminal_children_only():
+    """Super_MARIO's default (1.5): per simulation one scorer value (the expanded leaf's own) plus the ±1 rewards
+    of its terminal children; open children stay unvisited until selected."""
+    config = MCTSConfig(simulations=6, children=3, seed=2, leaf_value="leaf")
+    scorer = ConstantScorer(0.5)
+    trees = run_mcts(PROBLEMS, ScriptedGenerator(p_correct=0.7, seed=2), config, scorer=scorer)
+    assert scorer.calls <= config.simulations
+    for tree in trees:
+        _check_tree(tree)
+        expanded = [n for n in tree.nodes if n.children]
+        terminal = [n for n in tree.nodes if n.terminal]
+        # one visit per expansion plus one per terminal child, and nothing else
+        assert tree.root.visits == len(expanded) + len(terminal)
+        assert all(n.visits == 1 for n in terminal)
+        assert any(n.visits == 0 and not n.terminal for n in tree.nodes)  # open children never valued
+        # the root (bare question) backs up 0, every other expanded leaf the scorer's 0.5, terminals ±1
+        expected = 0.5 * (len(expanded) - 1) + sum(1.0 if n.correct else -1.0 for n in terminal)
+        assert tree.root.value_sum == pytest.approx(expected)
+    with pytest.raises(ValueError, match="needs a StepScorer"):
+        run_mcts(PROBLEMS[:1], ScriptedGenerator(), config)
+    with pytest.raises(ValueError, match="leaf_value"):
+        MCTSConfig(leaf_value="nodes")

@@ -79,6 +79,12 @@ def test_search_settings_below_one_are_refused_before_anything_is_written(tmp_pa
     assert not (tmp_path / "run").exists()
 
 
+def test_leaf_valuation_without_a_value_model_is_refused_before_anything_is_written(tmp_path):
+    with pytest.raises(ValueError, match="--value_model"):
+        run_search(_config(tmp_path, leaf_value="leaf"), make_generator=lambda c: ScriptedGenerator())
+    assert not (tmp_path / "run").exists()
+
+
 def test_sigkill_mid_run_then_resume_gives_exactly_one_tree_per_problem(tmp_path):
     """Kill a real `reasoner search` (embedded policy) with SIGKILL mid-way, re-run, check the trees file."""
     output = tmp_path / "killed"
