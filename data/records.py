@@ -155,7 +155,7 @@ FIELD_KINDS: dict[str, tuple[str, Callable[[Any], bool]]] = {
 # The record schemas of prm/labels.py's outputs, as the trainers read them: required fields, and field kinds.
 PAIR_FIELDS = ("prompt", "chosen", "rejected")
 PAIR_KINDS = {"prompt": "text", "chosen": "text", "rejected": "text", "q_chosen": "number", "q_rejected": "number",
-              "depth": "integer"}
+              "n_chosen": "integer", "n_rejected": "integer", "depth": "integer"}
 MC_LABEL_FIELDS = ("prompt", "completions", "labels")
 MC_LABEL_KINDS = {"prompt": "text", "completions": "texts", "labels": "numbers", "values": "numbers"}
 STEP_REWARD_FIELDS = ("prompt", "responses", "rewards", "step_rewards")

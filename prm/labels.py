@@ -11,8 +11,11 @@ backed-up ``Q``. A node is *alive* when its subtree holds a correct terminal lea
   scales the Q of final-step pairs by ``solution_weight`` = 0.3 as CPL does. [UNVERIFIED] for SVPO: its
   paper's own selection rule and thresholds are not published (1.10); CPL's rule, on the same AlphaMath
   MCTS, stands in for it with τ+ = τ- = 0.
-* ``mcts-dpo`` (5.3): best-Q child vs. a random lower-Q sibling, each extended through its unbranched
-  descendants; at most 8 pairs per problem.
+* ``mcts-dpo`` (5.3): along the committed path (from the root, the best-Q visited child at every level), at
+  each node with differently valued children: best-Q child vs. a random lower-Q sibling, each extended
+  through its unbranched descendants; at most 8 pairs per problem; ``n_chosen`` / ``n_rejected`` carry
+  their visit counts for MCTS-DPO's conservative label smoothing. Our trees are not grown by committing
+  step by step as MCTS-DPO's search does, so the committed path is read from the finished tree.
 * ``mc-labels`` (7.1, 7.4): one record per root-to-leaf path in TRL's stepwise format (``prompt``,
   ``completions``, ``labels``) plus ``values``: the soft label of a step is the fraction of correct leaves
   among the verified leaves below it (Math-Shepherd SE over the tree's rollouts), the hard label is
@@ -190,20 +193,22 @@ def _continuation(tree: Tree, node: Node, fmt: StepFormat) -> str:
 def _mcts_dpo(tree: Tree, fmt: StepFormat, report: LabelReport, *, rng: random.Random, max_pairs: int = 8, **_) -> list[dict]:
     stats = _merged(tree)
     records = []
-    for node in tree.nodes:
+    node = tree.root
+    while True:  # the committed path: the best-Q visited child at every level
         children = [tree.nodes[c] for c in node.children if stats[c].visits > 0 and stats[c].step.strip()]
-        if len(children) < 2:
-            continue
+        if not children:
+            break
         best = max(children, key=lambda c: (stats[c.id].q, stats[c.id].visits))
         worse = [c for c in children if stats[c.id].q < stats[best.id].q]
-        if not worse:
-            continue
-        other = rng.choice(worse)
-        records.append(_pair(tree, fmt, stats[node.id], _continuation(tree, best, fmt), _continuation(tree, other, fmt),
-                             stats[best.id].q, stats[other.id].q, "mcts-dpo"))
+        if worse:
+            other = rng.choice(worse)
+            record = _pair(tree, fmt, stats[node.id], _continuation(tree, best, fmt), _continuation(tree, other, fmt),
+                           stats[best.id].q, stats[other.id].q, "mcts-dpo")
+            record.update(n_chosen=stats[best.id].visits, n_rejected=stats[other.id].visits)
+            records.append(record)
+        node = best
     if not records:
-        report.skip("no node with two differently valued children")
-    rng.shuffle(records)
+        report.skip("no node on the committed path with two differently valued children")
     return records[:max_pairs]
 
 

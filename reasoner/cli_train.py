@@ -54,7 +54,7 @@ def _train_preference(algo: str, rest: Sequence[str]) -> int:
 
         records = load_step_rewards(config.data, config.limit)
     else:
-        records = load_pairs(config.data, config.limit, algo)
+        records = load_pairs(config.data, config.limit, algo, config.visit_smoothing)
     policy = load_policy(config.model, device=config.device)
     save_training_config(config, config.output, f"{algo} training")
     _, trainer = train_preference(policy, records, config)

@@ -13,18 +13,31 @@ import torch
 import torch.nn.functional as F
 
 __all__ = ["dpo_loss", "step_apo_loss", "svpo_loss", "full_step_dpo_loss", "tree_grpo_advantages",
-           "clipped_policy_loss", "sigmoid_preference"]
+           "clipped_policy_loss", "sigmoid_preference", "visit_smoothing"]
 
 
-def sigmoid_preference(z: torch.Tensor, label_smoothing: float = 0.0) -> torch.Tensor:
-    """−(1−ε)·log σ(z) − ε·log σ(−z): the (conservative) DPO loss of a margin z."""
+def sigmoid_preference(z: torch.Tensor, label_smoothing: float | torch.Tensor = 0.0) -> torch.Tensor:
+    """−(1−ε)·log σ(z) − ε·log σ(−z): the (conservative) DPO loss of a margin z (ε a number, or one per pair)."""
     return -(1.0 - label_smoothing) * F.logsigmoid(z) - label_smoothing * F.logsigmoid(-z)
+
+
+def visit_smoothing(visits_chosen: torch.Tensor, visits_rejected: torch.Tensor) -> torch.Tensor:
+    """MCTS-DPO's conservative label smoothing from the pair's visit counts (5.3, ``calculate_preference_confidence``).
+
+    conf = 1 / (1 + N_l / max(1, N_w)),  ε = min(1 − conf, 0.5) = min(N_l / (max(1, N_w) + N_l), 0.5).
+    A chosen step the search visited far more often than the rejected one is a confident preference (ε → 0);
+    at equal visits ε = 0.5 and the pair's loss no longer prefers either side. Pass ε to `dpo_loss`.
+    """
+    chosen = visits_chosen.float().clamp(min=1.0)
+    confidence = 1.0 / (1.0 + visits_rejected.float() / chosen)
+    return (1.0 - confidence).clamp(max=0.5)
 
 
 def dpo_loss(policy_chosen_logps: torch.Tensor, policy_rejected_logps: torch.Tensor,
              ref_chosen_logps: torch.Tensor, ref_rejected_logps: torch.Tensor, beta: float = 0.1,
-             label_smoothing: float = 0.0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Sigmoid DPO (0.1); Step-DPO (2.2) is this on one-step completions with the correct prefix as prompt.
+             label_smoothing: float | torch.Tensor = 0.0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Sigmoid DPO (0.1); Step-DPO (2.2) is this on one-step completions with the correct prefix as prompt;
+    MCTS-DPO (5.3) with a per-pair ε from `visit_smoothing`.
 
     h_w = log π(y_w|c) − log π_ref(y_w|c),  h_l likewise;
     L = −(1−ε)·log σ(β(h_w − h_l)) − ε·log σ(−β(h_w − h_l)).

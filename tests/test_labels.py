@@ -35,6 +35,26 @@ def test_pairs_respect_their_rules(trees):
                 assert record["q_chosen"] > 0 > record["q_rejected"]
 
 
+def test_mcts_dpo_pairs_lie_on_the_committed_path_and_carry_visit_counts():
+    from search.tree import Tree
+
+    tree = Tree("p", "What is 2 + 3?", "5")
+    good = tree.add_child(0, "2 + 3 = 5")
+    off = tree.add_child(0, "2 + 3 = 6")
+    right = tree.add_child(good.id, "The answer is 5", terminal=True, answer="5", correct=True)
+    wrong = tree.add_child(good.id, "The answer is 4", terminal=True, answer="4", correct=False)
+    off_a = tree.add_child(off.id, "The answer is 6", terminal=True, answer="6", correct=False)
+    off_b = tree.add_child(off.id, "The answer is 5", terminal=True, answer="5", correct=True)
+    for leaf, value, times in ((right, 1.0, 3), (wrong, -1.0, 1), (off_a, -1.0, 1), (off_b, 1.0, 1)):
+        for _ in range(times):
+            tree.backup(leaf.id, value)
+    records, _ = label_trees([tree], "mcts-dpo", FMT)
+    # the root (good: Q 0.5 over 4 visits vs off: Q 0) and good's children; never the pair below "off"
+    assert [(r["chosen"], r["rejected"], r["n_chosen"], r["n_rejected"]) for r in records] == [
+        ("2 + 3 = 5", "2 + 3 = 6", 4, 2), ("The answer is 5", "The answer is 4", 3, 1)]
+    assert records[1]["prompt"].endswith("2 + 3 = 5\n")
+
+
 def test_step_dpo_prompt_holds_correct_prefix(trees):
     records, _ = label_trees(trees, "step-dpo", FMT)
     gold = {p.question: p.solution.split("\n") for p in load_split("test", limit=12)}

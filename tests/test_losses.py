@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from reasoner.losses import (clipped_policy_loss, dpo_loss, full_step_dpo_loss, sigmoid_preference, step_apo_loss,
-                             svpo_loss, tree_grpo_advantages)
+                             svpo_loss, tree_grpo_advantages, visit_smoothing)
 
 T = lambda *values: torch.tensor(values, dtype=torch.float32)
 log_sigmoid = lambda z: -math.log1p(math.exp(-z))
@@ -21,6 +21,18 @@ def test_dpo_loss_by_hand():
     assert smoothed.item() == pytest.approx(-0.8 * log_sigmoid(0.15) - 0.2 * log_sigmoid(-0.15))
     # equal policy and reference: log 2
     assert dpo_loss(T(-1.0), T(-2.0), T(-1.0), T(-2.0))[0].item() == pytest.approx(math.log(2))
+
+
+def test_mcts_dpo_visit_smoothing_by_hand():
+    # conf = 1 / (1 + N_l / max(1, N_w)): N_w 9, N_l 1 → conf 0.9, ε 0.1; N_w 0 counts as 1; equal visits cap at 0.5
+    eps = visit_smoothing(T(9.0, 0.0, 4.0, 1.0), T(1.0, 1.0, 4.0, 12.0))
+    assert eps.tolist() == pytest.approx([0.1, 0.5, 0.5, 0.5])
+    assert visit_smoothing(T(3.0), T(0.0)).item() == 0.0
+    # one ε per pair inside the DPO loss
+    losses, _, _ = dpo_loss(T(-1.0, -1.0), T(-3.0, -3.0), T(-2.0, -2.0), T(-2.5, -2.5), beta=0.1,
+                            label_smoothing=T(0.1, 0.5))
+    assert losses.tolist() == pytest.approx([-0.9 * log_sigmoid(0.15) - 0.1 * log_sigmoid(-0.15),
+                                             -0.5 * log_sigmoid(0.15) - 0.5 * log_sigmoid(-0.15)])
 
 
 def test_step_apo_offset_sign():

@@ -75,6 +75,8 @@ def test_each_algorithm_trains_and_logs(algo, pair_files, tmp_path):
     assert logs[0]["rewards_margin"] == pytest.approx(0.0, abs=1e-4)  # the reference is the starting policy
     if algo == "svpo":
         assert all("value_mse" in h for h in logs)
+    if algo == "mcts-dpo":  # conservative ε from each pair's visit counts
+        assert all(0.0 <= h["label_smoothing"] <= 0.5 for h in logs)
     after = policy.model.state_dict()
     assert any(not torch.equal(before[k], after[k]) for k in before)
 
@@ -141,6 +143,19 @@ def test_bad_pairs_file_names_file_and_line(tmp_path, capsys):
         load_pairs(str(bad), algo="step-apo")
     with pytest.raises(ValueError, match="pair 1 has no q_chosen / q_rejected, which svpo reads"):
         train_preference(load_policy(), load_pairs(str(bad)), PreferenceArgs(algo="svpo", output=str(tmp_path / "s")))
+
+
+def test_mcts_dpo_reads_visit_counts_unless_told_not_to(tmp_path):
+    bad = tmp_path / "pairs.jsonl"
+    bad.write_text(json.dumps({"prompt": "p", "chosen": "a", "rejected": "b", "q_chosen": 1, "q_rejected": -1}) + "\n")
+    with pytest.raises(RecordError, match=r"pairs\.jsonl:1: missing field 'n_chosen'"):
+        load_pairs(str(bad), algo="mcts-dpo")
+    assert len(load_pairs(str(bad), algo="mcts-dpo", visit_smoothing=False)) == 1
+    with pytest.raises(ValueError, match="pair 1 has no n_chosen / n_rejected, which mcts-dpo reads"):
+        train_preference(load_policy(), load_pairs(str(bad)), PreferenceArgs(algo="mcts-dpo", output=str(tmp_path / "m")))
+    with pytest.raises(ValueError, match="--visit_smoothing false"):
+        train_preference(load_policy(), load_pairs(str(bad)), PreferenceArgs(algo="mcts-dpo", label_smoothing=0.1,
+                                                                              output=str(tmp_path / "m")))
 
 
 def test_beta_defaults_to_each_methods_own():

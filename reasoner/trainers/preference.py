@@ -5,7 +5,9 @@ Pairs with the same prompt are grouped and, with ``prefix_sharing`` (default), e
 (`reasoner.trainers.pairs`): the shared prompt is computed once for all its pairs. Losses come from
 `reasoner.losses`:
 
-* ``step-dpo`` / ``mcts-dpo``: `dpo_loss` (β, label smoothing);
+* ``step-dpo``: `dpo_loss` (β, label smoothing);
+* ``mcts-dpo``: `dpo_loss` with MCTS-DPO's conservative per-pair ε from the pair's visit counts
+  (`visit_smoothing`, ``n_chosen`` / ``n_rejected``; ``--visit_smoothing false`` uses ``--label_smoothing``);
 * any of them + ``sft_weight`` × the chosen step's per-token NLL (TRL's ``rpo_alpha``), which keeps a small
   policy from lowering the chosen likelihood along with the rejected one;
 * ``step-apo``: `step_apo_loss` with the pair's Q gap (α);
@@ -31,7 +33,7 @@ from torch.utils.data import Dataset
 from transformers import Trainer, set_seed
 
 from data.records import PAIR_FIELDS, PAIR_KINDS, read_jsonl
-from reasoner.losses import dpo_loss, step_apo_loss, svpo_loss
+from reasoner.losses import dpo_loss, step_apo_loss, svpo_loss, visit_smoothing
 from reasoner.trainers.common import AveragedMetrics, TrainingKnobs
 from reasoner.trainers.pairs import collate_shared, collate_unshared, group_pairs, pair_logps, tokenize_pair
 
@@ -56,6 +58,9 @@ class PreferenceArgs(TrainingKnobs):
                 "mcts-dpo 0.1, full-step-dpo 0.05)"})
     alpha: float = field(default=1.0, metadata={"help": "step-apo: weight of the Q gap inside the sigmoid"})
     label_smoothing: float = 0.0
+    visit_smoothing: bool = field(default=True, metadata={
+        "help": "mcts-dpo: conservative ε per pair from its visit counts, min(N_l / (N_w + N_l), 0.5) (MCTS-DPO's "
+                "--conservative); false uses --label_smoothing"})
     sft_weight: float = field(default=0.0, metadata={
         "help": "add this × per-token NLL of the chosen step (TRL's rpo_alpha): keeps chosen likelihoods from collapsing"})
     mse_weight: float = field(default=0.5, metadata={"help": "svpo: λ₁ of the value MSE"})
@@ -84,6 +89,15 @@ DEFAULT_BETA = {"step-dpo": 0.05, "step-apo": 0.3, "svpo": 0.1, "mcts-dpo": 0.1,
 NEEDS_Q = ("step-apo", "svpo")
 
 
+def required_pair_fields(algo: str | None, visit_smoothing: bool = True) -> tuple[str, ...]:
+    """The record fields ``algo``'s loss reads: the pair itself, Q values for `NEEDS_Q`, visit counts for
+    mcts-dpo with ``visit_smoothing``."""
+    extra = ("q_chosen", "q_rejected") if algo in NEEDS_Q else ()
+    if algo == "mcts-dpo" and visit_smoothing:
+        extra = ("n_chosen", "n_rejected")
+    return PAIR_FIELDS + extra
+
+
 def resolve_beta(args: "PreferenceArgs") -> "PreferenceArgs":
     """Fill an unset ``args.beta`` with ``DEFAULT_BETA[args.algo]`` (before config.yaml records it)."""
     if args.beta is None and args.algo in DEFAULT_BETA:
@@ -91,12 +105,12 @@ def resolve_beta(args: "PreferenceArgs") -> "PreferenceArgs":
     return args
 
 
-def load_pairs(path: str, limit: int | None = None, algo: str | None = None) -> list[dict[str, Any]]:
-    """Pair records with the preference columns checked (errors name file and line); for an ``algo`` in
-    `NEEDS_Q` (step-apo, svpo) ``q_chosen`` and ``q_rejected`` are required too."""
+def load_pairs(path: str, limit: int | None = None, algo: str | None = None,
+               visit_smoothing: bool = True) -> list[dict[str, Any]]:
+    """Pair records with the preference columns checked (errors name file and line); the fields ``algo`` reads
+    are required too (`required_pair_fields`: Q values for step-apo / svpo, visit counts for mcts-dpo)."""
     pairs = []
-    required = PAIR_FIELDS + (("q_chosen", "q_rejected") if algo in NEEDS_Q else ())
-    for record in read_jsonl(path, required=required, kinds=PAIR_KINDS):
+    for record in read_jsonl(path, required=required_pair_fields(algo, visit_smoothing), kinds=PAIR_KINDS):
         pairs.append(record)
         if limit and len(pairs) >= limit:
             break
@@ -116,6 +130,8 @@ class PairGroups(Dataset):
         for group in self.groups:
             group["q"] = [(float(records[m].get("q_chosen", 1.0)), float(records[m].get("q_rejected", -1.0)))
                           for m in group["members"]]
+            group["visits"] = [(float(records[m].get("n_chosen", 1)), float(records[m].get("n_rejected", 0)))
+                               for m in group["members"]]
             group["ref"] = [(0.0, 0.0)] * len(group["pairs"])
         self.num_pairs = len(records)
 
@@ -156,8 +172,9 @@ class PairCollator:
         batch = (collate_shared if self.shared else collate_unshared)(groups, self.pad_token_id)
         q = torch.tensor([pair for g in groups for pair in g["q"]], dtype=torch.float32)
         ref = torch.tensor([pair for g in groups for pair in g["ref"]], dtype=torch.float32)
+        visits = torch.tensor([pair for g in groups for pair in g["visits"]], dtype=torch.float32)
         return {"pair_batch": batch, "q_chosen": q[:, 0], "q_rejected": q[:, 1], "ref_chosen": ref[:, 0],
-                "ref_rejected": ref[:, 1]}
+                "ref_rejected": ref[:, 1], "visits_chosen": visits[:, 0], "visits_rejected": visits[:, 1]}
 
 
 class PolicyWithValueHead(nn.Module):
@@ -236,9 +253,12 @@ class PreferenceTrainer(AveragedMetrics, Trainer):
                     chosen, rejected, ref_chosen, ref_rejected, q_chosen, q_rejected, beta=options.beta,
                     alpha=options.alpha, label_smoothing=options.label_smoothing)
             else:
+                smoothing = options.label_smoothing
+                if options.algo == "mcts-dpo" and options.visit_smoothing:
+                    smoothing = visit_smoothing(inputs["visits_chosen"].to(device), inputs["visits_rejected"].to(device))
+                    self._record(label_smoothing=smoothing.mean())
                 losses, chosen_rewards, rejected_rewards = dpo_loss(
-                    chosen, rejected, ref_chosen, ref_rejected, beta=options.beta,
-                    label_smoothing=options.label_smoothing)
+                    chosen, rejected, ref_chosen, ref_rejected, beta=options.beta, label_smoothing=smoothing)
         loss = losses.mean()
         if options.sft_weight:
             lengths = torch.tensor([end - start for _, start, end in batch.spans], device=device, dtype=chosen.dtype)
@@ -276,10 +296,15 @@ def train_preference(policy: Any, records: Sequence[Any], args: PreferenceArgs,
     if args.algo not in ALGOS:
         raise ValueError(f"unknown preference algorithm {args.algo!r}; known: {', '.join(ALGOS)}")
     resolve_beta(args)
-    if args.algo in NEEDS_Q:
-        lacking = next((i for i, r in enumerate(records) if "q_chosen" not in r or "q_rejected" not in r), None)
+    if args.algo == "mcts-dpo" and args.visit_smoothing and args.label_smoothing:
+        raise ValueError("mcts-dpo takes each pair's label smoothing from its visit counts: pass --visit_smoothing "
+                         "false to use --label_smoothing instead")
+    if args.algo != "full-step-dpo":
+        needed = required_pair_fields(args.algo, args.visit_smoothing)[len(PAIR_FIELDS):]
+        lacking = next((i for i, r in enumerate(records) if any(f not in r for f in needed)), None)
         if lacking is not None:
-            raise ValueError(f"{args.data or 'pairs'}: pair {lacking + 1} has no q_chosen / q_rejected, which {args.algo} reads")
+            raise ValueError(f"{args.data or 'pairs'}: pair {lacking + 1} has no {' / '.join(needed)}, which "
+                             f"{args.algo} reads")
     if args.reference not in ("precomputed", "model"):
         raise ValueError(f"--reference must be precomputed or model, not {args.reference!r}")
     pad_id = policy.tokenizer.pad_token_id or 0
