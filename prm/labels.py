@@ -19,15 +19,18 @@ backed-up ``Q``. A node is *alive* when its subtree holds a correct terminal lea
 * ``mc-labels`` (7.1, 7.4): one record per root-to-leaf path in TRL's stepwise format (``prompt``,
   ``completions``, ``labels``) plus ``values``: the soft label of a step is the fraction of correct leaves
   among the verified leaves below it (Math-Shepherd SE over the tree's rollouts), the hard label is
-  "some correct leaf below".
+  "some correct leaf below". On a Math-Shepherd run (``reasoner search --algo shepherd``) one record per
+  sampled solution instead, each step valued by its own N completions (7.1 exactly).
 * ``step-rewards`` (3.2): per problem, up to 8 full solutions with outcome ``rewards`` (1/0) and per-step
   ``step_rewards`` = the MC values (or a trained value model's, mapped to [0, 1]) clipped to [0.01, 0.99], never
   exactly 0 (Full-Step-DPO treats 0 as padding). [UNVERIFIED] (3.1, 13.2): Full-Step-DPO's self-supervised
-  PRM is not released; the MC values here count the tree's leaves below a step, not N fresh rollouts per step.
+  PRM is not released; the MC values here count the tree's leaves below a step (a Math-Shepherd run's: N fresh
+  completions per step).
 
-MC values are tree-based throughout: the leaves below a step are the search's rollouts from it (PUCT picks
-where to go, so they are not independent policy samples, and a step with one verified leaf below has soft
-label = hard label), not Math-Shepherd's N = 8 completions per prefix (7.1).
+MC values of MCTS and Tree-GRPO trees are tree-based: the leaves below a step are the search's rollouts from it
+(PUCT picks where to go, so they are not independent policy samples, and a step with one verified leaf below
+has soft label = hard label), not Math-Shepherd's N = 8 completions per prefix (7.1); `search.shepherd` samples
+those.
 
 Sampled siblings can repeat a step text. The rules read each node's statistics merged over all copies of its
 step path (`_Prefix`: visits, values and verified leaves summed), so Q is the mean over the copies and two copies
@@ -49,6 +52,7 @@ from typing import Callable, Iterable
 
 from reasoner.steps import StepFormat
 from search.protocols import StepScorer, scorer_head
+from search.shepherd import own_mc
 from search.tree import Node, Tree
 
 __all__ = ["KINDS", "LabelReport", "label_trees", "subtree_outcomes"]
@@ -212,34 +216,39 @@ def _mcts_dpo(tree: Tree, fmt: StepFormat, report: LabelReport, *, rng: random.R
     return records[:max_pairs]
 
 
-def _paths(tree: Tree) -> list[tuple[list[_Prefix], Node]]:
-    """Per terminal leaf (one per rollout, copies included): its path's prefixes from the first step on, and
-    the leaf itself (its own verdict: a copy cut off without an answer is not correct because another was)."""
+def _mc_paths(tree: Tree) -> list[tuple[list[str], list[float], Node]]:
+    """The labelled solutions of a tree as (steps, MC value per step, last node).
+
+    A Math-Shepherd tree (`search.shepherd`): its sampled solutions, each step valued by its own N completions.
+    Any other tree: every terminal leaf (one per rollout, copies included), each step valued by the share of
+    correct leaves among the verified ones below it (merged over copies). Either way the last step's value is
+    its leaf's own verdict (a copy cut off without an answer is not correct because another was).
+    """
+    shepherd = own_mc(tree)
+    if shepherd is not None:
+        return [([tree.nodes[i].step for i in ids], values, tree.nodes[ids[-1]]) for ids, values in shepherd]
     stats = _merged(tree)
-    return [([stats[n.id] for n in tree.path(leaf.id)[1:]], leaf) for leaf in tree.nodes
-            if leaf.terminal and not leaf.children]
-
-
-def _mc_values(path: list[_Prefix], leaf: Node) -> list[float]:
-    """Per step of a path, the share of correct leaves among the verified ones below it; the last step's is its
-    leaf's own verdict."""
-    return [p.correct / p.verified for p in path[:-1]] + [float(bool(leaf.correct))]
+    paths = []
+    for leaf in tree.nodes:
+        if leaf.terminal and not leaf.children:
+            path = [stats[n.id] for n in tree.path(leaf.id)[1:]]
+            values = [p.correct / p.verified for p in path[:-1]] + [float(bool(leaf.correct))]
+            paths.append(([p.step for p in path], values, leaf))
+    return paths
 
 
 def _mc_labels(tree: Tree, fmt: StepFormat, report: LabelReport, **_) -> list[dict]:
-    paths = _paths(tree)
+    paths = _mc_paths(tree)
     if not paths:
         report.skip("no terminal leaf")
-    return [{"prompt": fmt.prompt(tree.question), "completions": [p.step for p in path],
-             "labels": [p.correct > 0 for p in path[:-1]] + [bool(leaf.correct)],
-             "values": _mc_values(path, leaf),
-             "problem_id": tree.problem_id}
-            for path, leaf in paths]
+    return [{"prompt": fmt.prompt(tree.question), "completions": steps, "labels": [v > 0 for v in values],
+             "values": values, "problem_id": tree.problem_id}
+            for steps, values, _ in paths]
 
 
 def _step_rewards(tree: Tree, fmt: StepFormat, report: LabelReport, *, rng: random.Random, max_responses: int = 8,
                   floor: float = 0.01, scorer: StepScorer | None = None, **_) -> list[dict]:
-    paths = _paths(tree)
+    paths = _mc_paths(tree)
     if not paths:
         report.skip("no terminal leaf")
         return []
@@ -247,13 +256,13 @@ def _step_rewards(tree: Tree, fmt: StepFormat, report: LabelReport, *, rng: rand
     paths = paths[:max_responses]
     clip = lambda v: min(max(v, floor), 1.0 - floor)
     if scorer is None:
-        rewards = [_mc_values(path, leaf) for path, leaf in paths]
+        rewards = [values for _, values, _ in paths]
     else:  # a value head in [-1, 1] is mapped to [0, 1]
-        scored = scorer.score([tree.question] * len(paths), [[p.step for p in path] for path, _ in paths])
+        scored = scorer.score([tree.question] * len(paths), [steps for steps, _, _ in paths])
         to_unit = (lambda v: (v + 1.0) / 2.0) if scorer_head(scorer) == "tanh" else (lambda v: v)
         rewards = [[to_unit(v) for v in row] for row in scored]
-    return [{"prompt": fmt.prompt(tree.question), "responses": [fmt.render_solution([p.step for p in path]) for path, _ in paths],
-             "rewards": [1.0 if leaf.correct else 0.0 for _, leaf in paths],
+    return [{"prompt": fmt.prompt(tree.question), "responses": [fmt.render_solution(steps) for steps, _, _ in paths],
+             "rewards": [1.0 if leaf.correct else 0.0 for _, _, leaf in paths],
              "step_rewards": [[clip(v) for v in row] for row in rewards],
              "problem_id": tree.problem_id}]
 

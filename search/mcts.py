@@ -46,7 +46,7 @@ from search.decode import as_probability, rollout
 from search.protocols import State, StepGenerator, StepScorer, scorer_head
 from search.tree import Tree
 
-__all__ = ["MCTSConfig", "run_mcts", "SearchTimer", "add_rollout_chain"]
+__all__ = ["MCTSConfig", "run_mcts", "SearchTimer", "add_rollout_chain", "grow_chains"]
 
 
 @dataclass
@@ -264,3 +264,16 @@ def add_rollout_chain(tree: Tree, parent: int, solution, start: int) -> list[int
     if ids:
         tree.backup(ids[-1], 1.0 if tree.nodes[ids[-1]].correct else -1.0)
     return ids
+
+
+def grow_chains(trees: list[Tree], starts: list[tuple[int, int]], generator: StepGenerator, *, temperature: float,
+                max_depth: int, max_step_tokens: int, timer: SearchTimer) -> list[list[int]]:
+    """Roll out one full solution from every (tree index, node id) in ``starts``, all in one batched rollout,
+    and store each as a chain below its node (`add_rollout_chain`, which backs up its reward); returns the new
+    node ids per start. Each rollout has the depth its node has left."""
+    states = [State(trees[t].question, tuple(trees[t].steps(node_id))) for t, node_id in starts]
+    budgets = [max(1, max_depth - len(state.steps)) for state in states]
+    solutions = rollout(generator, states, temperature=temperature, max_steps=budgets,
+                        max_step_tokens=max_step_tokens, call=timer.timed)
+    return [add_rollout_chain(trees[t], node_id, solution, start=len(state.steps))
+            for (t, node_id), state, solution in zip(starts, states, solutions)]

@@ -22,11 +22,14 @@ from data.problems import Problem, load_problems
 from data.records import append_jsonl, check_resumable, done_ids, write_config, write_text_atomic
 from search.mcts import MCTSConfig, SearchTimer, require_positive, run_mcts
 from search.tree import Tree, read_trees, tree_summary
+from search.shepherd import ShepherdConfig, run_shepherd
 from search.tree_grpo import TreeGRPOConfig, run_tree_grpo
 
 __all__ = ["SearchConfig", "run_search", "shard_problems", "parse_shard", "run_files", "summarize_run"]
 
 log = logging.getLogger(__name__)
+
+ALGOS = ("mcts", "tree-grpo", "shepherd")
 
 # Keys that may differ between a run and its resumption (they do not change what a tree is).
 _RESUMABLE_KEYS = {"output", "quiet", "limit", "batch_problems", "device"}
@@ -39,7 +42,7 @@ class SearchConfig:
     problems: str = field(default="synthetic:test", metadata={"help": "problem spec"})
     output: str = field(default="runs/search", metadata={"help": "run directory"})
     limit: int | None = field(default=None, metadata={"help": "first N problems of the spec"})
-    algo: str = field(default="mcts", metadata={"help": "mcts or tree-grpo"})
+    algo: str = field(default="mcts", metadata={"help": "mcts, tree-grpo or shepherd (Math-Shepherd MC estimation)"})
     shard: str = field(default="0/1", metadata={"help": "i/N: this process takes the problems whose index mod N is i"})
     policy: str | None = field(default=None, metadata={"help": "policy dir or hub name (default: embedded)"})
     backend: str = "hf"
@@ -60,6 +63,8 @@ class SearchConfig:
     trees_per_prompt: int = field(default=2, metadata={"help": "tree-grpo: m trees per prompt"})
     expand_nodes: int = field(default=2, metadata={"help": "tree-grpo: n nodes expanded per tree per round"})
     rounds: int = field(default=1, metadata={"help": "tree-grpo: l expansion rounds"})
+    solutions: int = field(default=4, metadata={"help": "shepherd: solutions sampled per problem"})
+    completions: int = field(default=8, metadata={"help": "shepherd: N completions from every prefix of a solution"})
     seed: int = 0
     quiet: bool = False
 
@@ -68,6 +73,9 @@ class SearchConfig:
 
     def tree_grpo(self) -> TreeGRPOConfig:
         return _subset(TreeGRPOConfig, self)
+
+    def shepherd(self) -> ShepherdConfig:
+        return _subset(ShepherdConfig, self)
 
 
 def _subset(cls, config: SearchConfig):
@@ -122,10 +130,12 @@ def run_search(config: SearchConfig, make_generator: Callable[[SearchConfig], ob
     """Search every not-yet-done problem of this shard, appending trees; returns the run summary."""
     from tqdm.auto import tqdm
 
-    if config.algo not in ("mcts", "tree-grpo"):
-        raise ValueError(f"unknown search algorithm {config.algo!r}: use mcts or tree-grpo")
+    if config.algo not in ALGOS:
+        raise ValueError(f"unknown search algorithm {config.algo!r}: use {', '.join(ALGOS)}")
     if config.algo == "tree-grpo":  # their settings are checked before anything is written
         config.tree_grpo()
+    elif config.algo == "shepherd":
+        config.shepherd()
     else:
         config.mcts()
         if config.leaf_value == "leaf" and not config.value_model:
@@ -181,7 +191,9 @@ def _search_batch(batch: list[Problem], generator, scorer, config: SearchConfig,
         return run_mcts(batch, generator, config.mcts(), scorer=scorer, timer=timer)
     if config.algo == "tree-grpo":
         return run_tree_grpo(batch, generator, config.tree_grpo(), timer=timer)
-    raise ValueError(f"unknown search algorithm {config.algo!r}: use mcts or tree-grpo")
+    if config.algo == "shepherd":
+        return run_shepherd(batch, generator, config.shepherd(), timer=timer)
+    raise ValueError(f"unknown search algorithm {config.algo!r}: use {', '.join(ALGOS)}")
 
 
 def summarize_run(output: str | Path) -> dict:

@@ -18,9 +18,8 @@ from dataclasses import asdict, dataclass
 from typing import Sequence
 
 from data.problems import Problem
-from search.decode import rollout
-from search.mcts import SearchTimer, add_rollout_chain, require_positive
-from search.protocols import State, StepGenerator
+from search.mcts import SearchTimer, grow_chains, require_positive
+from search.protocols import StepGenerator
 from search.tree import Tree
 
 __all__ = ["TreeGRPOConfig", "run_tree_grpo", "grpo_leaves", "tree_index_of"]
@@ -83,11 +82,8 @@ def run_tree_grpo(problems: Sequence[Problem], generator: StepGenerator, config:
 def _grow(trees: list[Tree], starts: list[tuple[int, int, int]], generator: StepGenerator,
           config: TreeGRPOConfig, timer: SearchTimer) -> None:
     """Roll out a full chain from every (tree, node, tree index) start and insert it; back up its reward."""
-    states = [State(trees[t].question, tuple(trees[t].steps(node_id))) for t, node_id, _ in starts]
-    budgets = [max(1, config.max_depth - len(s.steps)) for s in states]
-    solutions = rollout(generator, states, temperature=config.temperature, max_steps=budgets,
-                        max_step_tokens=config.max_step_tokens, call=timer.timed)
-    for (t, node_id, m), state, solution in zip(starts, states, solutions):
-        ids = add_rollout_chain(trees[t], node_id, solution, start=len(state.steps))
+    chains = grow_chains(trees, [(t, node_id) for t, node_id, _ in starts], generator, temperature=config.temperature,
+                         max_depth=config.max_depth, max_step_tokens=config.max_step_tokens, timer=timer)
+    for (t, node_id, m), ids in zip(starts, chains):
         if node_id == 0 and ids:
             trees[t].config["tree_of_root_child"][str(ids[0])] = m
