@@ -9,6 +9,8 @@ from search.runner import SearchConfig
 def test_yaml_recipe_then_flag_overrides(tmp_path):
     config = parse_config(SearchConfig, ["--config", str(Path(__file__).resolve().parents[1] / "configs" / "search_mcts.yaml"), "--simulations", "7"], prog="t")
     assert config.problems == "synthetic:train" and config.children == 5 and config.simulations == 7
+    shepherd = parse_config(SearchConfig, ["--config", str(Path(__file__).resolve().parents[1] / "configs" / "search_shepherd.yaml")], prog="t")
+    assert shepherd.algo == "shepherd" and shepherd.shepherd().completions == 8
 
 
 def test_unknown_yaml_key_names_the_file(tmp_path):
