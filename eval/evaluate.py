@@ -171,13 +171,13 @@ def run_eval(config: EvalConfig, make_generator: Callable[[EvalConfig], Any],
 def _check_settings(config: EvalConfig, methods: Sequence[Method]) -> None:
     """The settings' own errors, raised before any model is loaded or record written."""
     from search.decode import AGGREGATIONS
-    from search.mcts import require_positive
+    from search.mcts import LEAF_VALUES, require_positive
 
     require_positive(config, "batch_problems", "max_steps", "max_step_tokens")
     if config.aggregate not in AGGREGATIONS:
         raise ValueError(f"unknown --aggregate {config.aggregate!r}: use {', '.join(AGGREGATIONS)}")
-    if config.mcts_leaf_value not in ("children", "leaf"):
-        raise ValueError(f"unknown --mcts_leaf_value {config.mcts_leaf_value!r}: use children or leaf")
+    if config.mcts_leaf_value not in LEAF_VALUES:
+        raise ValueError(f"unknown --mcts_leaf_value {config.mcts_leaf_value!r}: use {' or '.join(LEAF_VALUES)}")
     if not config.value and any(m.needs_value for m in methods):
         raise ValueError(f"{', '.join(m.name for m in methods if m.needs_value)} need a value model: "
                          "pass --value DIR (or --value likelihood)")

@@ -46,7 +46,10 @@ from search.decode import as_probability, rollout
 from search.protocols import State, StepGenerator, StepScorer, scorer_head
 from search.tree import Tree
 
-__all__ = ["MCTSConfig", "run_mcts", "SearchTimer", "add_rollout_chain", "grow_chains"]
+__all__ = ["MCTSConfig", "run_mcts", "SearchTimer", "add_rollout_chain", "grow_chains", "LEAF_VALUES"]
+
+# What one simulation backs up (module docstring): every new child's value, or the expanded leaf's own.
+LEAF_VALUES = ("children", "leaf")
 
 
 @dataclass
@@ -69,7 +72,7 @@ class MCTSConfig:
     def __post_init__(self) -> None:
         if self.reward not in ("gold", "value"):
             raise ValueError(f"MCTS reward must be 'gold' (training data) or 'value' (decoding), got {self.reward!r}")
-        if self.leaf_value not in ("children", "leaf"):
+        if self.leaf_value not in LEAF_VALUES:
             raise ValueError(f"MCTS leaf_value must be 'children' (value every new child) or 'leaf' (Super_MARIO's "
                              f"default: the expanded leaf's own value), got {self.leaf_value!r}")
         require_positive(self, "simulations", "children", "max_depth", "max_step_tokens", "parallel_leaves")

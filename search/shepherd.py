@@ -73,6 +73,7 @@ def own_mc(tree: Tree) -> list[tuple[list[int], list[float]]] | None:
     result = []
     for leaf_id in tree.config.get("solutions", []):
         ids = [node.id for node in tree.path(int(leaf_id))[1:]]
-        values = [mc[str(i)][0] / mc[str(i)][1] if mc.get(str(i), [0, 0])[1] else 0.0 for i in ids[:-1]]
+        counts = [mc.get(str(i)) or (0, 0) for i in ids[:-1]]
+        values = [correct / total if total else 0.0 for correct, total in counts]
         result.append((ids, values + [float(bool(tree.nodes[ids[-1]].correct))]))
     return result
