@@ -20,7 +20,8 @@ backed-up ``Q``. A node is *alive* when its subtree holds a correct terminal lea
   ``completions``, ``labels``) plus ``values``: the soft label of a step is the fraction of correct leaves
   among the verified leaves below it (Math-Shepherd SE over the tree's rollouts), the hard label is
   "some correct leaf below". On a Math-Shepherd run (``reasoner search --algo shepherd``) one record per
-  sampled solution instead, each step valued by its own N completions (7.1 exactly).
+  sampled solution instead, each step valued by its own N completions (7.1 exactly); on an OmegaPRM run
+  (``--algo omegaprm``, 7.2) one record per correct or binary-searched wrong rollout.
 * ``step-rewards`` (3.2): per problem, up to 8 full solutions with outcome ``rewards`` (1/0) and per-step
   ``step_rewards`` = the MC values (or a trained value model's, mapped to [0, 1]) clipped to [0.01, 0.99], never
   exactly 0 (Full-Step-DPO treats 0 as padding). [UNVERIFIED] (3.1, 13.2): Full-Step-DPO's self-supervised
@@ -52,6 +53,7 @@ from typing import Callable, Iterable
 
 from reasoner.steps import StepFormat
 from search.protocols import StepScorer, scorer_head
+from search.omegaprm import omega_labelled_leaves
 from search.shepherd import own_mc
 from search.tree import Node, Tree
 
@@ -220,6 +222,9 @@ def _mc_paths(tree: Tree) -> list[tuple[list[str], list[float], Node]]:
     """The labelled solutions of a tree as (steps, MC value per step, last node).
 
     A Math-Shepherd tree (`search.shepherd`): its sampled solutions, each step valued by its own N completions.
+    An OmegaPRM tree (`search.omegaprm`): its correct and its binary-searched wrong rollouts, each estimated
+    prefix valued by its own k rollouts, every other step as below (the search makes these values > 0 up to
+    the pinned first wrong step and 0 after it).
     Any other tree: every terminal leaf (one per rollout, copies included), each step valued by the share of
     correct leaves among the verified ones below it (merged over copies). Either way the last step's value is
     its leaf's own verdict (a copy cut off without an answer is not correct because another was).
@@ -228,12 +233,20 @@ def _mc_paths(tree: Tree) -> list[tuple[list[str], list[float], Node]]:
     if shepherd is not None:
         return [([tree.nodes[i].step for i in ids], values, tree.nodes[ids[-1]]) for ids, values in shepherd]
     stats = _merged(tree)
+    omega = omega_labelled_leaves(tree)
+    own = (tree.config.get("mc") or {}) if omega is not None else {}
+    leaves = [tree.nodes[i] for i in omega] if omega is not None else \
+        [leaf for leaf in tree.nodes if leaf.terminal and not leaf.children]
+
+    def value(node: Node) -> float:
+        correct, total = own.get(str(node.id)) or (stats[node.id].correct, stats[node.id].verified)
+        return correct / total
+
     paths = []
-    for leaf in tree.nodes:
-        if leaf.terminal and not leaf.children:
-            path = [stats[n.id] for n in tree.path(leaf.id)[1:]]
-            values = [p.correct / p.verified for p in path[:-1]] + [float(bool(leaf.correct))]
-            paths.append(([p.step for p in path], values, leaf))
+    for leaf in leaves:
+        nodes = tree.path(leaf.id)[1:]
+        values = [value(n) for n in nodes[:-1]] + [float(bool(leaf.correct))]
+        paths.append(([n.step for n in nodes], values, leaf))
     return paths
 
 
@@ -278,14 +291,16 @@ _RULES: dict[str, tuple[Callable[..., list[dict]], dict]] = {
 
 
 def label_trees(trees: Iterable[Tree], kind: str, fmt: StepFormat, seed: int = 42,
-                scorer: StepScorer | None = None) -> tuple[list[dict], LabelReport]:
+                scorer: StepScorer | None = None, **options) -> tuple[list[dict], LabelReport]:
     """All records of one ``kind`` from ``trees`` and a report of counts and empty-problem reasons.
 
     ``scorer`` (a trained value model) replaces the MC estimates as the per-step rewards of ``step-rewards``.
+    ``options`` override the rule's own (``max_pairs`` of ``mcts-dpo``, ``max_responses`` of ``step-rewards``).
     """
     if kind not in _RULES:
         raise ValueError(f"unknown label kind {kind!r}; known: {', '.join(KINDS)}")
-    rule, options = _RULES[kind]
+    rule, defaults = _RULES[kind]
+    options = {**defaults, **options}
     rng = random.Random(seed)
     report = LabelReport(kind)
     records: list[dict] = []

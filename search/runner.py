@@ -22,6 +22,7 @@ from data.problems import Problem, load_problems
 from data.records import append_jsonl, check_resumable, done_ids, write_config, write_text_atomic
 from search.mcts import MCTSConfig, SearchTimer, require_positive, run_mcts
 from search.tree import Tree, read_trees, tree_summary
+from search.omegaprm import OmegaPRMConfig, run_omegaprm
 from search.shepherd import ShepherdConfig, run_shepherd
 from search.tree_grpo import TreeGRPOConfig, run_tree_grpo
 
@@ -29,7 +30,7 @@ __all__ = ["SearchConfig", "run_search", "shard_problems", "parse_shard", "run_f
 
 log = logging.getLogger(__name__)
 
-ALGOS = ("mcts", "tree-grpo", "shepherd")
+ALGOS = ("mcts", "tree-grpo", "shepherd", "omegaprm")
 
 # Keys that may differ between a run and its resumption (they do not change what a tree is).
 _RESUMABLE_KEYS = {"output", "quiet", "limit", "batch_problems", "device"}
@@ -42,7 +43,8 @@ class SearchConfig:
     problems: str = field(default="synthetic:test", metadata={"help": "problem spec"})
     output: str = field(default="runs/search", metadata={"help": "run directory"})
     limit: int | None = field(default=None, metadata={"help": "first N problems of the spec"})
-    algo: str = field(default="mcts", metadata={"help": "mcts, tree-grpo or shepherd (Math-Shepherd MC estimation)"})
+    algo: str = field(default="mcts", metadata={
+        "help": "mcts, tree-grpo, shepherd (Math-Shepherd MC estimation) or omegaprm (MC + binary search for the first error)"})
     shard: str = field(default="0/1", metadata={"help": "i/N: this process takes the problems whose index mod N is i"})
     policy: str | None = field(default=None, metadata={"help": "policy dir or hub name (default: embedded)"})
     backend: str = "hf"
@@ -65,6 +67,13 @@ class SearchConfig:
     rounds: int = field(default=1, metadata={"help": "tree-grpo: l expansion rounds"})
     solutions: int = field(default=4, metadata={"help": "shepherd: solutions sampled per problem"})
     completions: int = field(default=8, metadata={"help": "shepherd: N completions from every prefix of a solution"})
+    rollouts: int = field(default=8, metadata={"help": "omegaprm: k rollouts per MC estimate"})
+    search_limit: int = field(default=100, metadata={"help": "omegaprm: binary searches per problem"})
+    rollout_budget: int = field(default=200, metadata={"help": "omegaprm: rollouts per problem (checked before a search)"})
+    alpha: float = field(default=0.5, metadata={"help": "omegaprm: Q(s, r) = alpha^(1 - MC(s)) * beta^(words(r) / L)"})
+    beta: float = 0.9
+    length_scale: int = field(default=500, metadata={"help": "omegaprm: L, in words"})
+    omega_c_puct: float = field(default=0.125, metadata={"help": "omegaprm: c_puct of U(s)"})
     seed: int = 0
     quiet: bool = False
 
@@ -76,6 +85,11 @@ class SearchConfig:
 
     def shepherd(self) -> ShepherdConfig:
         return _subset(ShepherdConfig, self)
+
+    def omegaprm(self) -> OmegaPRMConfig:
+        config = _subset(OmegaPRMConfig, self)
+        config.c_puct = self.omega_c_puct  # MCTS's c_puct (1.5) is another constant
+        return config
 
 
 def _subset(cls, config: SearchConfig):
@@ -136,6 +150,8 @@ def run_search(config: SearchConfig, make_generator: Callable[[SearchConfig], ob
         config.tree_grpo()
     elif config.algo == "shepherd":
         config.shepherd()
+    elif config.algo == "omegaprm":
+        config.omegaprm()
     else:
         config.mcts()
         if config.leaf_value == "leaf" and not config.value_model:
@@ -193,6 +209,8 @@ def _search_batch(batch: list[Problem], generator, scorer, config: SearchConfig,
         return run_tree_grpo(batch, generator, config.tree_grpo(), timer=timer)
     if config.algo == "shepherd":
         return run_shepherd(batch, generator, config.shepherd(), timer=timer)
+    if config.algo == "omegaprm":
+        return run_omegaprm(batch, generator, config.omegaprm(), timer=timer)
     raise ValueError(f"unknown search algorithm {config.algo!r}: use {', '.join(ALGOS)}")
 
 
