@@ -227,8 +227,10 @@ def build_parser() -> argparse.ArgumentParser:
     ev.set_defaults(func=cmd_eval_policy)
 
     train = sub.add_parser("train", help="train a policy (`reasoner train sft --help`)", add_help=False)
-    train.add_argument("algo", choices=["sft", "step-dpo", "step-apo", "svpo", "mcts-dpo", "full-step-dpo", "tree-grpo"],
-                       help="sft on gold solutions, or a step-preference algorithm on pairs")
+    train.add_argument("algo", choices=["sft", "step-dpo", "step-apo", "svpo", "mcts-dpo", "full-step-dpo", "tree-grpo",
+                                        "mcts-dpo-online"],
+                       help="sft on gold solutions, a step-preference algorithm on pairs, or an online one that "
+                            "samples trees with the policy at every step (tree-grpo, mcts-dpo-online)")
     train.set_defaults(func=cmd_train, wants_rest=True)
 
     build = sub.add_parser("build-tiny-policy", help="rebuild the embedded tiny policy from scratch", add_help=False)

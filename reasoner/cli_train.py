@@ -12,9 +12,12 @@ __all__ = ["cmd_train", "cmd_train_prm"]
 
 
 def cmd_train(args: argparse.Namespace, rest: Sequence[str]) -> int:
-    """`reasoner train ALGO [--config YAML] [--key value ...]`: SFT, a step-preference algorithm, or Tree-GRPO."""
+    """`reasoner train ALGO [--config YAML] [--key value ...]`: SFT, a step-preference algorithm, or an online one
+    (Tree-GRPO, MCTS-DPO)."""
     if args.algo == "tree-grpo":
         return _train_tree_grpo(rest)
+    if args.algo == "mcts-dpo-online":
+        return _train_online_dpo(rest)
     if args.algo != "sft":
         return _train_preference(args.algo, rest)
     from reasoner.config import parse_config, save_training_config
@@ -99,6 +102,33 @@ def _train_tree_grpo(rest: Sequence[str]) -> int:
     save_training_config(config, config.output, "tree-grpo training")
     trainer = train_tree_grpo(policy, problems, config, sample)
     _save_trained(trainer, policy, config.output, "tree-grpo")
+    return 0
+
+
+def _train_online_dpo(rest: Sequence[str]) -> int:
+    from data.problems import load_problems
+    from prm.labels import label_trees
+    from reasoner.config import parse_config, save_training_config
+    from reasoner.models import load_policy
+    from reasoner.trainers.online_dpo import OnlineDPOArgs, train_online_dpo
+    from search.mcts import MCTSConfig, run_mcts
+
+    config = parse_config(OnlineDPOArgs, rest, prog="reasoner train mcts-dpo-online",
+                          description="online MCTS-DPO: MCTS trees from the current policy, committed-path pairs, DPO step")
+    search = MCTSConfig(simulations=config.simulations, children=config.children, c_puct=config.c_puct,
+                        max_depth=config.max_depth, temperature=config.temperature,
+                        rollout_temperature=config.temperature, max_step_tokens=config.max_step_tokens)
+    problems = load_problems(config.problems, limit=config.limit, needed_for="search trees for")
+    policy = load_policy(config.model, device=config.device)
+
+    def sample(batch, generator, step):
+        seed = config.seed * 100_003 + step  # new trees every step
+        trees = run_mcts(batch, generator, dataclasses.replace(search, seed=seed))
+        return label_trees(trees, "mcts-dpo", policy.step_format, seed=seed, max_pairs=config.max_pairs)[0]
+
+    save_training_config(config, config.output, "mcts-dpo-online training")
+    trainer = train_online_dpo(policy, problems, config, sample)
+    _save_trained(trainer, policy, config.output, "mcts-dpo-online")
     return 0
 
 

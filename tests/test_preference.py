@@ -226,3 +226,37 @@ def test_cli_tree_grpo_with_the_embedded_policy(tmp_path):
     assert main(["--quiet", "train", "tree-grpo", "--limit", "4", "--batch_size", "2", "--max_steps", "1",
                  "--output", str(out)]) == 0
     assert load_policy(str(out)).step_format.name == "tiny" and not list(out.glob("*.bin"))
+
+
+def test_online_mcts_dpo_trains_on_pairs_from_fresh_trees(tmp_path):
+    from prm.labels import label_trees
+    from reasoner.trainers.online_dpo import OnlineDPOArgs, train_online_dpo
+    from search.mcts import MCTSConfig, run_mcts
+
+    problems = load_split("train", limit=8)
+    scripted = ScriptedGenerator(problems, p_correct=0.6, seed=4)
+    policy = load_policy()
+    calls = []
+
+    def sample(batch, generator, step):  # the scripted generator stands in for the policy's samples
+        calls.append((step, len(batch)))
+        trees = run_mcts(batch, scripted, MCTSConfig(simulations=6, children=2, seed=step))
+        return label_trees(trees, "mcts-dpo", policy.step_format, seed=step, max_pairs=2)[0]
+
+    before = {k: v.clone() for k, v in policy.model.state_dict().items()}
+    args = OnlineDPOArgs(output=str(tmp_path / "od"), max_steps=2, batch_size=4, logging_steps=1, learning_rate=1e-3)
+    trainer = train_online_dpo(policy, problems, args, sample)
+    assert calls == [(0, 4), (1, 4)]
+    logs = [h for h in trainer.state.log_history if "loss" in h]
+    assert len(logs) == 2 and all(0 < h["pairs"] <= 4 * 2 for h in logs)
+    assert all(0 <= h["label_smoothing"] <= 0.5 for h in logs)  # MCTS-DPO's visit smoothing is on
+    assert any(not torch.equal(before[k], v) for k, v in policy.model.state_dict().items())
+    with pytest.raises(ValueError, match="--visit_smoothing false"):
+        train_online_dpo(load_policy(), problems, OnlineDPOArgs(output=str(tmp_path / "x"), label_smoothing=0.1), sample)
+
+
+def test_cli_mcts_dpo_online_with_the_embedded_policy(tmp_path):
+    out = tmp_path / "od"
+    assert main(["--quiet", "train", "mcts-dpo-online", "--limit", "2", "--batch_size", "2", "--max_steps", "1",
+                 "--simulations", "3", "--output", str(out)]) == 0
+    assert load_policy(str(out)).step_format.name == "tiny" and not list(out.glob("*.bin"))

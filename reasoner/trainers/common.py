@@ -12,7 +12,7 @@ from typing import Any
 import torch
 
 __all__ = ["training_arguments", "check_deepspeed_config", "single_process_environment", "TrainingKnobs",
-           "AveragedMetrics", "close_process_group", "exit_process"]
+           "AveragedMetrics", "close_process_group", "exit_process", "sample_with_current_policy", "zero_loss"]
 
 
 @dataclass
@@ -166,3 +166,42 @@ class AveragedMetrics:
                 logs[key] = round(sum(values) / len(values), 5)
             metrics.clear()
         super().log(logs, start_time)
+
+
+def sample_with_current_policy(model: Any, sampler: Any, problems: Any, make_generator: Any, step: int) -> Any:
+    """``sampler(problems, generator, step)`` with a generator on the policy being trained (online trainers: trees
+    from the current policy at every step), in eval mode and without gradients, then back to training."""
+    with torch.no_grad(), _full_weights_for_sampling(model) as full:
+        unwrapped = getattr(full, "module", full)
+        unwrapped.eval()
+        try:
+            return sampler(problems, make_generator(unwrapped), step)
+        finally:
+            unwrapped.train()
+
+
+def zero_loss(model: Any, tokenizer: Any, step_format: Any, question: str) -> torch.Tensor:
+    """A zero loss through the same forward pass as a real step, for a batch that sampled nothing to train on:
+    under DeepSpeed ZeRO-1/2 every process reduces gradients in the order its backward pass produces them, so
+    all must have the same graph."""
+    from reasoner.models import encode_prefix
+
+    device = next(model.parameters()).device
+    prompt = encode_prefix(tokenizer, step_format.render(question, []))
+    return (model(input_ids=torch.tensor([prompt], device=device)).logits * 0.0).sum()  # no inf * 0 in fp16
+
+
+def _full_weights_for_sampling(model):
+    """A context giving ``model`` with whole weights for sampling: under DeepSpeed ZeRO-3 each process holds only
+    partitions that every forward gathers collectively, which deadlocks once processes sample trees of different
+    sizes, so the weights are gathered once and the gathering hooks lifted meanwhile (DeepSpeed's
+    ``unwrap_model_for_generation``, as TRL's online trainers do); otherwise ``model`` itself."""
+    from contextlib import nullcontext
+
+    from transformers.integrations import is_deepspeed_zero3_enabled
+
+    if is_deepspeed_zero3_enabled() and hasattr(model, "optimizer"):  # the DeepSpeed engine
+        from deepspeed.runtime.zero import unwrap_model_for_generation
+
+        return unwrap_model_for_generation(model)
+    return nullcontext(model)

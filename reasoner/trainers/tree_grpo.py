@@ -27,7 +27,7 @@ from transformers import Trainer
 from reasoner.losses import clipped_policy_loss, tree_grpo_advantages
 from reasoner.models import encode_prefix
 from reasoner.trainers.pairs import pad_rows, response_token_logps
-from reasoner.trainers.common import AveragedMetrics, TrainingKnobs
+from reasoner.trainers.common import AveragedMetrics, TrainingKnobs, sample_with_current_policy, zero_loss
 
 __all__ = ["TreeGRPOArgs", "TreeGRPOTrainer", "train_tree_grpo"]
 
@@ -73,11 +73,7 @@ class TreeGRPOTrainer(AveragedMetrics, Trainer):
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         problems = inputs["problems"]
-        with torch.no_grad(), _full_weights_for_sampling(model) as full:
-            unwrapped = getattr(full, "module", full)
-            unwrapped.eval()
-            leaves = self.sampler(problems, self.make_generator(unwrapped), self.state.global_step)
-            unwrapped.train()
+        leaves = sample_with_current_policy(model, self.sampler, problems, self.make_generator, self.state.global_step)
         rewards = [leaf["reward"] for leaf in leaves]
         advantages = tree_grpo_advantages(rewards, [leaf["prompt"] for leaf in leaves],
                                           [leaf["tree"] for leaf in leaves], mode=self.grpo.advantage)
@@ -85,10 +81,7 @@ class TreeGRPOTrainer(AveragedMetrics, Trainer):
         keep = [i for i, leaf in enumerate(leaves) if leaf["steps"]]
         device = next(model.parameters()).device
         if not keep:
-            # A zero loss through the same forward pass as a real step: under DeepSpeed ZeRO-1/2 every process
-            # reduces gradients in the order its backward pass produces them, so all must have the same graph.
-            prompt = encode_prefix(self.tokenizer, self.step_format.render(problems[0].question, []))
-            loss = (model(input_ids=torch.tensor([prompt], device=device)).logits * 0.0).sum()  # no inf * 0 in fp16
+            loss = zero_loss(model, self.tokenizer, self.step_format, problems[0].question)
             return (loss, {}) if return_outputs else loss
         groups = self._groups(problems, [leaves[i] for i in keep])
         pad = self.tokenizer.pad_token_id or 0
@@ -116,22 +109,6 @@ class TreeGRPOTrainer(AveragedMetrics, Trainer):
             group["completions"].append(self.tokenizer(text, add_special_tokens=False)["input_ids"])
             group["members"].append(position)
         return list(by_prompt.values())
-
-
-def _full_weights_for_sampling(model):
-    """A context giving ``model`` with whole weights for sampling: under DeepSpeed ZeRO-3 each process holds only
-    partitions that every forward gathers collectively, which deadlocks once processes sample trees of different
-    sizes, so the weights are gathered once and the gathering hooks lifted meanwhile (DeepSpeed's
-    ``unwrap_model_for_generation``, as TRL's online trainers do); otherwise ``model`` itself."""
-    from contextlib import nullcontext
-
-    from transformers.integrations import is_deepspeed_zero3_enabled
-
-    if is_deepspeed_zero3_enabled() and hasattr(model, "optimizer"):  # the DeepSpeed engine
-        from deepspeed.runtime.zero import unwrap_model_for_generation
-
-        return unwrap_model_for_generation(model)
-    return nullcontext(model)
 
 
 def train_tree_grpo(policy: Any, problems: Sequence[Any], args: TreeGRPOArgs, sampler: Sampler,
