@@ -115,15 +115,34 @@ def test_tree_grpo_on_two_cpu_processes(stage, tmp_path):
     """Online sampling under DeepSpeed: the processes sample trees of different sizes (ZeRO-3 must not gather
     weights per forward), and half the prompts have an unreachable answer, so some steps give one process no
     trajectory with an advantage while the other has some (ZeRO-1/2 then needs the same backward on both)."""
-    problems = tmp_path / "mixed.jsonl"
-    problems.write_text("".join(json.dumps({"id": p.id, "question": p.question,
-                                            "answer": p.answer if i % 2 == 0 else "987654321"}) + "\n"
-                                for i, p in enumerate(load_split("train", 8))))
+    problems = half_unreachable(tmp_path)
     out = tmp_path / stage
     stdout = run_on_two_processes(stage, "train", "tree-grpo", "--problems", str(problems), "--output", str(out),
                                   "--max_steps", "3", "--batch_size", "1", "--learning_rate", "1e-4")
     assert stdout.count("saved the tree-grpo policy") == 1
     assert changed_weights(load_policy(str(out))), "the gathered weights equal the starting policy"
+
+
+@pytest.mark.parametrize("stage", STAGES)
+def test_online_mcts_dpo_on_two_cpu_processes(stage, tmp_path):
+    """The same for online MCTS-DPO: a tree of an unreachable answer yields no pair (all its leaves are wrong),
+    so that process takes a zero step while the other trains on its pairs."""
+    problems = half_unreachable(tmp_path)
+    out = tmp_path / stage
+    stdout = run_on_two_processes(stage, "train", "mcts-dpo-online", "--problems", str(problems), "--output", str(out),
+                                  "--max_steps", "3", "--batch_size", "1", "--learning_rate", "1e-4",
+                                  "--simulations", "6")
+    assert stdout.count("saved the mcts-dpo-online policy") == 1
+    assert changed_weights(load_policy(str(out))), "the gathered weights equal the starting policy"
+
+
+def half_unreachable(tmp_path):
+    """8 synthetic:train problems, every second one with an answer the policy cannot reach."""
+    problems = tmp_path / "mixed.jsonl"
+    problems.write_text("".join(json.dumps({"id": p.id, "question": p.question,
+                                            "answer": p.answer if i % 2 == 0 else "987654321"}) + "\n"
+                                for i, p in enumerate(load_split("train", 8))))
+    return problems
 
 
 def test_pipeline_style_stages_in_one_process_without_a_launcher(pairs, mc_labels, tmp_path):
