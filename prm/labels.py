@@ -250,10 +250,17 @@ def _mc_paths(tree: Tree) -> list[tuple[list[str], list[float], Node]]:
     return paths
 
 
+def _no_paths(tree: Tree) -> str:
+    """Why `_mc_paths` found nothing in ``tree`` (for the label report)."""
+    if omega_labelled_leaves(tree) is not None:
+        return "no correct or binary-searched rollout (OmegaPRM: MC of the question was 0)"
+    return "no terminal leaf"
+
+
 def _mc_labels(tree: Tree, fmt: StepFormat, report: LabelReport, **_) -> list[dict]:
     paths = _mc_paths(tree)
     if not paths:
-        report.skip("no terminal leaf")
+        report.skip(_no_paths(tree))
     return [{"prompt": fmt.prompt(tree.question), "completions": steps, "labels": [v > 0 for v in values],
              "values": values, "problem_id": tree.problem_id}
             for steps, values, _ in paths]
@@ -263,7 +270,7 @@ def _step_rewards(tree: Tree, fmt: StepFormat, report: LabelReport, *, rng: rand
                   floor: float = 0.01, scorer: StepScorer | None = None, **_) -> list[dict]:
     paths = _mc_paths(tree)
     if not paths:
-        report.skip("no terminal leaf")
+        report.skip(_no_paths(tree))
         return []
     rng.shuffle(paths)
     paths = paths[:max_responses]
