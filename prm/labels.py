@@ -223,8 +223,8 @@ def _mc_paths(tree: Tree) -> list[tuple[list[str], list[float], Node]]:
 
     A Math-Shepherd tree (`search.shepherd`): its sampled solutions, each step valued by its own N completions.
     An OmegaPRM tree (`search.omegaprm`): its correct and its binary-searched wrong rollouts, each estimated
-    prefix valued by its own k rollouts, every other step as below (the search makes these values > 0 up to
-    the pinned first wrong step and 0 after it).
+    prefix valued by its own k rollouts, every other step as below, and every step of a searched rollout from
+    its pinned first wrong step on valued 0 (the steps before it are > 0: a good estimated prefix lies below).
     Any other tree: every terminal leaf (one per rollout, copies included), each step valued by the share of
     correct leaves among the verified ones below it (merged over copies). Either way the last step's value is
     its leaf's own verdict (a copy cut off without an answer is not correct because another was).
@@ -242,10 +242,14 @@ def _mc_paths(tree: Tree) -> list[tuple[list[str], list[float], Node]]:
         correct, total = own.get(str(node.id)) or (stats[node.id].correct, stats[node.id].verified)
         return correct / total
 
+    first_errors = {int(leaf): int(node) for leaf, node in tree.config.get("searched", [])} if omega is not None else {}
     paths = []
     for leaf in leaves:
         nodes = tree.path(leaf.id)[1:]
         values = [value(n) for n in nodes[:-1]] + [float(bool(leaf.correct))]
+        if leaf.id in first_errors:  # wrong from the pinned step on, even where a copy of a later step did better
+            cut = [n.id for n in nodes].index(first_errors[leaf.id])
+            values = values[:cut] + [0.0] * (len(values) - cut)
         paths.append(([n.step for n in nodes], values, leaf))
     return paths
 

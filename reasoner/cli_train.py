@@ -83,6 +83,7 @@ def _train_tree_grpo(rest: Sequence[str]) -> int:
     from data.problems import load_problems
     from reasoner.config import parse_config, save_training_config
     from reasoner.models import load_policy
+    from reasoner.trainers.common import sampling_seed
     from reasoner.trainers.tree_grpo import TreeGRPOArgs, train_tree_grpo
     from search.tree_grpo import TreeGRPOConfig, grpo_leaves, run_tree_grpo
 
@@ -93,7 +94,7 @@ def _train_tree_grpo(rest: Sequence[str]) -> int:
                               max_step_tokens=config.max_step_tokens)
 
     def sample(problems, generator, step):
-        seeded = dataclasses.replace(sampling, seed=config.seed * 100_003 + step)  # new trees every step
+        seeded = dataclasses.replace(sampling, seed=sampling_seed(config.seed, step))  # new trees every step
         trees = run_tree_grpo(problems, generator, seeded)
         return [dict(leaf, prompt=index) for index, tree in enumerate(trees) for leaf in grpo_leaves(tree)]
 
@@ -110,6 +111,7 @@ def _train_online_dpo(rest: Sequence[str]) -> int:
     from prm.labels import label_trees
     from reasoner.config import parse_config, save_training_config
     from reasoner.models import load_policy
+    from reasoner.trainers.common import sampling_seed
     from reasoner.trainers.online_dpo import OnlineDPOArgs, train_online_dpo
     from search.mcts import MCTSConfig, run_mcts
 
@@ -122,7 +124,7 @@ def _train_online_dpo(rest: Sequence[str]) -> int:
     policy = load_policy(config.model, device=config.device)
 
     def sample(batch, generator, step):
-        seed = config.seed * 100_003 + step  # new trees every step
+        seed = sampling_seed(config.seed, step)  # new tie-breaks every step
         trees = run_mcts(batch, generator, dataclasses.replace(search, seed=seed))
         return label_trees(trees, "mcts-dpo", policy.step_format, seed=seed, max_pairs=config.max_pairs)[0]
 

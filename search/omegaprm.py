@@ -15,9 +15,10 @@ gold answer, MC(s) = correct / k:
 4. stop at ``search_limit`` pops, or when ``rollout_budget`` rollouts are spent (checked before a pop, so a
    search under way finishes), or when the pool is empty.
 
-The last step of a wrong rollout is its verified wrong answer, so the search covers the steps before it
-(the reference spends one more estimate on the whole wrong solution). When it ends, the first wrong step is
-pinned: its parent has MC > 0 and it has MC = 0 (or is the wrong answer itself).
+The last step of a wrong rollout is its verdict: a wrong answer, or a step cut off at the depth limit (wrong, as
+everywhere in our search). So the search covers the steps before it (the reference spends one more estimate on
+the whole wrong solution). When it ends, the first wrong step is pinned: its parent has MC > 0 and it has
+MC = 0, or it is the last step itself.
 
 Deviations from the re-implementation this follows (openr ``omegaprm.py``): N(s) counts pops (openr never
 increments it, so its U is a constant); one estimate per tested prefix (openr runs each twice); correctness is
@@ -61,9 +62,11 @@ class OmegaPRMConfig:
     temperature: float = 1.0
     max_depth: int = 12
     max_step_tokens: int = 48
-    seed: int = 0
+    seed: int = 0  # recorded with the trees; the sampling is seeded by the generator's own seed
 
     def __post_init__(self) -> None:
+        if self.c_puct < 0:
+            raise ValueError(f"OmegaPRM c_puct must be at least 0, got {self.c_puct}")
         require_positive(self, "rollouts", "search_limit", "rollout_budget", "length_scale", "max_depth",
                          "max_step_tokens")
         if not (0 < self.alpha <= 1 and 0 < self.beta <= 1):
@@ -78,7 +81,6 @@ class _Search:
     pops: dict[int, int] = field(default_factory=dict)  # N(s)
     searches: int = 0
     rollouts: int = 0
-    state: int = 0  # the binary search's last good prefix
     chain: list[int] = field(default_factory=list)  # the rollout being searched (its wrong answer excluded)
     left: int = 0
     right: int = -1
@@ -131,10 +133,10 @@ def _advance(tree: Tree, search: _Search, mc: float) -> None:
     if not search.searching():
         return
     mid = (search.left + search.right) // 2
-    if mc == 0:
+    if mc == 0:  # the first wrong step is at or before mid
         search.right = mid - 1
-    else:
-        search.state, search.left = search.chain[mid], mid + 1
+    else:  # the prefix up to mid is good: search on from it
+        search.left = mid + 1
     if not search.searching():  # the first wrong step is chain[left] (the wrong answer when left = len(chain))
         first_error = search.chain[search.left] if search.left < len(search.chain) else search.leaf
         tree.config["searched"].append([search.leaf, first_error])
@@ -150,7 +152,7 @@ def _next_target(tree: Tree, search: _Search, config: OmegaPRMConfig) -> int | N
         state, chain = search.pool.pop(_best_candidate(tree, search, config))
         search.pops[state] = search.pops.get(state, 0) + 1
         search.searches += 1
-        search.state, search.chain, search.leaf = state, chain[:-1], chain[-1]
+        search.chain, search.leaf = chain[:-1], chain[-1]
         search.left, search.right = 0, len(chain) - 2
         if not search.searching():  # a one-step rollout: its only step is the wrong answer
             tree.config["searched"].append([search.leaf, search.leaf])

@@ -71,7 +71,7 @@ class SearchConfig:
     search_limit: int = field(default=100, metadata={"help": "omegaprm: binary searches per problem"})
     rollout_budget: int = field(default=200, metadata={"help": "omegaprm: rollouts per problem (checked before a search)"})
     alpha: float = field(default=0.5, metadata={"help": "omegaprm: Q(s, r) = alpha^(1 - MC(s)) * beta^(words(r) / L)"})
-    beta: float = 0.9
+    beta: float = field(default=0.9, metadata={"help": "omegaprm: length discount of Q(s, r)"})
     length_scale: int = field(default=500, metadata={"help": "omegaprm: L, in words"})
     omega_c_puct: float = field(default=0.125, metadata={"help": "omegaprm: c_puct of U(s)"})
     seed: int = 0

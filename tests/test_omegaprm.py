@@ -91,3 +91,21 @@ def test_mc_labels_of_an_omegaprm_run_are_good_up_to_the_first_error(tmp_path):
     assert wrong > 0
     pairs, _ = label_trees(trees, "step-dpo", get_format("tiny"))  # the other kinds read these trees too
     assert pairs and all(p["chosen"] != p["rejected"] for p in pairs)
+
+
+def test_a_searched_rollout_is_wrong_from_its_first_error_on_even_where_a_copy_did_better():
+    from search.tree import Tree
+
+    tree = Tree("p", "q", "4", config={"algo": "omegaprm", "mc": {}, "searched": []})
+    good = [tree.add_child(0, "a").id]  # a correct rollout from the question: a, x, "The answer is 4"
+    good.append(tree.add_child(good[-1], "x").id)
+    good.append(tree.add_child(good[-1], "The answer is 4", terminal=True, answer="4", correct=True).id)
+    wrong = [tree.add_child(0, "a").id]  # a wrong one: a, x, The answer is 4 (copy), y, The answer is 5
+    for text in ("x", "The answer is 4", "y"):
+        wrong.append(tree.add_child(wrong[-1], text).id)
+    wrong.append(tree.add_child(wrong[-1], "The answer is 5", terminal=True, answer="5", correct=False).id)
+    tree.config["mc"] = {"0": [1, 2], str(wrong[0]): [1, 4], str(wrong[1]): [0, 4]}
+    tree.config["searched"] = [[wrong[-1], wrong[1]]]  # its first wrong step: the second ("x", MC 0)
+    records, _ = label_trees([tree], "mc-labels", get_format("tiny"))
+    assert [r["labels"] for r in records] == [[True, True, True], [True, False, False, False, False]]
+    assert records[1]["values"] == [0.25, 0.0, 0.0, 0.0, 0.0]  # the copy of the correct step below x stays 0

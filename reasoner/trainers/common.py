@@ -12,7 +12,8 @@ from typing import Any
 import torch
 
 __all__ = ["training_arguments", "check_deepspeed_config", "single_process_environment", "TrainingKnobs",
-           "AveragedMetrics", "close_process_group", "exit_process", "sample_with_current_policy", "zero_loss"]
+           "AveragedMetrics", "close_process_group", "exit_process", "sample_with_current_policy", "sampling_seed",
+           "zero_loss"]
 
 
 @dataclass
@@ -168,16 +169,26 @@ class AveragedMetrics:
         super().log(logs, start_time)
 
 
-def sample_with_current_policy(model: Any, sampler: Any, problems: Any, make_generator: Any, step: int) -> Any:
+def sample_with_current_policy(model: Any, sampler: Any, problems: Any, make_generator: Any, step: int,
+                               process: tuple[int, int] = (0, 1)) -> Any:
     """``sampler(problems, generator, step)`` with a generator on the policy being trained (online trainers: trees
-    from the current policy at every step), in eval mode and without gradients, then back to training."""
+    from the current policy at every step), in eval mode and without gradients, then back to training.
+
+    ``make_generator(model, stream)`` gets a stream number unique to this step and process (``process`` = (index,
+    count)), so that every step and every process draws its own random numbers."""
+    index, count = process
     with torch.no_grad(), _full_weights_for_sampling(model) as full:
         unwrapped = getattr(full, "module", full)
         unwrapped.eval()
         try:
-            return sampler(problems, make_generator(unwrapped), step)
+            return sampler(problems, make_generator(unwrapped, step * count + index), step)
         finally:
             unwrapped.train()
+
+
+def sampling_seed(seed: int, stream: int) -> int:
+    """The sampling generator's seed for one step of one process of an online trainer run with ``--seed seed``."""
+    return seed * 100_003 + stream
 
 
 def zero_loss(model: Any, tokenizer: Any, step_format: Any, question: str) -> torch.Tensor:

@@ -65,7 +65,7 @@ class OnlineDPOArgs(TrainingKnobs):
 class OnlineDPOTrainer(PreferenceTrainer):
     """Samples pairs with the current policy in `compute_loss`, then the pair loss of `PreferenceTrainer`."""
 
-    def __init__(self, *args, sampler: Sampler, make_generator: Callable[[Any], Any], tokenizer: Any,
+    def __init__(self, *args, sampler: Sampler, make_generator: Callable[[Any, int], Any], tokenizer: Any,
                  step_format: Any, **kwargs):
         super().__init__(*args, **kwargs)
         self.sampler, self.make_generator = sampler, make_generator
@@ -74,7 +74,8 @@ class OnlineDPOTrainer(PreferenceTrainer):
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         problems = inputs["problems"]
-        pairs = sample_with_current_policy(model, self.sampler, problems, self.make_generator, self.state.global_step)
+        pairs = sample_with_current_policy(model, self.sampler, problems, self.make_generator, self.state.global_step,
+                                           (self.args.process_index, self.args.world_size))
         self._record(pairs=len(pairs))
         if not pairs:
             loss = zero_loss(model, self.tokenizer, self.step_format, problems[0].question)
@@ -87,13 +88,14 @@ def train_online_dpo(policy: Any, problems: Sequence[Any], args: OnlineDPOArgs, 
                      callbacks: Sequence[Any] = ()) -> OnlineDPOTrainer:
     """Online MCTS-DPO on ``problems`` (with gold answers) for ``policy``; returns the trainer."""
     from reasoner.backends.hf import HFStepGenerator
-    from reasoner.trainers.common import training_arguments
+    from reasoner.trainers.common import sampling_seed, training_arguments
 
     if args.visit_smoothing and args.label_smoothing:
         raise ValueError("mcts-dpo-online takes each pair's label smoothing from its visit counts: pass "
                          "--visit_smoothing false to use --label_smoothing instead")
     reference = copy.deepcopy(policy.model).eval().requires_grad_(False)
-    make_generator = lambda model: HFStepGenerator(model, policy.tokenizer, policy.step_format, seed=args.seed)
+    make_generator = lambda model, stream: HFStepGenerator(model, policy.tokenizer, policy.step_format,
+                                                         seed=sampling_seed(args.seed, stream))
     policy.model.train()
     trainer = OnlineDPOTrainer(
         model=policy.model, args=training_arguments(args), train_dataset=list(problems),

@@ -222,7 +222,8 @@ class PreferenceTrainer(AveragedMetrics, Trainer):
     def __init__(self, *args, preference: PreferenceArgs, reference_model: nn.Module | None = None, **kwargs):
         super().__init__(*args, **kwargs)
         self.preference = preference
-        self.reference_model = reference_model
+        # A frozen copy made before Trainer placed the policy: on several GPUs it must follow to this process's one.
+        self.reference_model = None if reference_model is None else reference_model.to(self.args.device)
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         options = self.preference

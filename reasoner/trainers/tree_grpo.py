@@ -65,15 +65,17 @@ class TreeGRPOArgs(TrainingKnobs):
 class TreeGRPOTrainer(AveragedMetrics, Trainer):
     """Samples trees in `compute_loss`, then one clipped policy-gradient step on their leaves."""
 
-    def __init__(self, *args, grpo: TreeGRPOArgs, sampler: Sampler, make_generator: Callable[[Any], Any],
+    def __init__(self, *args, grpo: TreeGRPOArgs, sampler: Sampler, make_generator: Callable[[Any, int], Any],
                  reference_model: torch.nn.Module, tokenizer: Any, step_format: Any, **kwargs):
         super().__init__(*args, **kwargs)
         self.grpo, self.sampler, self.make_generator = grpo, sampler, make_generator
-        self.reference_model, self.tokenizer, self.step_format = reference_model, tokenizer, step_format
+        self.tokenizer, self.step_format = tokenizer, step_format
+        self.reference_model = reference_model.to(self.args.device)  # made before Trainer placed the policy
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         problems = inputs["problems"]
-        leaves = sample_with_current_policy(model, self.sampler, problems, self.make_generator, self.state.global_step)
+        leaves = sample_with_current_policy(model, self.sampler, problems, self.make_generator, self.state.global_step,
+                                           (self.args.process_index, self.args.world_size))
         rewards = [leaf["reward"] for leaf in leaves]
         advantages = tree_grpo_advantages(rewards, [leaf["prompt"] for leaf in leaves],
                                           [leaf["tree"] for leaf in leaves], mode=self.grpo.advantage)
@@ -117,12 +119,13 @@ def train_tree_grpo(policy: Any, problems: Sequence[Any], args: TreeGRPOArgs, sa
     import copy
 
     from reasoner.backends.hf import HFStepGenerator
-    from reasoner.trainers.common import training_arguments
+    from reasoner.trainers.common import sampling_seed, training_arguments
 
     if args.advantage not in ("tree", "tree_inner", "grpo"):
         raise ValueError(f"unknown advantage mode {args.advantage!r}: use tree, tree_inner or grpo")
     reference = copy.deepcopy(policy.model).eval().requires_grad_(False)
-    make_generator = lambda model: HFStepGenerator(model, policy.tokenizer, policy.step_format, seed=args.seed)
+    make_generator = lambda model, stream: HFStepGenerator(model, policy.tokenizer, policy.step_format,
+                                                         seed=sampling_seed(args.seed, stream))
     policy.model.train()
     trainer = TreeGRPOTrainer(
         model=policy.model, args=training_arguments(args), train_dataset=list(problems),
