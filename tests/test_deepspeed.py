@@ -131,7 +131,7 @@ def test_online_mcts_dpo_on_two_cpu_processes(stage, tmp_path):
     out = tmp_path / stage
     stdout = run_on_two_processes(stage, "train", "mcts-dpo-online", "--problems", str(problems), "--output", str(out),
                                   "--max_steps", "3", "--batch_size", "1", "--learning_rate", "1e-4",
-                                  "--simulations", "6")
+                                  "--simulations", "16")
     assert stdout.count("saved the mcts-dpo-online policy") == 1
     assert changed_weights(load_policy(str(out))), "the gathered weights equal the starting policy"
 
