@@ -242,13 +242,13 @@ def _mc_paths(tree: Tree) -> list[tuple[list[str], list[float], Node]]:
         correct, total = own.get(str(node.id)) or (stats[node.id].correct, stats[node.id].verified)
         return correct / total
 
-    first_errors = {int(leaf): int(node) for leaf, node in tree.config.get("searched", [])} if omega is not None else {}
     paths = []
     for leaf in leaves:
         nodes = tree.path(leaf.id)[1:]
         values = [value(n) for n in nodes[:-1]] + [float(bool(leaf.correct))]
-        if leaf.id in first_errors:  # wrong from the pinned step on, even where a copy of a later step did better
-            cut = [n.id for n in nodes].index(first_errors[leaf.id])
+        first_error = omega.get(leaf.id) if omega is not None else None
+        if first_error is not None:  # wrong from the pinned step on, even where a copy of a later step did better
+            cut = [n.id for n in nodes].index(first_error)
             values = values[:cut] + [0.0] * (len(values) - cut)
         paths.append(([n.step for n in nodes], values, leaf))
     return paths

@@ -85,7 +85,6 @@ class _Search:
     left: int = 0
     right: int = -1
     leaf: int = 0
-    done: bool = False
 
     def searching(self) -> bool:
         return self.left <= self.right
@@ -109,11 +108,9 @@ def run_omegaprm(problems: Sequence[Problem], generator: StepGenerator, config: 
         for t, node_id in targets.items():
             mc = _record_estimate(trees[t], searches[t], node_id, chains[t])
             _advance(trees[t], searches[t], mc)
-        targets = {}
-        for t, (tree, search) in enumerate(zip(trees, searches)):
-            node_id = _next_target(tree, search, config)
-            if node_id is not None:
-                targets[t] = node_id
+        # a problem without a next estimate is over for good: its pool and counts no longer change
+        following = {t: _next_target(trees[t], searches[t], config) for t in targets}
+        targets = {t: node_id for t, node_id in following.items() if node_id is not None}
     return trees
 
 
@@ -145,9 +142,7 @@ def _advance(tree: Tree, search: _Search, mc: float) -> None:
 def _next_target(tree: Tree, search: _Search, config: OmegaPRMConfig) -> int | None:
     """The prefix this problem estimates next, or None when its loop is over."""
     while not search.searching():
-        if (search.done or not search.pool or search.searches >= config.search_limit
-                or search.rollouts >= config.rollout_budget):
-            search.done = True
+        if not search.pool or search.searches >= config.search_limit or search.rollouts >= config.rollout_budget:
             return None
         state, chain = search.pool.pop(_best_candidate(tree, search, config))
         search.pops[state] = search.pops.get(state, 0) + 1
@@ -173,13 +168,13 @@ def _best_candidate(tree: Tree, search: _Search, config: OmegaPRMConfig) -> int:
     return max(range(len(search.pool)), key=lambda i: (score(i), -i))
 
 
-def omega_labelled_leaves(tree: Tree) -> list[int] | None:
-    """For an OmegaPRM tree, the last nodes of the solutions whose every step has a known label: every correct
-    rollout (all its steps reach the gold answer) and every binary-searched wrong rollout (good up to its
-    first wrong step, which is pinned); None for any other tree. Wrong rollouts never searched are left out:
-    their first wrong step is unknown."""
+def omega_labelled_leaves(tree: Tree) -> dict[int, int | None] | None:
+    """For an OmegaPRM tree, the last nodes of the solutions whose every step has a known label, each with its
+    pinned first wrong node: every correct rollout (all its steps reach the gold answer; None) and every
+    binary-searched wrong rollout (good up to its first wrong step), in node order; None for any other tree.
+    Wrong rollouts never searched are left out: their first wrong step is unknown."""
     if tree.config.get("algo") != "omegaprm":
         return None
-    searched = {int(leaf) for leaf, _ in tree.config.get("searched", [])}
-    return [node.id for node in tree.nodes
-            if node.terminal and not node.children and (node.correct or node.id in searched)]
+    first_errors = {int(leaf): int(node) for leaf, node in tree.config.get("searched", [])}
+    return {node.id: first_errors.get(node.id) for node in tree.nodes
+            if node.terminal and not node.children and (node.correct or node.id in first_errors)}

@@ -54,7 +54,7 @@ def test_search_limit_and_a_hopeless_question_stop_the_loop():
     hopeless = run_omegaprm(PROBLEMS[:3], ScriptedGenerator(PROBLEMS, p_correct=0.0, seed=1), OmegaPRMConfig(rollouts=4))
     for tree in hopeless:  # MC(question) = 0: nothing to search, nothing labelled
         assert list(tree.config["mc"]) == ["0"] and tree.config["searched"] == []
-        assert omega_labelled_leaves(tree) == []
+        assert omega_labelled_leaves(tree) == {}
     _, report = label_trees(hopeless, "mc-labels", get_format("tiny"))
     assert report.empty == {"no correct or binary-searched rollout (OmegaPRM: MC of the question was 0)": 3}
     with pytest.raises(ValueError, match="alpha and beta"):

@@ -13,7 +13,7 @@ import torch
 
 __all__ = ["training_arguments", "check_deepspeed_config", "single_process_environment", "TrainingKnobs",
            "AveragedMetrics", "close_process_group", "exit_process", "sample_with_current_policy", "sampling_seed",
-           "zero_loss"]
+           "step_generators", "zero_loss"]
 
 
 @dataclass
@@ -189,6 +189,15 @@ def sample_with_current_policy(model: Any, sampler: Any, problems: Any, make_gen
 def sampling_seed(seed: int, stream: int) -> int:
     """The sampling generator's seed for one step of one process of an online trainer run with ``--seed seed``."""
     return seed * 100_003 + stream
+
+
+def step_generators(policy: Any, seed: int) -> Any:
+    """An online trainer's ``make_generator(model, stream)``: an HF step generator on ``model`` (the policy being
+    trained) with ``policy``'s tokenizer and step format, seeded for that step and process."""
+    from reasoner.backends.hf import HFStepGenerator
+
+    return lambda model, stream: HFStepGenerator(model, policy.tokenizer, policy.step_format,
+                                                 seed=sampling_seed(seed, stream))
 
 
 def zero_loss(model: Any, tokenizer: Any, step_format: Any, question: str) -> torch.Tensor:

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
 from reasoner.trainers.common import TrainingKnobs, sample_with_current_policy, zero_loss
-from reasoner.trainers.preference import PairCollator, PairGroups, PreferenceArgs, PreferenceTrainer
+from reasoner.trainers.preference import PairCollator, PairGroups, PreferenceArgs, PreferenceTrainer, check_smoothing
 
 __all__ = ["OnlineDPOArgs", "OnlineDPOTrainer", "train_online_dpo"]
 
@@ -87,15 +87,11 @@ class OnlineDPOTrainer(PreferenceTrainer):
 def train_online_dpo(policy: Any, problems: Sequence[Any], args: OnlineDPOArgs, sampler: Sampler,
                      callbacks: Sequence[Any] = ()) -> OnlineDPOTrainer:
     """Online MCTS-DPO on ``problems`` (with gold answers) for ``policy``; returns the trainer."""
-    from reasoner.backends.hf import HFStepGenerator
-    from reasoner.trainers.common import sampling_seed, training_arguments
+    from reasoner.trainers.common import step_generators, training_arguments
 
-    if args.visit_smoothing and args.label_smoothing:
-        raise ValueError("mcts-dpo-online takes each pair's label smoothing from its visit counts: pass "
-                         "--visit_smoothing false to use --label_smoothing instead")
+    check_smoothing("mcts-dpo-online", args.visit_smoothing, args.label_smoothing)
     reference = copy.deepcopy(policy.model).eval().requires_grad_(False)
-    make_generator = lambda model, stream: HFStepGenerator(model, policy.tokenizer, policy.step_format,
-                                                         seed=sampling_seed(args.seed, stream))
+    make_generator = step_generators(policy, args.seed)
     policy.model.train()
     trainer = OnlineDPOTrainer(
         model=policy.model, args=training_arguments(args), train_dataset=list(problems),

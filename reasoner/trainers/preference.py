@@ -38,7 +38,7 @@ from reasoner.trainers.common import AveragedMetrics, TrainingKnobs
 from reasoner.trainers.pairs import collate_shared, collate_unshared, group_pairs, pair_logps, tokenize_pair
 
 __all__ = ["PreferenceArgs", "PreferenceTrainer", "PairGroups", "PolicyWithValueHead", "train_preference",
-           "ALGOS", "load_pairs"]
+           "ALGOS", "load_pairs", "check_smoothing"]
 
 ALGOS = ("step-dpo", "step-apo", "svpo", "mcts-dpo", "full-step-dpo")
 
@@ -96,6 +96,14 @@ def required_pair_fields(algo: str | None, visit_smoothing: bool = True) -> tupl
     if algo == "mcts-dpo" and visit_smoothing:
         extra = ("n_chosen", "n_rejected")
     return PAIR_FIELDS + extra
+
+
+def check_smoothing(command: str, visit_smoothing: bool, label_smoothing: float) -> None:
+    """ValueError when MCTS-DPO's per-pair smoothing from visit counts and a fixed ``--label_smoothing`` are both
+    asked for (the first would silently override the second)."""
+    if visit_smoothing and label_smoothing:
+        raise ValueError(f"{command} takes each pair's label smoothing from its visit counts: pass --visit_smoothing "
+                         "false to use --label_smoothing instead")
 
 
 def resolve_beta(args: "PreferenceArgs") -> "PreferenceArgs":
@@ -297,9 +305,8 @@ def train_preference(policy: Any, records: Sequence[Any], args: PreferenceArgs,
     if args.algo not in ALGOS:
         raise ValueError(f"unknown preference algorithm {args.algo!r}; known: {', '.join(ALGOS)}")
     resolve_beta(args)
-    if args.algo == "mcts-dpo" and args.visit_smoothing and args.label_smoothing:
-        raise ValueError("mcts-dpo takes each pair's label smoothing from its visit counts: pass --visit_smoothing "
-                         "false to use --label_smoothing instead")
+    if args.algo == "mcts-dpo":
+        check_smoothing(args.algo, args.visit_smoothing, args.label_smoothing)
     if args.algo != "full-step-dpo":
         needed = required_pair_fields(args.algo, args.visit_smoothing)[len(PAIR_FIELDS):]
         lacking = next((i for i, r in enumerate(records) if any(f not in r for f in needed)), None)

@@ -118,14 +118,12 @@ def train_tree_grpo(policy: Any, problems: Sequence[Any], args: TreeGRPOArgs, sa
     """Online Tree-GRPO on ``problems`` (with gold answers) for ``policy``; returns the trainer."""
     import copy
 
-    from reasoner.backends.hf import HFStepGenerator
-    from reasoner.trainers.common import sampling_seed, training_arguments
+    from reasoner.trainers.common import step_generators, training_arguments
 
     if args.advantage not in ("tree", "tree_inner", "grpo"):
         raise ValueError(f"unknown advantage mode {args.advantage!r}: use tree, tree_inner or grpo")
     reference = copy.deepcopy(policy.model).eval().requires_grad_(False)
-    make_generator = lambda model, stream: HFStepGenerator(model, policy.tokenizer, policy.step_format,
-                                                         seed=sampling_seed(args.seed, stream))
+    make_generator = step_generators(policy, args.seed)
     policy.model.train()
     trainer = TreeGRPOTrainer(
         model=policy.model, args=training_arguments(args), train_dataset=list(problems),
