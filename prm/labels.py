@@ -14,8 +14,9 @@ backed-up ``Q``. A node is *alive* when its subtree holds a correct terminal lea
 * ``mcts-dpo`` (5.3): along the committed path (from the root, the best-Q visited child at every level), at
   each node with differently valued children: best-Q child vs. a random lower-Q sibling, each extended
   through its unbranched descendants; at most 8 pairs per problem; ``n_chosen`` / ``n_rejected`` carry
-  their visit counts for MCTS-DPO's conservative label smoothing. Our trees are not grown by committing
-  step by step as MCTS-DPO's search does, so the committed path is read from the finished tree.
+  their visit counts for MCTS-DPO's conservative label smoothing. A tree grown by committing step by step, as
+  MCTS-DPO's search does (``commit_simulations > 0`` in `search.mcts`), stores its committed path; on any other
+  tree the path is read from the finished tree.
 * ``mc-labels`` (7.1, 7.4): one record per root-to-leaf path in TRL's stepwise format (``prompt``,
   ``completions``, ``labels``) plus ``values``: the soft label of a step is the fraction of correct leaves
   among the verified leaves below it (Math-Shepherd SE over the tree's rollouts), the hard label is
@@ -199,8 +200,9 @@ def _continuation(tree: Tree, node: Node, fmt: StepFormat) -> str:
 def _mcts_dpo(tree: Tree, fmt: StepFormat, report: LabelReport, *, rng: random.Random, max_pairs: int = 8, **_) -> list[dict]:
     stats = _merged(tree)
     records = []
-    node = tree.root
-    while True:  # the committed path: the best-Q visited child at every level
+    committed = tree.config.get("committed")
+    node, depth = tree.root, 0
+    while True:  # the stored committed path, else the best-Q visited child at every level
         children = [tree.nodes[c] for c in node.children if stats[c].visits > 0 and stats[c].step.strip()]
         if not children:
             break
@@ -212,7 +214,13 @@ def _mcts_dpo(tree: Tree, fmt: StepFormat, report: LabelReport, *, rng: random.R
                            stats[best.id].q, stats[other.id].q, "mcts-dpo")
             record.update(n_chosen=stats[best.id].visits, n_rejected=stats[other.id].visits)
             records.append(record)
-        node = best
+        depth += 1
+        if committed is None:
+            node = best
+        elif depth < len(committed):
+            node = tree.nodes[committed[depth]]
+        else:
+            break
     if not records:
         report.skip("no node on the committed path with two differently valued children")
     return records[:max_pairs]

@@ -117,7 +117,8 @@ def _train_online_dpo(rest: Sequence[str]) -> int:
 
     config = parse_config(OnlineDPOArgs, rest, prog="reasoner train mcts-dpo-online",
                           description="online MCTS-DPO: MCTS trees from the current policy, committed-path pairs, DPO step")
-    search = MCTSConfig(simulations=config.simulations, children=config.children, c_puct=config.c_puct,
+    search = MCTSConfig(simulations=config.simulations, commit_simulations=config.commit_simulations,
+                        children=config.children, c_puct=config.c_puct,
                         max_depth=config.max_depth, temperature=config.temperature,
                         rollout_temperature=config.temperature, max_step_tokens=config.max_step_tokens)
     problems = load_problems(config.problems, limit=config.limit, needed_for="search trees for")

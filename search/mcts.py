@@ -18,6 +18,15 @@ One simulation per tree per round, all trees at once:
    gets the scorer's value of its last step too, a terminal child without one gets -1.
 4. **backup**: every value is added along the path to the root (``N += 1``, ``W += v``, ``Q = W / N``).
 
+Step-by-step commitment (``commit_simulations > 0``, MCTS-DPO's search, algorithms.md 5.2): after the
+``simulations`` of the first search, the search root moves to one of its children, the one with the highest
+``N(c) * (visit gap of c's children + 1)`` (ties by Q, then at random), and ``commit_simulations`` more
+simulations run from there, reusing its subtree; this repeats until the committed node is terminal or has no
+visited child. Selection then starts at the committed node, backups still run to the tree's root. The
+committed node ids are stored in ``tree.config["committed"]``, where the ``mcts-dpo`` labels read them.
+MCTS-DPO runs 64 simulations per search, four times that at the root: ``simulations=256,
+commit_simulations=64``.
+
 Which values are backed up (``leaf_value``, 1.5):
 
 - ``"children"`` (default): every new child is valued and backed up, Super_MARIO's option
@@ -67,6 +76,7 @@ class MCTSConfig:
     virtual_loss: float = 1.0
     reward: str = "gold"
     leaf_value: str = "children"
+    commit_simulations: int = 0
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -76,6 +86,9 @@ class MCTSConfig:
             raise ValueError(f"MCTS leaf_value must be 'children' (value every new child) or 'leaf' (Super_MARIO's "
                              f"default: the expanded leaf's own value), got {self.leaf_value!r}")
         require_positive(self, "simulations", "children", "max_depth", "max_step_tokens", "parallel_leaves")
+        if self.commit_simulations < 0:
+            raise ValueError(f"commit_simulations must be 0 (one search from the root) or positive (simulations after "
+                             f"each step-by-step commitment), got {self.commit_simulations}")
 
 
 def require_positive(config: object, *names: str) -> None:
@@ -120,16 +133,23 @@ def run_mcts(
     rngs = [random.Random(f"{config.seed}:{p.id}") for p in problems]
     expanded: list[set[int]] = [set() for _ in trees]
     exhausted: list[set[int]] = [set() for _ in trees]
+    roots = [0] * len(trees)  # where selection starts: the root, or the node committed to last
+    budgets = [config.simulations] * len(trees)  # simulations left before the next commitment
     done = [False] * len(trees)
-    for _ in range(config.simulations):
+    while True:
         leaves: list[tuple[int, int]] = []
         for t, tree in enumerate(trees):
-            if done[t]:
-                continue
-            picked = _select_leaves(tree, expanded[t], exhausted[t], rngs[t], config)
-            if not picked:
-                done[t] = True
-            leaves.extend((t, node_id) for node_id in picked)
+            picked: list[int] = []
+            while not done[t] and not picked:
+                if budgets[t] == 0 and not _commit(tree, roots, budgets, t, rngs[t], config):
+                    done[t] = True
+                    break
+                picked = _select_leaves(tree, roots[t], expanded[t], exhausted[t], rngs[t], config)
+                if not picked:  # nothing left to expand below the search root: commit now, or stop
+                    budgets[t] = 0
+            if picked:
+                budgets[t] -= 1
+                leaves.extend((t, node_id) for node_id in picked)
         if not leaves:
             break
         for t, node_id in leaves:  # remove virtual losses before real values arrive
@@ -144,11 +164,36 @@ def run_mcts(
     return trees
 
 
-def _select_leaves(tree: Tree, expanded: set[int], exhausted: set[int], rng: random.Random,
+def _commit(tree: Tree, roots: list[int], budgets: list[int], t: int, rng: random.Random, config: MCTSConfig) -> bool:
+    """Move tree ``t``'s search root one step down (module docstring) and refill its budget; False when the
+    search of this tree is over (no commitment asked for, or the committed node is terminal or has no visited
+    child)."""
+    if not config.commit_simulations:
+        return False
+    committed = tree.config.setdefault("committed", [0])
+    children = [tree.nodes[c] for c in tree.nodes[roots[t]].children if tree.nodes[c].visits > 0]
+    if not children:
+        return False
+
+    def rank(child) -> tuple[float, float]:
+        visits = [tree.nodes[c].visits for c in child.children]
+        gap = max(visits) - min(visits) if visits else 0
+        return child.visits * (gap + 1), child.q
+
+    best = max(rank(c) for c in children)
+    child = rng.choice([c for c in children if rank(c) == best])
+    committed.append(child.id)
+    if child.terminal:
+        return False
+    roots[t], budgets[t] = child.id, config.commit_simulations
+    return True
+
+
+def _select_leaves(tree: Tree, start: int, expanded: set[int], exhausted: set[int], rng: random.Random,
                    config: MCTSConfig) -> list[int]:
     picked: list[int] = []
     for _ in range(config.parallel_leaves):
-        leaf = _select(tree, expanded, exhausted, rng, config.c_puct)
+        leaf = _select(tree, start, expanded, exhausted, rng, config.c_puct)
         if leaf is None or leaf in picked:
             break
         picked.append(leaf)
@@ -157,10 +202,11 @@ def _select_leaves(tree: Tree, expanded: set[int], exhausted: set[int], rng: ran
     return picked
 
 
-def _select(tree: Tree, expanded: set[int], exhausted: set[int], rng: random.Random, c_puct: float) -> int | None:
-    """Descend by PUCT to an unexpanded node; None when the whole tree is exhausted."""
-    while 0 not in exhausted:
-        node = tree.root
+def _select(tree: Tree, start: int, expanded: set[int], exhausted: set[int], rng: random.Random,
+            c_puct: float) -> int | None:
+    """Descend by PUCT from node ``start`` to an unexpanded node; None when the subtree is exhausted."""
+    while start not in exhausted:
+        node = tree.nodes[start]
         while node.id in expanded:
             candidates = [tree.nodes[c] for c in node.children if not tree.nodes[c].terminal and c not in exhausted]
             if not candidates:

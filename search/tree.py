@@ -221,6 +221,9 @@ class Tree:
                 value=None if values["value"] is None else float(values["value"])))
             if parent is not None:
                 nodes[parent].children.append(node_id)
+        committed = config.get("committed")
+        if committed is not None and not _is_committed_path(committed, nodes):
+            raise fail(f"config 'committed' must list node ids from the root (0) down a parent-child path, got {committed!r}")
         return tree
 
     # ------------------------------------------------------------ graphs
@@ -269,6 +272,12 @@ class Tree:
         import networkx as nx
 
         return cls.from_networkx(nx.read_graphml(path, node_type=int), path=path)
+
+
+def _is_committed_path(ids: Any, nodes: list[Node]) -> bool:
+    """A step-by-step search's committed nodes (`search.mcts`): ids from the root down, each a child of the last."""
+    return (isinstance(ids, list) and bool(ids) and all(_is_int(i) and 0 <= i < len(nodes) for i in ids)
+            and ids[0] == 0 and all(nodes[b].parent == a for a, b in zip(ids, ids[1:])))
 
 
 def _is_int(value: Any) -> bool:

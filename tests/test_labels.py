@@ -165,3 +165,22 @@ def test_label_renders_prompts_in_the_format_the_search_recorded(tmp_path, capsy
     forced = [json.loads(line)["prompt"] for line in (tmp_path / "tiny.jsonl").read_text().splitlines()]
     assert recorded and all(p.endswith("Let's think step by step.\n") for p in recorded)
     assert all(p.startswith("Question: ") for p in forced)
+
+
+def test_mcts_dpo_pairs_follow_a_stored_committed_path_and_records_check_it():
+    from search.tree import Tree
+
+    tree = _hand_tree([("A", [("The answer is 5", True), ("The answer is 7", False)]),
+                       ("B", [("The answer is 5", True), ("The answer is 7", False), ("The answer is 7", False)])])
+    best_q_path = [(r["chosen"], r["rejected"]) for r in label_trees([tree], "mcts-dpo", FMT)[0]]
+    assert best_q_path == [("A", "B"), ("The answer is 5", "The answer is 7")]
+    b_id = next(n.id for n in tree.nodes if n.step == "B")
+    tree.config["committed"] = [0, b_id]  # a step-by-step search committed to B (more visits) instead
+    records, _ = label_trees([tree], "mcts-dpo", FMT)
+    assert [(r["chosen"], r["rejected"]) for r in records] == [("A", "B"), ("The answer is 5", "The answer is 7")]
+    assert records[1]["prompt"].endswith("B\n") and records[1]["n_rejected"] == 2
+    tree.config["committed"] = [0]  # committed to nothing below the root: only the root's pair
+    assert len(label_trees([tree], "mcts-dpo", FMT)[0]) == 1
+    record = {**tree.to_record(), "config": {"committed": [0, 3]}}  # node 3 is not a child of the root
+    with pytest.raises(ValueError, match="committed"):
+        Tree.from_record(record)

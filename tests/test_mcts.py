@@ -127,3 +127,45 @@ def test_leaf_valuation_backs_up_the_expanded_leaf_and_terminal_children_only():
         run_mcts(PROBLEMS[:1], ScriptedGenerator(), config)
     with pytest.raises(ValueError, match="leaf_value"):
         MCTSConfig(leaf_value="nodes")
+
+
+def test_step_by_step_commitment_searches_below_each_committed_step():
+    config = MCTSConfig(simulations=6, commit_simulations=3, children=2, seed=3)
+    trees = run_mcts(PROBLEMS, ScriptedGenerator(p_correct=0.7, seed=5), config)
+    for tree in trees:
+        _check_tree(tree)
+        committed = tree.config["committed"]
+        assert committed[0] == 0 and len(committed) >= 2
+        for parent, child in zip(committed, committed[1:]):
+            assert tree.nodes[child].parent == parent and tree.nodes[child].visits > 0
+        last = tree.nodes[committed[-1]]
+        assert last.terminal or not any(tree.nodes[c].visits for c in last.children)
+        # searching below committed steps spends more simulations than the first search alone
+        assert tree.root.visits > config.simulations * config.children
+    # the default (no commitment) grows the same trees as before and stores no path
+    plain = run_mcts(PROBLEMS, ScriptedGenerator(p_correct=0.7, seed=5), MCTSConfig(simulations=6, children=2, seed=3))
+    assert all("committed" not in tree.config and tree.root.visits <= 6 * 2 * 13 for tree in plain)
+    with pytest.raises(ValueError, match="commit_simulations"):
+        MCTSConfig(commit_simulations=-1)
+
+
+def test_commitment_picks_visits_times_the_childrens_visit_gap_plus_one():
+    import random
+
+    from search.mcts import _commit
+    from search.tree import Tree
+
+    tree = Tree("p", "q?", "5")
+    a, b, c = (tree.add_child(0, step) for step in ("A", "B", "C"))
+    for parent, leaves in ((a, (4, 0)), (b, (2, 3)), (c, ())):
+        for visits in leaves:
+            leaf = tree.add_child(parent.id, "x")
+            for _ in range(visits):
+                tree.backup(leaf.id, 0.0)
+    for _ in range(6):
+        tree.backup(c.id, 1.0)  # C: most visits and best Q, but no children: 6 x (0 + 1) = 6
+    # A: 4 x (4 + 1) = 20 beats B: 5 x (1 + 1) = 10 and C
+    roots, budgets = [0], [0]
+    assert _commit(tree, roots, budgets, 0, random.Random(0), MCTSConfig(commit_simulations=7))
+    assert roots == [a.id] and budgets == [7] and tree.config["committed"] == [0, a.id]
+    assert not _commit(tree, [0], [0], 0, random.Random(0), MCTSConfig())  # no commitment asked for

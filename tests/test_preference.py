@@ -258,5 +258,6 @@ def test_online_mcts_dpo_trains_on_pairs_from_fresh_trees(tmp_path):
 def test_cli_mcts_dpo_online_with_the_embedded_policy(tmp_path):
     out = tmp_path / "od"
     assert main(["--quiet", "train", "mcts-dpo-online", "--limit", "2", "--batch_size", "2", "--max_steps", "1",
-                 "--simulations", "3", "--output", str(out)]) == 0
+                 "--simulations", "3", "--commit_simulations", "2", "--output", str(out)]) == 0
     assert load_policy(str(out)).step_format.name == "tiny" and not list(out.glob("*.bin"))
+    assert "commit_simulations: 2" in (out / "config.yaml").read_text()

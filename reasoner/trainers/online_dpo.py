@@ -8,8 +8,9 @@ counts), and takes one step of the conservative DPO loss on those pairs (`Prefer
 model is a frozen copy of the starting policy and is never re-synced, as in MCTS-DPO's code.
 
 Where this differs from MCTS-DPO (5.1–5.2): our MCTS values steps by verified rollouts to the gold answer, not
-by the policy's self-evaluation, and the committed path is read from the finished tree instead of re-running
-the search after each committed step. A batch whose trees yield no pair takes a zero step.
+by the policy's self-evaluation. With ``commit_simulations > 0`` the search commits step by step as MCTS-DPO's
+does (re-searching below each committed step); with 0 (the default) one search per tree, and the committed path
+is read from the finished tree. A batch whose trees yield no pair takes a zero step.
 """
 
 from __future__ import annotations
@@ -36,6 +37,9 @@ class OnlineDPOArgs(TrainingKnobs):
     output: str = "runs/mcts-dpo-online"
     simulations: int = field(default=16, metadata={"help": "MCTS simulations per tree (MCTS-DPO: 64, x4 at the root)"})
     children: int = field(default=2, metadata={"help": "children per expansion (MCTS-DPO's n_actions for math)"})
+    commit_simulations: int = field(default=0, metadata={
+        "help": "0: one search per tree, pairs along the best-Q path; N > 0: MCTS-DPO's step-by-step search, "
+                "--simulations from the root, then N from each committed step (MCTS-DPO: 256 and 64)"})
     c_puct: float = 1.0
     temperature: float = 1.0
     max_depth: int = 12
