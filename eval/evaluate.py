@@ -60,6 +60,9 @@ class EvalConfig:
     max_step_tokens: int = 64
     mcts_leaf_value: str = field(default="children", metadata={
         "help": "mcts: 'children' values every new child, 'leaf' the expanded leaf only (Super_MARIO's default)"})
+    mcts_commit_simulations: int = field(default=0, metadata={
+        "help": "mcts: 0 reads the answer out of one search of S simulations; N > 0 commits step by step, N more "
+                "simulations below each committed step (search.mcts)"})
     batch_problems: int = field(default=100, metadata={"help": "problems decoded together (one append per batch)"})
     seed: int = 0
     quiet: bool = False
@@ -207,7 +210,8 @@ def _decode(method: Method, batch: Sequence[Problem], models: _Models, config: E
         mcts = MCTSConfig(simulations=method.width, children=method.samples, c_puct=TEST_TIME_C_PUCT,
                           temperature=config.temperature,
                           rollout_temperature=config.temperature, max_depth=config.max_steps,
-                          max_step_tokens=config.max_step_tokens, leaf_value=config.mcts_leaf_value, seed=config.seed)
+                          max_step_tokens=config.max_step_tokens, leaf_value=config.mcts_leaf_value,
+                          commit_simulations=config.mcts_commit_simulations, seed=config.seed)
         found = [(r.answer, r.tokens) for r in mcts_decode(models.generator, models.scorer, questions, mcts)]
     per_problem = (time.perf_counter() - started) / len(batch)
     return [{"id": p.id, "prediction": answer, "gold": p.answer, "correct": is_equivalent(answer, p.answer),

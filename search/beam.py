@@ -15,7 +15,8 @@ Every round is one generator call and one scorer call for all problems together.
 
 **MCTS as a decoder** (AlphaMath's test-time MCTS, algorithms.md 1.7-1.8): `search.mcts.run_mcts` with
 ``reward="value"`` (the scorer values leaves and answers; the gold answer is never read), then the answer is
-read out of the tree (`tree_answer`): follow the highest-Q child from the root to an answer node; a path that
+read out of the tree (`tree_answer`): follow the highest-Q child from the root (or from the last step committed
+to, with ``commit_simulations``, AlphaZero's way of playing a search) to an answer node; a path that
 search has not finished yet (few simulations, long solutions) is completed by a greedy rollout from its end,
 and those tokens count too.
 """
@@ -117,8 +118,15 @@ def tree_answer(tree: Tree, key: str = "q") -> Node:
     Unlike Super_MARIO's read-out (algorithms.md 1.8), subtrees without an answer are not pruned first: with
     a value model and a small simulation budget the best-valued path has often not reached its answer yet,
     and pruning it would hand the win to an early, low-valued answer. The caller finishes such a path.
+    A tree searched step by step (``commit_simulations > 0``) is read from its last committed node on (from its
+    parent when that node is a dead end).
     """
     node = tree.root
+    committed = tree.config.get("committed")
+    if committed:
+        node = tree.nodes[committed[-1]]
+        if node.terminal and node.answer is None:
+            node = tree.nodes[node.parent]
     while not node.terminal:
         children = [tree.nodes[c] for c in node.children
                     if not (tree.nodes[c].terminal and tree.nodes[c].answer is None)]

@@ -19,13 +19,16 @@ One simulation per tree per round, all trees at once:
 4. **backup**: every value is added along the path to the root (``N += 1``, ``W += v``, ``Q = W / N``).
 
 Step-by-step commitment (``commit_simulations > 0``, MCTS-DPO's search, algorithms.md 5.2): after the
-``simulations`` of the first search, the search root moves to one of its children, the one with the highest
-``N(c) * (visit gap of c's children + 1)`` (ties by Q, then at random), and ``commit_simulations`` more
-simulations run from there, reusing its subtree; this repeats until the committed node is terminal or has no
-visited child. Selection then starts at the committed node, backups still run to the tree's root. The
-committed node ids are stored in ``tree.config["committed"]``, where the ``mcts-dpo`` labels read them.
-MCTS-DPO runs 64 simulations per search, four times that at the root: ``simulations=256,
-commit_simulations=64``.
+``simulations`` of the first search, the search root moves to its visited child with the highest Q (ties: more
+visits, then at random), and ``commit_simulations`` more simulations run from there, reusing its subtree; this
+repeats until the committed node is terminal or has no visited child. Selection then starts at the committed
+node; backups still run to the tree's root. The committed node ids are stored in ``tree.config["committed"]``,
+where the ``mcts-dpo`` labels and the decoder's read-out (`search.beam.tree_answer`) follow them. MCTS-DPO runs
+64 simulations per search, four times that at the root: ``simulations=256, commit_simulations=64``.
+Deviation: MCTS-DPO commits to the child with the highest ``N(c) * (visit gap of c's children + 1)``. Visits
+mislead here, because a node whose children are all terminal is exhausted (1.3) and gets no more simulations,
+so visits flow to the unfinished branches, often the wrong ones: with a value that knows the gold path
+(`tests/scripted.py`, 24 problems, 16 + 8 simulations) the visit rule played 0 of 24 right, the Q rule 20.
 
 Which values are backed up (``leaf_value``, 1.5):
 
@@ -175,10 +178,8 @@ def _commit(tree: Tree, roots: list[int], budgets: list[int], t: int, rng: rando
     if not children:
         return False
 
-    def rank(child) -> tuple[float, float]:
-        visits = [tree.nodes[c].visits for c in child.children]
-        gap = max(visits) - min(visits) if visits else 0
-        return child.visits * (gap + 1), child.q
+    def rank(child) -> tuple[float, int]:
+        return child.q, child.visits
 
     best = max(rank(c) for c in children)
     child = rng.choice([c for c in children if rank(c) == best])

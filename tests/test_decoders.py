@@ -78,6 +78,11 @@ def test_tree_answer_follows_q_and_skips_dead_ends():
     tree.backup(open_leaf.id, 0.9)
     assert tree_answer(tree).id == open_leaf.id
     assert tree_answer(Tree("p", "q", "7")).id == 0
+    # a step-by-step search plays its committed path, then best Q below its last committed step
+    tree.config["committed"] = [0, good.id]
+    assert tree_answer(tree).id == high.id
+    tree.config["committed"] = [0, dead.id]  # committed to a dead end: read from its parent (the root)
+    assert tree_answer(tree).id == open_leaf.id
 
 
 def test_mcts_decoder_uses_the_value_not_the_gold_answer():
@@ -94,6 +99,9 @@ def test_mcts_decoder_uses_the_value_not_the_gold_answer():
     # the problems handed to MCTS carry no gold answer: only the value can steer it, whichever nodes it values
     for leaf_value in ("children", "leaf"):
         assert hits(GoldTrackScorer(PROBLEMS), leaf_value) >= hits(ConstantScorer(0.0), leaf_value) + 6
+    committed = mcts_decode(ScriptedGenerator(PROBLEMS, p_correct=0.6, seed=2), GoldTrackScorer(PROBLEMS), questions,
+                            MCTSConfig(simulations=8, children=3, commit_simulations=4))
+    assert sum(is_equivalent(r.answer, p.answer) for r, p in zip(committed, PROBLEMS)) >= 18
 
 
 def test_pass_at_k_equals_the_share_of_k_subsets_holding_a_correct_sample():

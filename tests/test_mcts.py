@@ -149,7 +149,7 @@ def test_step_by_step_commitment_searches_below_each_committed_step():
         MCTSConfig(commit_simulations=-1)
 
 
-def test_commitment_picks_visits_times_the_childrens_visit_gap_plus_one():
+def test_commitment_picks_the_best_q_child_then_the_more_visited():
     import random
 
     from search.mcts import _commit
@@ -157,15 +157,11 @@ def test_commitment_picks_visits_times_the_childrens_visit_gap_plus_one():
 
     tree = Tree("p", "q?", "5")
     a, b, c = (tree.add_child(0, step) for step in ("A", "B", "C"))
-    for parent, leaves in ((a, (4, 0)), (b, (2, 3)), (c, ())):
-        for visits in leaves:
-            leaf = tree.add_child(parent.id, "x")
-            for _ in range(visits):
-                tree.backup(leaf.id, 0.0)
-    for _ in range(6):
-        tree.backup(c.id, 1.0)  # C: most visits and best Q, but no children: 6 x (0 + 1) = 6
-    # A: 4 x (4 + 1) = 20 beats B: 5 x (1 + 1) = 10 and C
-    roots, budgets = [0], [0]
+    for node, values in ((a, (0.5, 0.5)), (b, (0.5, 0.5, 0.5, 0.5)), (c, (1.0, -1.0, -1.0, -1.0, -1.0, -1.0))):
+        for value in values:
+            tree.backup(node.id, value)
+    tree.add_child(0, "D")  # never visited: never committed to
+    roots, budgets = [0], [0]  # B: Q 0.5 like A, more visits; C: the most visits, lower Q
     assert _commit(tree, roots, budgets, 0, random.Random(0), MCTSConfig(commit_simulations=7))
-    assert roots == [a.id] and budgets == [7] and tree.config["committed"] == [0, a.id]
+    assert roots == [b.id] and budgets == [7] and tree.config["committed"] == [0, b.id]
     assert not _commit(tree, [0], [0], 0, random.Random(0), MCTSConfig())  # no commitment asked for
