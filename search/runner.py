@@ -64,7 +64,7 @@ class SearchConfig:
                 "the expanded leaf's own --value_model value plus its terminal children's rewards (Super_MARIO's default)"})
     commit_simulations: int = field(default=0, metadata={
         "help": "mcts: 0 grows one tree from the root; N > 0 searches step by step as MCTS-DPO does: --simulations from "
-                "the root, then commit to the most visited child and run N more from it, until a terminal step"})
+                "the root, then commit to the best-Q child and run N more below it, until a terminal step"})
     trees_per_prompt: int = field(default=2, metadata={"help": "tree-grpo: m trees per prompt"})
     expand_nodes: int = field(default=2, metadata={"help": "tree-grpo: n nodes expanded per tree per round"})
     rounds: int = field(default=1, metadata={"help": "tree-grpo: l expansion rounds"})
