@@ -26,6 +26,11 @@ increments it, so its U is a constant); one estimate per tested prefix (openr ru
 paper's own k and the re-implementations' defaults (alpha 0.5, beta 0.9, L 500, c_puct 0.125, search limit
 100; openr's example k 16, rollout budget 200) are what algorithms.md 7.2 records.
 
+``root_rollouts`` (ours, not in the paper or the re-implementations) gives the question's own estimate more
+rollouts than the later ones: with k = 8 a hard problem often gets MC = 0 at the question and ends with no
+label at all (and an easy one MC = 1); a larger k there finds the rare correct (or wrong) rollout that lets the
+search start. The extra rollouts count against ``rollout_budget``.
+
 Problems advance in lockstep: every round, each problem still searching needs exactly one estimate, and one
 batched rollout serves them all (k rollouts per prefix share its KV cache in the HF backend). The tree stores
 every rollout as a chain below the prefix it started from; ``config["mc"]`` maps each estimated node id to
@@ -53,6 +58,7 @@ class OmegaPRMConfig:
     as commonly quoted) and a rollout budget sized like one default MCTS tree (~200 rollouts)."""
 
     rollouts: int = 8
+    root_rollouts: int = 0  # k of the question's own estimate; 0: ``rollouts``
     search_limit: int = 100
     rollout_budget: int = 200
     alpha: float = 0.5
@@ -67,6 +73,8 @@ class OmegaPRMConfig:
     def __post_init__(self) -> None:
         if self.c_puct < 0:
             raise ValueError(f"OmegaPRM c_puct must be at least 0, got {self.c_puct}")
+        if self.root_rollouts < 0:
+            raise ValueError(f"OmegaPRM root_rollouts must be 0 (use --rollouts) or positive, got {self.root_rollouts}")
         require_positive(self, "rollouts", "search_limit", "rollout_budget", "length_scale", "max_depth",
                          "max_step_tokens")
         if not (0 < self.alpha <= 1 and 0 < self.beta <= 1):
@@ -101,7 +109,8 @@ def run_omegaprm(problems: Sequence[Problem], generator: StepGenerator, config: 
     sample = dict(temperature=config.temperature, max_depth=config.max_depth, max_step_tokens=config.max_step_tokens,
                   timer=timer)
     while targets:
-        starts = [(t, node_id) for t, node_id in targets.items() for _ in range(config.rollouts)]
+        starts = [(t, node_id) for t, node_id in targets.items()
+                  for _ in range(config.root_rollouts or config.rollouts if node_id == 0 else config.rollouts)]
         chains: dict[int, list[list[int]]] = {t: [] for t in targets}
         for (t, _), ids in zip(starts, grow_chains(trees, starts, generator, **sample)):
             chains[t].append(ids)

@@ -71,6 +71,8 @@ class SearchConfig:
     solutions: int = field(default=4, metadata={"help": "shepherd: solutions sampled per problem"})
     completions: int = field(default=8, metadata={"help": "shepherd: N completions from every prefix of a solution"})
     rollouts: int = field(default=8, metadata={"help": "omegaprm: k rollouts per MC estimate"})
+    root_rollouts: int = field(default=0, metadata={
+        "help": "omegaprm: k of the question's own estimate (0: --rollouts); more finds a start on hard problems"})
     search_limit: int = field(default=100, metadata={"help": "omegaprm: binary searches per problem"})
     rollout_budget: int = field(default=200, metadata={"help": "omegaprm: rollouts per problem (checked before a search)"})
     alpha: float = field(default=0.5, metadata={"help": "omegaprm: Q(s, r) = alpha^(1 - MC(s)) * beta^(words(r) / L)"})

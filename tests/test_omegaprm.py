@@ -109,3 +109,17 @@ def test_a_searched_rollout_is_wrong_from_its_first_error_on_even_where_a_copy_d
     records, _ = label_trees([tree], "mc-labels", get_format("tiny"))
     assert [r["labels"] for r in records] == [[True, True, True], [True, False, False, False, False]]
     assert records[1]["values"] == [0.25, 0.0, 0.0, 0.0, 0.0]  # the copy of the correct step below x stays 0
+
+
+def test_more_rollouts_at_the_question_start_the_search_on_hard_problems():
+    # p_correct 0.6 per step: with k = 2 at the question most problems see no correct rollout and stop unlabelled
+    hard = ScriptedGenerator(PROBLEMS, p_correct=0.6, seed=3)
+    plain = run_omegaprm(PROBLEMS, hard, OmegaPRMConfig(rollouts=2, rollout_budget=40))
+    wide = run_omegaprm(PROBLEMS, ScriptedGenerator(PROBLEMS, p_correct=0.6, seed=3),
+                        OmegaPRMConfig(rollouts=2, root_rollouts=16, rollout_budget=40))
+    for tree in wide:
+        assert tree.config["mc"]["0"][1] == 16 and all(k == 2 for node, (_, k) in tree.config["mc"].items() if node != "0")
+    searched = lambda trees: sum(bool(tree.config["searched"]) for tree in trees)
+    assert searched(plain) <= 2 and searched(wide) >= 8
+    with pytest.raises(ValueError, match="root_rollouts"):
+        OmegaPRMConfig(root_rollouts=-1)
