@@ -181,6 +181,8 @@ def _check_settings(config: EvalConfig, methods: Sequence[Method]) -> None:
         raise ValueError(f"unknown --aggregate {config.aggregate!r}: use {', '.join(AGGREGATIONS)}")
     if config.mcts_leaf_value not in LEAF_VALUES:
         raise ValueError(f"unknown --mcts_leaf_value {config.mcts_leaf_value!r}: use {' or '.join(LEAF_VALUES)}")
+    if config.mcts_commit_simulations < 0:
+        raise ValueError(f"--mcts_commit_simulations must be 0 (one search) or positive, got {config.mcts_commit_simulations}")
     if not config.value and any(m.needs_value for m in methods):
         raise ValueError(f"{', '.join(m.name for m in methods if m.needs_value)} need a value model: "
                          "pass --value DIR (or --value likelihood)")

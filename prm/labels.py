@@ -15,8 +15,10 @@ backed-up ``Q``. A node is *alive* when its subtree holds a correct terminal lea
   each node with differently valued children: best-Q child vs. a random lower-Q sibling, each extended
   through its unbranched descendants; at most 8 pairs per problem; ``n_chosen`` / ``n_rejected`` carry
   their visit counts for MCTS-DPO's conservative label smoothing. A tree grown by committing step by step, as
-  MCTS-DPO's search does (``commit_simulations > 0`` in `search.mcts`), stores its committed path; on any other
-  tree the path is read from the finished tree.
+  MCTS-DPO's search does (``commit_simulations > 0`` in `search.mcts`), stores its committed path, and the
+  pairs are taken at its nodes (chosen = the best-Q child by the finished tree's Q, which may be a sibling of the
+  step committed to earlier in the search, as in MCTS-DPO, whose better candidate is the highest Q); on any
+  other tree the path is read from the finished tree.
 * ``mc-labels`` (7.1, 7.4): one record per root-to-leaf path in TRL's stepwise format (``prompt``,
   ``completions``, ``labels``) plus ``values``: the soft label of a step is the fraction of correct leaves
   among the verified leaves below it (Math-Shepherd SE over the tree's rollouts), the hard label is

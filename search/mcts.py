@@ -2,7 +2,7 @@
 
 One simulation per tree per round, all trees at once:
 
-1. **select**: from the root, descend to the child with the highest
+1. **select**: from the search root (the root, or the node committed to last, below), descend to the child with the highest
    ``Q(c) + c_puct * P(c) * sqrt(N(parent)) / (1 + N(c))`` among non-terminal children, until a node that
    was never expanded. ``P`` is the step's geometric-mean token probability. A node whose children are
    all terminal is exhausted (no expansion). With ``parallel_leaves > 1`` a tree contributes several
@@ -21,8 +21,9 @@ One simulation per tree per round, all trees at once:
 Step-by-step commitment (``commit_simulations > 0``, MCTS-DPO's search, algorithms.md 5.2): after the
 ``simulations`` of the first search, the search root moves to its visited child with the highest Q (ties: more
 visits, then at random), and ``commit_simulations`` more simulations run from there, reusing its subtree; this
-repeats until the committed node is terminal or has no visited child. Selection then starts at the committed
-node; backups still run to the tree's root. The committed node ids are stored in ``tree.config["committed"]``,
+repeats until the committed node is terminal. A search root whose subtree is exhausted commits at once; one
+with no visited child yet (``leaf_value="leaf"`` leaves children unvisited) searches on from the same node.
+Selection then starts at the committed node; backups still run to the tree's root. The committed node ids are stored in ``tree.config["committed"]``,
 where the ``mcts-dpo`` labels and the decoder's read-out (`search.beam.tree_answer`) follow them. MCTS-DPO runs
 64 simulations per search, four times that at the root: ``simulations=256, commit_simulations=64``.
 Deviation: MCTS-DPO commits to the child with the highest ``N(c) * (visit gap of c's children + 1)``. Visits
@@ -169,14 +170,16 @@ def run_mcts(
 
 def _commit(tree: Tree, roots: list[int], budgets: list[int], t: int, rng: random.Random, config: MCTSConfig) -> bool:
     """Move tree ``t``'s search root one step down (module docstring) and refill its budget; False when the
-    search of this tree is over (no commitment asked for, or the committed node is terminal or has no visited
-    child)."""
+    search of this tree is over (no commitment asked for, the committed node is terminal, or nothing below the
+    search root was ever visited or can still be)."""
     if not config.commit_simulations:
         return False
     committed = tree.config.setdefault("committed", [0])
-    children = [tree.nodes[c] for c in tree.nodes[roots[t]].children if tree.nodes[c].visits > 0]
-    if not children:
-        return False
+    below = [tree.nodes[c] for c in tree.nodes[roots[t]].children]
+    children = [c for c in below if c.visits > 0]
+    if not children:  # leaf values: children stay unvisited until selected, so search on from here
+        budgets[t] = config.commit_simulations
+        return any(not c.terminal for c in below)
 
     def rank(child) -> tuple[float, int]:
         return child.q, child.visits

@@ -165,3 +165,23 @@ def test_commitment_picks_the_best_q_child_then_the_more_visited():
     assert _commit(tree, roots, budgets, 0, random.Random(0), MCTSConfig(commit_simulations=7))
     assert roots == [b.id] and budgets == [7] and tree.config["committed"] == [0, b.id]
     assert not _commit(tree, [0], [0], 0, random.Random(0), MCTSConfig())  # no commitment asked for
+
+
+def test_each_search_root_gets_its_own_budget_and_leaf_values_search_on_from_unvisited_children(monkeypatch):
+    import search.mcts as mcts
+
+    starts = []
+    select = mcts._select_leaves
+    monkeypatch.setattr(mcts, "_select_leaves", lambda tree, start, *rest: starts.append(start) or select(tree, start, *rest))
+    tree, = run_mcts(PROBLEMS[:1], ScriptedGenerator(p_correct=0.7, seed=5),
+                     MCTSConfig(simulations=5, commit_simulations=3, children=2, seed=3))
+    committed = tree.config["committed"]
+    counts = [starts.count(node) for node in committed[:-1]]
+    assert counts[0] == 5 and all(count <= 3 for count in counts[1:]) and sum(counts) == len(starts)
+    # Super_MARIO's leaf values leave the question's children unvisited after one simulation: commitment must
+    # search on from the question rather than stop there
+    trees = run_mcts(PROBLEMS, ScriptedGenerator(p_correct=0.7, seed=5),
+                     MCTSConfig(simulations=1, commit_simulations=2, children=2, leaf_value="leaf"),
+                     scorer=ConstantScorer(0.25))
+    assert all(len(tree.config["committed"]) >= 2 and tree.nodes[tree.config["committed"][-1]].terminal
+               for tree in trees)

@@ -255,9 +255,16 @@ def test_online_mcts_dpo_trains_on_pairs_from_fresh_trees(tmp_path):
         train_online_dpo(load_policy(), problems, OnlineDPOArgs(output=str(tmp_path / "x"), label_smoothing=0.1), sample)
 
 
-def test_cli_mcts_dpo_online_with_the_embedded_policy(tmp_path):
+def test_cli_mcts_dpo_online_with_the_embedded_policy(tmp_path, monkeypatch):
+    import search.mcts
+
+    searched = []
+    run_mcts = search.mcts.run_mcts
+    monkeypatch.setattr(search.mcts, "run_mcts", lambda *a, **k: searched.append(run_mcts(*a, **k)) or searched[-1])
     out = tmp_path / "od"
     assert main(["--quiet", "train", "mcts-dpo-online", "--limit", "2", "--batch_size", "2", "--max_steps", "1",
                  "--simulations", "3", "--commit_simulations", "2", "--output", str(out)]) == 0
     assert load_policy(str(out)).step_format.name == "tiny" and not list(out.glob("*.bin"))
     assert "commit_simulations: 2" in (out / "config.yaml").read_text()
+    assert searched and all(tree.config["commit_simulations"] == 2 and "committed" in tree.config
+                            for trees in searched for tree in trees)
