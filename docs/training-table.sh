@@ -32,6 +32,7 @@ if [ "${HOT:-0}" = 1 ]; then  # the recipes' rates before they moved to 2e-5
   run sdpo-hot $R train step-dpo --config configs/step_dpo.yaml --beta 0.1 --learning_rate 5e-4 --epochs 2
   run fsd-lr2e-5 $FSD --learning_rate 2e-5
   run mcts-dpo $R train mcts-dpo --data $L/mcts-dpo.jsonl --learning_rate 1e-4 --epochs 2
+  run mcts-dpo-online-lr2e-5 $R train mcts-dpo-online --config configs/mcts_dpo_online.yaml --learning_rate 2e-5
   exit
 fi
 run step-dpo-lr2e-5 $R train step-dpo --config configs/step_dpo.yaml

@@ -52,7 +52,7 @@ class OnlineDPOArgs(TrainingKnobs):
     sft_weight: float = field(default=0.0, metadata={"help": "add this × per-token NLL of the chosen steps"})
     max_prompt_length: int = 512
     epochs: float = 1.0
-    learning_rate: float = 2e-5
+    learning_rate: float = 1e-4
     batch_size: int = field(default=8, metadata={"help": "prompts per step"})
     warmup_steps: int = 0
     lr_scheduler: str = "constant"
