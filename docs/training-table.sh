@@ -46,3 +46,4 @@ run fsd $FSD --learning_rate 1e-4
 run mcts-dpo-lr2e-5 $R train mcts-dpo --data $L/mcts-dpo.jsonl --beta 0.1 --epochs 2 --learning_rate 2e-5
 run tg $R train tree-grpo --config configs/tree_grpo.yaml
 run mcts-dpo-online $R train mcts-dpo-online --config configs/mcts_dpo_online.yaml
+run mcts-dpo-online-commit $R train mcts-dpo-online --config configs/mcts_dpo_online.yaml --commit_simulations 8
