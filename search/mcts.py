@@ -2,9 +2,9 @@
 
 One simulation per tree per round, all trees at once:
 
-1. **select**: from the search root (the root, or the node committed to last, below), descend to the child with the highest
-   ``Q(c) + c_puct * P(c) * sqrt(N(parent)) / (1 + N(c))`` among non-terminal children, until a node that
-   was never expanded. ``P`` is the step's geometric-mean token probability. A node whose children are
+1. **select**: from the search root (the root, or the node committed to last, below), descend to the child
+   with the highest ``Q(c) + c_puct * P(c) * sqrt(N(parent)) / (1 + N(c))`` among non-terminal children, until
+   a node that was never expanded. ``P`` is the step's geometric-mean token probability. A node whose children are
    all terminal is exhausted (no expansion). With ``parallel_leaves > 1`` a tree contributes several
    leaves per round; a virtual loss (one visit of value -1 per selected path) steers the later picks
    away, and is removed before the real backup.
@@ -23,9 +23,10 @@ Step-by-step commitment (``commit_simulations > 0``, MCTS-DPO's search, algorith
 visits, then at random), and ``commit_simulations`` more simulations run from there, reusing its subtree; this
 repeats until the committed node is terminal. A search root whose subtree is exhausted commits at once; one
 with no visited child yet (``leaf_value="leaf"`` leaves children unvisited) searches on from the same node.
-Selection then starts at the committed node; backups still run to the tree's root. The committed node ids are stored in ``tree.config["committed"]``,
-where the ``mcts-dpo`` labels and the decoder's read-out (`search.beam.tree_answer`) follow them. MCTS-DPO runs
-64 simulations per search, four times that at the root: ``simulations=256, commit_simulations=64``.
+Selection then starts at the committed node; backups still run to the tree's root. The committed node ids are
+stored in ``tree.config["committed"]``, where the ``mcts-dpo`` labels and the decoder's read-out
+(`search.beam.tree_answer`) follow them. MCTS-DPO runs 64 simulations per search, four times that at the root:
+``simulations=256, commit_simulations=64``.
 Deviation: MCTS-DPO commits to the child with the highest ``N(c) * (visit gap of c's children + 1)``. Visits
 mislead here, because a node whose children are all terminal is exhausted (1.3) and gets no more simulations,
 so visits flow to the unfinished branches, often the wrong ones: with a value that knows the gold path

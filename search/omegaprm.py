@@ -110,7 +110,7 @@ def run_omegaprm(problems: Sequence[Problem], generator: StepGenerator, config: 
                   timer=timer)
     while targets:
         starts = [(t, node_id) for t, node_id in targets.items()
-                  for _ in range(config.root_rollouts or config.rollouts if node_id == 0 else config.rollouts)]
+                  for _ in range((config.root_rollouts or config.rollouts) if node_id == 0 else config.rollouts)]
         chains: dict[int, list[list[int]]] = {t: [] for t in targets}
         for (t, _), ids in zip(starts, grow_chains(trees, starts, generator, **sample)):
             chains[t].append(ids)
