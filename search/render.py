@@ -4,7 +4,7 @@
 scripts, no network) with one top-down layout: leaves evenly spaced in insertion order, every parent
 centred over its children, depth downwards. Nodes are filled by Q on a red (-1) → white (0) → green (+1)
 scale (grey: never visited), sized by visits; terminal nodes get a green ✓ or red ✗ rim; the greedy path
-(highest Q at every depth) is drawn bold. Step labels are truncated and placed greedy path first, then by
+(highest Q at every depth; after the committed steps of a step-by-step search) is drawn bold. Step labels are truncated and placed greedy path first, then by
 visits, skipping any that would overlap one already placed, so even a 300-node tree stays readable.
 """
 
@@ -117,12 +117,17 @@ def _headline(tree: Tree) -> str:
             f"{tree.num_tokens()} tokens · root Q {tree.root.q:+.2f} over {tree.root.visits} visits")
 
 
-def _greedy_verdict(path: list[Node]) -> str:
+def _path_name(tree: Tree) -> str:
+    """What the bold path is: a step-by-step search's committed steps, or the best-Q child at every depth."""
+    return "committed path" if tree.config.get("committed") else "greedy path"
+
+
+def _greedy_verdict(tree: Tree, path: list[Node]) -> str:
     leaf = path[-1]
     if not leaf.terminal:
-        return f"greedy path stops unfinished at depth {leaf.depth}"
+        return f"{_path_name(tree)} stops unfinished at depth {leaf.depth}"
     mark = {True: "✓", False: "✗"}.get(leaf.correct, "?")
-    return f"greedy path answer: {leaf.answer} {mark}"
+    return f"{_path_name(tree)} answer: {leaf.answer} {mark}"
 
 
 # ---------------------------------------------------------------- PNG
@@ -183,13 +188,13 @@ def _render_png(tree: Tree, out: Path) -> None:
     handles = [Line2D([], [], **{**dot, "mec": _OK, "mew": 2.2}, label="correct answer ✓"),
                Line2D([], [], **{**dot, "mec": _BAD, "mew": 2.2}, label="wrong answer ✗"),
                Line2D([], [], **{**dot, "mfc": _UNVISITED}, label="never visited"),
-               Line2D([], [], color="#1f1f1f", lw=3.2, label="greedy path (best Q)"),
+               Line2D([], [], color="#1f1f1f", lw=3.2, label=("committed path, then best Q" if tree.config.get("committed") else "greedy path (best Q)")),
                Line2D([], [], **{**dot, "ms": 5}, label="size = visits")]
     fig.legend(handles=handles, loc="lower left", bbox_to_anchor=(0.9 / width, 0.02 / height), ncol=5, fontsize=8,
                frameon=False)
     # ~6 pt a character at 10 pt: about 11 characters an inch, less a margin.
     question = textwrap.shorten(" ".join(tree.question.split()), width=int(width * 10.5), placeholder=" …")
-    fig.suptitle(_mpl(f"{_headline(tree)}\n{question}\n{_greedy_verdict(greedy_path)}"), fontsize=10,
+    fig.suptitle(_mpl(f"{_headline(tree)}\n{question}\n{_greedy_verdict(tree, greedy_path)}"), fontsize=10,
                  y=1 - 0.08 / height, va="top")
     fig.savefig(out, dpi=100)
 
@@ -263,9 +268,9 @@ li {{ margin: .2em 0; }}
 <h2>{esc(_headline(tree))}</h2>
 <p><b>Question:</b> {esc(tree.question)}</p>
 <p>Fill: Q from red (−1) through white (0) to green (+1), grey = never visited; size = visits; green ✓ / red ✗
-rim = terminal answer right / wrong; bold = greedy path. Hover a node for its full step, Q, visits and prior.</p>
+rim = terminal answer right / wrong; bold = {_path_name(tree)}. Hover a node for its full step, Q, visits and prior.</p>
 <div class="svgbox">{''.join(parts)}</div>
-<h3>{esc(_greedy_verdict(greedy_path))}</h3>
+<h3>{esc(_greedy_verdict(tree, greedy_path))}</h3>
 <ol>{steps}</ol>
 </body></html>
 """

@@ -138,8 +138,9 @@ class Tree:
         return max((self.nodes[c] for c in children), key=rank)
 
     def greedy_path(self, key: str = "q") -> list[Node]:
-        """Follow `best_child` from the root to a leaf: the answer search would commit to."""
-        path = [self.root]
+        """The path search commits to, root to leaf: the steps a step-by-step search committed to
+        (``config["committed"]``, `search.mcts`), then `best_child` at every level below the last of them."""
+        path = [self.nodes[node_id] for node_id in self.config.get("committed") or [0]]
         while (child := self.best_child(path[-1].id, key)) is not None:
             path.append(child)
         return path
@@ -312,7 +313,7 @@ def tree_summary(trees: Iterable[Tree]) -> dict[str, Any]:
     """Problems, nodes, tokens, pass@tree, greedy-path accuracy and mean Q of the root's best child.
 
     ``greedy_path_accuracy`` counts trees whose `Tree.greedy_path` ends on a correct terminal node: what
-    committing to the highest-Q step at every depth would score, against ``pass_at_tree`` (any correct leaf).
+    committing to the highest-Q step at every depth (below a step-by-step search's committed steps) would score, against ``pass_at_tree`` (any correct leaf).
     """
     count = nodes = tokens = solved = greedy_correct = 0
     best_q = 0.0

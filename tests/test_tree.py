@@ -80,6 +80,9 @@ def test_best_child_greedy_path_and_ties():
     assert tree.best_child(2, key="visits").id == 6
     assert tree.best_child(5) is None
     assert [n.id for n in tree.greedy_path()] == [0, 1, 3, 5]
+    tree.config["committed"] = [0, 2, 6]  # a step-by-step search went the other way: its path wins
+    assert [n.id for n in tree.greedy_path()] == [0, 2, 6]
+    assert tree_summary([tree])["greedy_path_accuracy"] == 0.0
     tie = Tree("t", "q", "1")
     low, high = tie.add_child(0, "a"), tie.add_child(0, "b")
     tie.backup(low.id, 0.5)
@@ -187,6 +190,10 @@ def test_render_png_and_html(tmp_path):
     assert "<script" not in page and "http://" not in page.replace("http://www.w3.org/2000/svg", "")
     with pytest.raises(ValueError, match=r"\.svg"):
         render_tree(tree, tmp_path / "tree.svg")
+    assert "greedy path answer: 20 ✓" in page
+    tree.config["committed"] = [0, 2, 6]
+    page = render_tree(tree, tmp_path / "committed.html").read_text(encoding="utf-8")
+    assert "committed path answer: -1 ✗" in page and "bold = committed path" in page
 
 
 def test_render_bare_and_random_trees_fast(tmp_path):
