@@ -91,6 +91,34 @@ def test_a_tiny_round_runs_every_stage_and_a_rerun_skips_them(tmp_path):
         run_pipeline(PipelineConfig(output=str(moved), **TINY), run_command=run, log=lambda _: None)
 
 
+def test_each_round_starts_from_the_policy_the_round_before_trained(tmp_path):
+    """Round R searches with, trains from (and so takes as its DPO reference) and is scored as round R-1's
+    output; the value model keeps the recipe's backbone. The stages are recorded, not run."""
+    commands = []
+    config = PipelineConfig(output=str(tmp_path), **{**TINY, "rounds": 3})
+    run_pipeline(config, run_command=lambda argv: commands.append(argv) or 0, log=lambda _: None)
+
+    def option(argv, name):
+        return argv[argv.index(name) + 1] if name in argv else None
+
+    by_round = {}
+    for argv in commands:
+        out = option(argv, "--output")
+        by_round.setdefault(out.split("round-")[1][0], []).append(argv)
+    assert sorted(by_round) == ["0", "1", "2", "3"]
+    for number in (1, 2, 3):
+        before = None if number == 1 else str(tmp_path / f"round-{number - 1}" / "policy")
+        here = {argv[0]: argv for argv in by_round[str(number)]}  # one search, train-prm, train, eval each
+        assert option(here["search"], "--policy") == before
+        assert option(here["train"], "--model") == before
+        assert option(here["train"], "--data") == str(tmp_path / f"round-{number}" / "labels" / "step-dpo.jsonl")
+        assert option(here["train-prm"], "--policy") == "embedded-verifier"
+        assert option(here["eval"], "--policy") == str(tmp_path / f"round-{number}" / "policy")
+        assert option(here["eval"], "--value") == str(tmp_path / f"round-{number}" / "prm")
+    assert option(by_round["0"][0], "--policy") is None  # round 0: the starting policy
+    assert option(by_round["0"][0], "--value") == str(tmp_path / "round-1" / "prm")
+
+
 def test_a_failing_stage_stops_the_pipeline(tmp_path):
     config = PipelineConfig(output=str(tmp_path), **{**TINY, "search": {"problems": "nowhere:test"}})
     with pytest.raises(StageFailed, match="stage round 1 search failed"):
@@ -98,7 +126,7 @@ def test_a_failing_stage_stops_the_pipeline(tmp_path):
     assert not (tmp_path / "round-1" / "search" / ".done").exists()
 
 
-@pytest.mark.parametrize("recipe", ["demo", "gsm8k", "math"])
+@pytest.mark.parametrize("recipe", ["demo", "iterate", "gsm8k", "math"])
 def test_shipped_recipes_parse_into_every_stage_config(recipe):
     from eval.evaluate import EvalConfig
     from prm.trainer import PRMArgs
