@@ -42,7 +42,8 @@ class SearchConfig:
 
     problems: str = field(default="synthetic:test", metadata={"help": "problem spec"})
     output: str = field(default="runs/search", metadata={"help": "run directory"})
-    limit: int | None = field(default=None, metadata={"help": "first N problems of the spec"})
+    limit: int | None = field(default=None, metadata={"help": "first N problems of the spec (after --offset)"})
+    offset: int = field(default=0, metadata={"help": "skip the spec's first N problems (fresh problems for a later round)"})
     algo: str = field(default="mcts", metadata={
         "help": "mcts, tree-grpo, shepherd (Math-Shepherd MC estimation) or omegaprm (MC + binary search for the first error)"})
     shard: str = field(default="0/1", metadata={"help": "i/N: this process takes the problems whose index mod N is i"})
@@ -163,10 +164,16 @@ def run_search(config: SearchConfig, make_generator: Callable[[SearchConfig], ob
             raise ValueError("--leaf_value leaf backs up the expanded leaf's value model estimate: pass --value_model DIR, "
                              "or use --leaf_value children (rollouts)")
     require_positive(config, "batch_problems")
+    if config.offset < 0:
+        raise ValueError(f"--offset must be 0 or more, got {config.offset}")
     run_dir = Path(config.output)
     check_resumable(run_dir / "config.yaml", asdict(config), _RESUMABLE_KEYS | {"shard"})
     _refuse_other_shard_counts(run_dir, config.shard)
-    problems = shard_problems(load_problems(config.problems, limit=config.limit, needed_for="search"), config.shard)
+    end = None if config.limit is None else config.offset + config.limit
+    problems = load_problems(config.problems, limit=end)[config.offset:]
+    if not problems:
+        raise ValueError(f"{config.problems}: no problems to search (--offset {config.offset}, --limit {config.limit})")
+    problems = shard_problems(problems, config.shard)
     run_dir.mkdir(parents=True, exist_ok=True)
     write_config(config, run_dir)
     out = trees_path(run_dir, config.shard)

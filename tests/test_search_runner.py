@@ -71,6 +71,19 @@ def test_shards_are_disjoint_and_cover(tmp_path):
     assert summarize_run(tmp_path / "run")["problems"] == 7
 
 
+def test_offset_skips_the_first_problems(tmp_path):
+    from data.problems import load_problems
+
+    run_search(_config(tmp_path, offset=6, limit=3), make_generator=lambda c: ScriptedGenerator())
+    ids = [r["problem_id"] for r in read_jsonl(tmp_path / "run" / "trees.jsonl")]
+    assert sorted(ids) == sorted(p.id for p in load_problems("synthetic:test", limit=9)[6:])
+    with pytest.raises(ValueError, match=r"--offset must be 0 or more"):
+        run_search(_config(tmp_path, output=str(tmp_path / "bad"), offset=-1), make_generator=lambda c: ScriptedGenerator())
+    with pytest.raises(ValueError, match=r"synthetic:test: no problems to search \(--offset 500, --limit 10\)"):
+        run_search(_config(tmp_path, output=str(tmp_path / "past"), offset=500), make_generator=lambda c: ScriptedGenerator())
+    assert not (tmp_path / "bad").exists() and not (tmp_path / "past").exists()
+
+
 @pytest.mark.parametrize("setting", [dict(simulations=0), dict(children=0), dict(batch_problems=0),
                                      dict(algo="tree-grpo", rounds=0)])
 def test_search_settings_below_one_are_refused_before_anything_is_written(tmp_path, setting):
