@@ -81,7 +81,8 @@ def eval_scorer(config):
 def cmd_pipeline(args: argparse.Namespace) -> int:
     from reasoner.pipeline import before_after_table, load_pipeline_config, run_pipeline
 
-    config = load_pipeline_config(args.config, {"output": args.output, "rounds": args.rounds})
+    config = load_pipeline_config(args.config, {"output": args.output, "rounds": args.rounds,
+                                                 "fresh_problems": args.fresh_problems})
     report = run_pipeline(config, run_command=lambda argv: _run_stage(argv, args.quiet))
     print(before_after_table(report))
     print(f"wrote {Path(config.output) / 'report.json'} ({report['wall_seconds']:.0f} s of stages)")

@@ -13,7 +13,9 @@ re-run, provided the recipe still gives it the same commands (else the re-run is
 other settings); a stage cut short resumes where its command resumes (search and eval append per batch, training
 resumes from its checkpoints only with ``resume: true`` in its section). Round R's search and training start
 from round R-1's policy; the value model's backbone is ``prm.policy`` when the recipe names one (the demo's
-``embedded-verifier``), else the round's policy. Recipe keys: ``output``, ``rounds``, ``policy``, ``eval_initial`` and the sections
+``embedded-verifier``), else the round's policy. Every round searches the same problems, unless ``fresh_problems``:
+then round R takes the ``search.limit`` problems after those of the rounds before it (``--offset``). Recipe keys:
+``output``, ``rounds``, ``policy``, ``eval_initial``, ``fresh_problems`` and the sections
 ``search``, ``labels`` (list of kinds), ``prm``, ``prm_eval`` (optional: eval-prm flags), ``train`` (with
 ``algo``) and ``eval`` (``value: prm`` uses the round's value model, ``likelihood`` the policy's own).
 """
@@ -47,6 +49,7 @@ class PipelineConfig:
     rounds: int = 1
     policy: str | None = None
     eval_initial: bool = True
+    fresh_problems: bool = False  # round R searches search.limit problems past those of rounds 1..R-1
     step_format: str | None = None  # label prompts' format; default: the one the search recorded (its policy's)
     labels: list[str] = field(default_factory=lambda: ["step-dpo", "mc-labels", "svpo"])
     search: dict[str, Any] = field(default_factory=dict)
@@ -84,8 +87,11 @@ def load_pipeline_config(path: str | Path, overrides: dict[str, Any] | None = No
     for kind, reader in (("mc-labels", "train-prm"), (_train_data_kind(algo), f"train {algo}")):
         if kind not in labels:
             raise ValueError(f"{path}: labels must include {kind} ({reader} reads it), got {labels}")
-    if not isinstance(values.get("eval_initial", True), bool):
-        raise ValueError(f"{path}: eval_initial must be true or false, got {values['eval_initial']!r}")
+    for key in ("eval_initial", "fresh_problems"):
+        if not isinstance(values.get(key, False), bool):
+            raise ValueError(f"{path}: {key} must be true or false, got {values[key]!r}")
+    if values.get("fresh_problems") and not isinstance((values.get("search") or {}).get("limit"), int):
+        raise ValueError(f"{path}: fresh_problems needs search.limit (the problems each round takes)")
     prm = values.get("prm") or {}
     if prm.get("rank_weight") and not (prm.get("pairs", True) and {"svpo", "step-apo"} & set(labels)):
         raise ValueError(f"{path}: prm.rank_weight needs sibling pairs: svpo or step-apo in labels, "
@@ -196,8 +202,8 @@ def run_pipeline(config: PipelineConfig, run_command: Callable[[list[str]], int]
         here = out / f"round-{number}"
         log(f"━━ round {number}/{config.rounds} (policy: {policy or 'embedded'})")
         stages.run(f"round {number} search", here / "search",
-                   [["search", *flags(config.search, drop=("output", "policy")), "--output", str(here / "search"),
-                     *policy_flags]])
+                   [["search", *flags(config.search, drop=("output", "policy", "offset")), *_offset_flag(config, number),
+                     "--output", str(here / "search"), *policy_flags]])
         stages.run(f"round {number} label", here / "labels",
                    [["label", str(here / "search"), "--kind", kind,
                      *(["--step-format", config.step_format] if config.step_format else []),
@@ -227,6 +233,14 @@ def run_pipeline(config: PipelineConfig, run_command: Callable[[list[str]], int]
     (out / "report.json").write_text(json.dumps(report, indent=2) + "\n")
     _write_summary(report, out)
     return report
+
+
+def _offset_flag(config: PipelineConfig, number: int) -> list[str]:
+    """Round ``number``'s ``--offset``: the recipe's, moved past the earlier rounds' problems if they are to be fresh."""
+    offset = int(config.search.get("offset", 0))
+    if config.fresh_problems:
+        offset += (number - 1) * int(config.search["limit"])
+    return ["--offset", str(offset)] if offset else []
 
 
 def _pairs_flag(config: PipelineConfig, here: Path) -> list[str]:

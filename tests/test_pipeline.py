@@ -34,6 +34,8 @@ def test_recipe_errors_name_the_file_and_key(tmp_path):
         "train: {algo: full-step-dpo}": r"labels must include step-rewards \(train full-step-dpo reads it\)",
         "train: {algo: stepdpo}": "train algo 'stepdpo' is not one the pipeline runs",
         "eval_initial: 'yes'": "eval_initial must be true or false",
+        "fresh_problems: 1": "fresh_problems must be true or false",
+        "fresh_problems: true": r"fresh_problems needs search.limit",
         "labels: [step-dpo, mc-labels]\nprm: {rank_weight: 1.0}": "prm.rank_weight needs sibling pairs",
     }
     for recipe, error in cases.items():
@@ -115,8 +117,15 @@ def test_each_round_starts_from_the_policy_the_round_before_trained(tmp_path):
         assert option(here["train-prm"], "--policy") == "embedded-verifier"
         assert option(here["eval"], "--policy") == str(tmp_path / f"round-{number}" / "policy")
         assert option(here["eval"], "--value") == str(tmp_path / f"round-{number}" / "prm")
+        assert option(here["search"], "--offset") is None  # every round searches the same problems
     assert option(by_round["0"][0], "--policy") is None  # round 0: the starting policy
     assert option(by_round["0"][0], "--value") == str(tmp_path / "round-1" / "prm")
+
+    commands.clear()  # fresh_problems: each round takes the `limit` problems after the rounds before it
+    fresh = PipelineConfig(output=str(tmp_path / "fresh"), fresh_problems=True,
+                           **{**TINY, "rounds": 3, "search": {**TINY["search"], "offset": 1}})
+    run_pipeline(fresh, run_command=lambda argv: commands.append(argv) or 0, log=lambda _: None)
+    assert [option(argv, "--offset") for argv in commands if argv[0] == "search"] == ["1", "5", "9"]
 
 
 def test_a_failing_stage_stops_the_pipeline(tmp_path):
