@@ -105,7 +105,8 @@ def plot_accuracy_vs_tokens(series: dict[str, dict], path: str | Path, title: st
     """PNG of accuracy vs generated tokens per problem (log x): curves for sample-based methods, points else."""
     from matplotlib.figure import Figure
 
-    figure = Figure(figsize=(7.0, 4.6), dpi=120)
+    crowded = len(series) > 8  # a legend of many rounds' methods goes beside the plot, not over it
+    figure = Figure(figsize=(9.6 if crowded else 7.0, 4.6), dpi=120)
     ax = figure.add_subplot()
     for name, row in series.items():
         if row.get("curve"):
@@ -120,7 +121,7 @@ def plot_accuracy_vs_tokens(series: dict[str, dict], path: str | Path, title: st
     ax.set_ylabel("accuracy (%)")
     ax.set_title(title)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, **({"loc": "upper left", "bbox_to_anchor": (1.01, 1.0)} if crowded else {}))
     figure.tight_layout()
     figure.savefig(path)
     return Path(path)
