@@ -208,17 +208,19 @@ def read_yaml_mapping(path: str | os.PathLike, what: str = "settings") -> dict[s
 
 
 def check_resumable(saved_path: str | os.PathLike, current: dict[str, Any], resumable_keys: Iterable[str],
-                    what: str = "run", fillable_keys: Iterable[str] = ()) -> None:
+                    what: str = "run", fillable_keys: Iterable[str] = (),
+                    added_keys: dict[str, Any] | None = None) -> None:
     """Refuse to resume when ``saved_path`` (a YAML config written by the first run) differs from ``current``
     in a key outside ``resumable_keys``; the error names the file, the key and both values. A folder holding
     nothing but that config (a run that failed before its first record, say on a mistyped ``--policy``) has
     nothing to protect, so it may start over with other settings. A key in ``fillable_keys`` may go from unset
     (None) to a value. Paths compare as the files they name (``runs/prm/`` is ``runs/prm``). A key the saved
-    config lacks (a setting added by a later version) is not compared: it cannot say what that run used."""
+    config lacks (a setting added by a later version) is not compared: it cannot say what that run used, unless
+    ``added_keys`` gives the value every run before the setting existed behaved as (a search's ``offset``: 0)."""
     saved_path = Path(saved_path)
     if not saved_path.exists() or not _holds_records(saved_path.parent, besides=saved_path):
         return
-    saved = read_yaml_mapping(saved_path)
+    saved = {**(added_keys or {}), **read_yaml_mapping(saved_path)}
     free, fillable = set(resumable_keys), set(fillable_keys)
     changed = sorted(k for k in current if k in saved and k not in free and not _same_setting(saved[k], current[k], k)
                      and not (k in fillable and saved.get(k) is None))

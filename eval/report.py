@@ -102,20 +102,37 @@ def _ranking_lines(methods: dict[str, dict]) -> list[str]:
 
 
 def plot_accuracy_vs_tokens(series: dict[str, dict], path: str | Path, title: str) -> Path:
-    """PNG of accuracy vs generated tokens per problem (log x): curves for sample-based methods, points else."""
+    """PNG of accuracy vs generated tokens per problem (log x): curves for sample-based methods, points else.
+
+    Names ending in ``(round R)`` (the pipeline's) get one colour per method and one marker per round, later
+    rounds drawn darker; with more than 8 series the legend goes beside the plot instead of over the curves.
+    """
+    from matplotlib.colors import to_rgb
     from matplotlib.figure import Figure
 
-    crowded = len(series) > 8  # a legend of many rounds' methods goes beside the plot, not over it
+    palette = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f"]
+    parsed = {name: re.fullmatch(r"(.*) \(round (\d+)\)", name) for name in series}
+    methods = list(dict.fromkeys(re.sub(r"@\d+", "@k", m.group(1) if m else name) for name, m in parsed.items()))
+    rounds = sorted({int(m.group(2)) for m in parsed.values() if m})
+    crowded = len(series) > 8
     figure = Figure(figsize=(9.6 if crowded else 7.0, 4.6), dpi=120)
     ax = figure.add_subplot()
     for name, row in series.items():
+        match, label = parsed[name], re.sub(r"@\d+", "@k", name) if row.get("curve") else name
+        method = re.sub(r"@\d+", "@k", match.group(1) if match else name)
+        colour = to_rgb(palette[methods.index(method) % len(palette)])
+        step = rounds.index(int(match.group(2))) if match else 0
+        if len(rounds) > 1:  # fade the earlier rounds towards white
+            fade = 0.6 * (1 - step / (len(rounds) - 1))
+            colour = tuple(c + (1 - c) * fade for c in colour)
+        marker = "osv^PX*"[step % 7]
         if row.get("curve"):
             xs = [p["tokens_per_problem"] for p in row["curve"]]
             ys = [100 * p["accuracy"] for p in row["curve"]]
-            ax.plot(xs, ys, marker="o", linestyle="--" if "(round 0)" in name else "-",
-                    label=re.sub(r"@\d+", "@k", name))
+            ax.plot(xs, ys, marker=marker, color=colour, linestyle="--" if "(round 0)" in name else "-", label=label)
         else:
-            ax.scatter([row["tokens_per_problem"]], [100 * row["accuracy"]], s=60, marker="D", label=name, zorder=3)
+            ax.scatter([row["tokens_per_problem"]], [100 * row["accuracy"]], s=60, marker="D" if step == 0 else marker,
+                       color=colour, edgecolors="black", linewidths=0.4, label=label, zorder=3)
     ax.set_xscale("log")
     ax.set_xlabel("tokens generated per problem (log scale)")
     ax.set_ylabel("accuracy (%)")

@@ -291,8 +291,9 @@ def build_parser() -> argparse.ArgumentParser:
     pipeline.add_argument("--config", required=True, help="recipe YAML (configs/demo.yaml, gsm8k.yaml, math.yaml)")
     pipeline.add_argument("--output", default=None, help="override the recipe's output directory")
     pipeline.add_argument("--rounds", type=int, default=None, help="override the recipe's number of rounds")
-    pipeline.add_argument("--fresh_problems", action="store_true", default=None,
-                          help="each round searches search.limit problems no earlier round searched (--offset)")
+    pipeline.add_argument("--fresh_problems", action=argparse.BooleanOptionalAction, default=None,
+                          help="each round searches search.limit problems no earlier round searched (--offset); "
+                               "default: the recipe's fresh_problems")
     pipeline.set_defaults(func=cmd_pipeline)
 
     demo = sub.add_parser("demo", help="the pipeline on the embedded default, ≤ 15 min on a laptop CPU (`make demo`)")

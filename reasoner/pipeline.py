@@ -90,8 +90,13 @@ def load_pipeline_config(path: str | Path, overrides: dict[str, Any] | None = No
     for key in ("eval_initial", "fresh_problems"):
         if not isinstance(values.get(key, False), bool):
             raise ValueError(f"{path}: {key} must be true or false, got {values[key]!r}")
-    if values.get("fresh_problems") and not isinstance((values.get("search") or {}).get("limit"), int):
-        raise ValueError(f"{path}: fresh_problems needs search.limit (the problems each round takes)")
+    search = values.get("search") or {}
+    offset = search.get("offset", 0)
+    if not isinstance(offset, int) or isinstance(offset, bool) or offset < 0:
+        raise ValueError(f"{path}: search.offset must be a whole number of at least 0, got {offset!r}")
+    if values.get("fresh_problems") and not isinstance(search.get("limit"), int):
+        raise ValueError(f"{path}: fresh_problems needs search.limit in the recipe itself (the problems each "
+                         "round takes; not from search.config)")
     prm = values.get("prm") or {}
     if prm.get("rank_weight") and not (prm.get("pairs", True) and {"svpo", "step-apo"} & set(labels)):
         raise ValueError(f"{path}: prm.rank_weight needs sibling pairs: svpo or step-apo in labels, "

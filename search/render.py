@@ -4,8 +4,9 @@
 scripts, no network) with one top-down layout: leaves evenly spaced in insertion order, every parent
 centred over its children, depth downwards. Nodes are filled by Q on a red (-1) → white (0) → green (+1)
 scale (grey: never visited), sized by visits; terminal nodes get a green ✓ or red ✗ rim; the greedy path
-(highest Q at every depth; after the committed steps of a step-by-step search) is drawn bold. Step labels are truncated and placed greedy path first, then by
-visits, skipping any that would overlap one already placed, so even a 300-node tree stays readable.
+(highest Q at every depth, below the committed steps of a step-by-step search) is drawn bold. Step labels
+are truncated and placed greedy path first, then by visits, skipping any that would overlap one already
+placed, so even a 300-node tree stays readable.
 """
 
 from __future__ import annotations
@@ -117,9 +118,14 @@ def _headline(tree: Tree) -> str:
             f"{tree.num_tokens()} tokens · root Q {tree.root.q:+.2f} over {tree.root.visits} visits")
 
 
+def _committed(tree: Tree) -> bool:
+    """Whether a step-by-step search committed to a step below the question (`search.mcts`)."""
+    return len(tree.config.get("committed") or []) > 1
+
+
 def _path_name(tree: Tree) -> str:
     """What the bold path is: a step-by-step search's committed steps, or the best-Q child at every depth."""
-    return "committed path" if tree.config.get("committed") else "greedy path"
+    return "committed path" if _committed(tree) else "greedy path"
 
 
 def _greedy_verdict(tree: Tree, path: list[Node]) -> str:
@@ -188,7 +194,8 @@ def _render_png(tree: Tree, out: Path) -> None:
     handles = [Line2D([], [], **{**dot, "mec": _OK, "mew": 2.2}, label="correct answer ✓"),
                Line2D([], [], **{**dot, "mec": _BAD, "mew": 2.2}, label="wrong answer ✗"),
                Line2D([], [], **{**dot, "mfc": _UNVISITED}, label="never visited"),
-               Line2D([], [], color="#1f1f1f", lw=3.2, label=("committed path, then best Q" if tree.config.get("committed") else "greedy path (best Q)")),
+               Line2D([], [], color="#1f1f1f", lw=3.2,
+                      label="committed path, then best Q" if _committed(tree) else "greedy path (best Q)"),
                Line2D([], [], **{**dot, "ms": 5}, label="size = visits")]
     fig.legend(handles=handles, loc="lower left", bbox_to_anchor=(0.9 / width, 0.02 / height), ncol=5, fontsize=8,
                frameon=False)

@@ -313,7 +313,9 @@ def tree_summary(trees: Iterable[Tree]) -> dict[str, Any]:
     """Problems, nodes, tokens, pass@tree, greedy-path accuracy and mean Q of the root's best child.
 
     ``greedy_path_accuracy`` counts trees whose `Tree.greedy_path` ends on a correct terminal node: what
-    committing to the highest-Q step at every depth (below a step-by-step search's committed steps) would score, against ``pass_at_tree`` (any correct leaf).
+    committing to the highest-Q step at every depth would score, against ``pass_at_tree`` (any correct leaf).
+    A step-by-step search scores its committed path; a last committed step without an answer counts as wrong
+    (the decoder's `tree_answer` steps back from it instead).
     """
     count = nodes = tokens = solved = greedy_correct = 0
     best_q = 0.0

@@ -36,6 +36,7 @@ def test_recipe_errors_name_the_file_and_key(tmp_path):
         "eval_initial: 'yes'": "eval_initial must be true or false",
         "fresh_problems: 1": "fresh_problems must be true or false",
         "fresh_problems: true": r"fresh_problems needs search.limit",
+        "search: {offset: -2}": r"search.offset must be a whole number of at least 0, got -2",
         "labels: [step-dpo, mc-labels]\nprm: {rank_weight: 1.0}": "prm.rank_weight needs sibling pairs",
     }
     for recipe, error in cases.items():
@@ -44,6 +45,9 @@ def test_recipe_errors_name_the_file_and_key(tmp_path):
             load_pipeline_config(path)
     path.write_text("search: {batch-problems: 8, config: configs/search_mcts.yaml}\n")  # flags' other spellings
     assert load_pipeline_config(path).search["batch-problems"] == 8
+    path.write_text("search: {limit: 4}\n")  # the CLI's --fresh_problems / --no-fresh_problems, or neither (None)
+    assert load_pipeline_config(path, {"fresh_problems": True}).fresh_problems is True
+    assert load_pipeline_config(path, {"fresh_problems": None}).fresh_problems is False
     path.write_text("rounds: 1\n")
     for rounds in (0, -1):
         with pytest.raises(ValueError, match="rounds must be a whole number of at least 1"):
@@ -126,6 +130,10 @@ def test_each_round_starts_from_the_policy_the_round_before_trained(tmp_path):
                            **{**TINY, "rounds": 3, "search": {**TINY["search"], "offset": 1}})
     run_pipeline(fresh, run_command=lambda argv: commands.append(argv) or 0, log=lambda _: None)
     assert [option(argv, "--offset") for argv in commands if argv[0] == "search"] == ["1", "5", "9"]
+    commands.clear()  # without a recipe offset round 1's command is the one a same-problems run gives (its .done)
+    fresh = PipelineConfig(output=str(tmp_path / "fresh0"), fresh_problems=True, **{**TINY, "rounds": 2})
+    run_pipeline(fresh, run_command=lambda argv: commands.append(argv) or 0, log=lambda _: None)
+    assert [option(argv, "--offset") for argv in commands if argv[0] == "search"] == [None, "4"]
 
 
 def test_a_failing_stage_stops_the_pipeline(tmp_path):

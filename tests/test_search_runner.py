@@ -77,11 +77,20 @@ def test_offset_skips_the_first_problems(tmp_path):
     run_search(_config(tmp_path, offset=6, limit=3), make_generator=lambda c: ScriptedGenerator())
     ids = [r["problem_id"] for r in read_jsonl(tmp_path / "run" / "trees.jsonl")]
     assert sorted(ids) == sorted(p.id for p in load_problems("synthetic:test", limit=9)[6:])
+    scripted = lambda c: ScriptedGenerator()  # noqa: E731
     with pytest.raises(ValueError, match=r"--offset must be 0 or more"):
-        run_search(_config(tmp_path, output=str(tmp_path / "bad"), offset=-1), make_generator=lambda c: ScriptedGenerator())
+        run_search(_config(tmp_path, output=str(tmp_path / "bad"), offset=-1), make_generator=scripted)
     with pytest.raises(ValueError, match=r"synthetic:test: no problems to search \(--offset 500, --limit 10\)"):
-        run_search(_config(tmp_path, output=str(tmp_path / "past"), offset=500), make_generator=lambda c: ScriptedGenerator())
+        run_search(_config(tmp_path, output=str(tmp_path / "past"), offset=500), make_generator=scripted)
     assert not (tmp_path / "bad").exists() and not (tmp_path / "past").exists()
+    with pytest.raises(ValueError, match="started with offset=6, not 3"):
+        run_search(_config(tmp_path, offset=3, limit=3), make_generator=lambda c: ScriptedGenerator())
+    # a run from before --offset existed searched from the first problem: it resumes at 0 only
+    saved = tmp_path / "run" / "config.yaml"
+    saved.write_text("".join(line for line in saved.read_text().splitlines(keepends=True)
+                             if not line.startswith("offset:")))
+    with pytest.raises(ValueError, match="started with offset=0, not 6"):
+        run_search(_config(tmp_path, offset=6, limit=3), make_generator=lambda c: ScriptedGenerator())
 
 
 @pytest.mark.parametrize("setting", [dict(simulations=0), dict(children=0), dict(batch_problems=0),

@@ -82,6 +82,9 @@ def test_best_child_greedy_path_and_ties():
     assert [n.id for n in tree.greedy_path()] == [0, 1, 3, 5]
     tree.config["committed"] = [0, 2, 6]  # a step-by-step search went the other way: its path wins
     assert [n.id for n in tree.greedy_path()] == [0, 2, 6]
+    tree.config["committed"] = [0, 1]  # committed one step: best Q below it
+    assert [n.id for n in tree.greedy_path()] == [0, 1, 3, 5]
+    tree.config["committed"] = [0, 2, 6]
     assert tree_summary([tree])["greedy_path_accuracy"] == 0.0
     tie = Tree("t", "q", "1")
     low, high = tie.add_child(0, "a"), tie.add_child(0, "b")
