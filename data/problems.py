@@ -63,14 +63,17 @@ def resolve_data_dir(data_dir: str | os.PathLike | None = None) -> Path | None:
 
 
 def load_problems(spec: str, limit: int | None = None, data_dir: str | os.PathLike | None = None, *,
-                  needed_for: str | None = None) -> list[Problem]:
-    """Load problems named by ``spec`` (see the module docstring); the first ``limit`` of them if given. With
-    ``needed_for`` (say "search"), none at all is an error naming the spec and the limit."""
-    if limit is not None and limit < 0:
-        raise ValueError(f"limit must be 0 or more, got {limit}")
-    problems = _load_problems(spec, limit, data_dir)
+                  offset: int = 0, needed_for: str | None = None) -> list[Problem]:
+    """Load problems named by ``spec`` (see the module docstring): past the first ``offset``, at most ``limit``
+    of them if given. With ``needed_for`` (say "search"), none at all is an error naming the spec, the offset
+    and the limit."""
+    for name, value in (("limit", limit), ("offset", offset)):
+        if value is not None and value < 0:
+            raise ValueError(f"{name} must be 0 or more, got {value}")
+    problems = _load_problems(spec, None if limit is None else offset + limit, data_dir)[offset:]
     if needed_for and not problems:
-        raise ValueError(f"{spec}: no problems to {needed_for}" + (f" (--limit {limit})" if limit is not None else ""))
+        given = [f"--offset {offset}"] * bool(offset) + [f"--limit {limit}"] * (limit is not None)
+        raise ValueError(f"{spec}: no problems to {needed_for}" + (f" ({', '.join(given)})" if given else ""))
     return problems
 
 

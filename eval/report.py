@@ -111,17 +111,21 @@ def plot_accuracy_vs_tokens(series: dict[str, dict], path: str | Path, title: st
     from matplotlib.figure import Figure
 
     palette = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f"]
-    parsed = {name: re.fullmatch(r"(.*) \(round (\d+)\)", name) for name in series}
-    methods = list(dict.fromkeys(re.sub(r"@\d+", "@k", m.group(1) if m else name) for name, m in parsed.items()))
-    rounds = sorted({int(m.group(2)) for m in parsed.values() if m})
+    parsed = {}  # name -> (method with @k, round number or None)
+    for name in series:
+        match = re.fullmatch(r"(.*) \(round (\d+)\)", name)
+        method = re.sub(r"@\d+", "@k", match.group(1) if match else name)
+        parsed[name] = (method, int(match.group(2)) if match else None)
+    methods = list(dict.fromkeys(method for method, _ in parsed.values()))
+    rounds = sorted({number for _, number in parsed.values() if number is not None})
     crowded = len(series) > 8
     figure = Figure(figsize=(9.6 if crowded else 7.0, 4.6), dpi=120)
     ax = figure.add_subplot()
     for name, row in series.items():
-        match, label = parsed[name], re.sub(r"@\d+", "@k", name) if row.get("curve") else name
-        method = re.sub(r"@\d+", "@k", match.group(1) if match else name)
+        method, number = parsed[name]
+        label = re.sub(r"@\d+", "@k", name) if row.get("curve") else name
         colour = to_rgb(palette[methods.index(method) % len(palette)])
-        step = rounds.index(int(match.group(2))) if match else 0
+        step = 0 if number is None else rounds.index(number)
         if len(rounds) > 1:  # fade the earlier rounds towards white
             fade = 0.6 * (1 - step / (len(rounds) - 1))
             colour = tuple(c + (1 - c) * fade for c in colour)

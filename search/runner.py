@@ -120,17 +120,6 @@ def shard_problems(problems: Sequence[Problem], shard: str) -> list[Problem]:
     return [p for position, p in enumerate(problems) if position % count == index]
 
 
-def _problems(config: SearchConfig) -> list[Problem]:
-    """The spec's problems after the first ``offset``, at most ``limit`` of them; none is an error naming both."""
-    end = None if config.limit is None else config.offset + config.limit
-    problems = load_problems(config.problems, limit=end)[config.offset:]
-    if not problems:
-        given = [f"--offset {config.offset}"] * bool(config.offset)
-        given += [f"--limit {config.limit}"] * (config.limit is not None)
-        raise ValueError(f"{config.problems}: no problems to search" + (f" ({', '.join(given)})" if given else ""))
-    return problems
-
-
 def trees_path(output: str | Path, shard: str) -> Path:
     index, count = parse_shard(shard)
     name = "trees.jsonl" if count == 1 else f"trees.shard-{index}-of-{count}.jsonl"
@@ -175,13 +164,13 @@ def run_search(config: SearchConfig, make_generator: Callable[[SearchConfig], ob
             raise ValueError("--leaf_value leaf backs up the expanded leaf's value model estimate: pass --value_model DIR, "
                              "or use --leaf_value children (rollouts)")
     require_positive(config, "batch_problems")
-    for name in ("offset", "limit"):
-        if (getattr(config, name) or 0) < 0:
-            raise ValueError(f"--{name} must be 0 or more, got {getattr(config, name)}")
+    if config.offset < 0:  # before the resume check, which would otherwise report the offset as changed
+        raise ValueError(f"--offset must be 0 or more, got {config.offset}")
     run_dir = Path(config.output)
     check_resumable(run_dir / "config.yaml", asdict(config), _RESUMABLE_KEYS | {"shard"}, added_keys={"offset": 0})
     _refuse_other_shard_counts(run_dir, config.shard)
-    problems = shard_problems(_problems(config), config.shard)
+    problems = load_problems(config.problems, limit=config.limit, offset=config.offset, needed_for="search")
+    problems = shard_problems(problems, config.shard)
     run_dir.mkdir(parents=True, exist_ok=True)
     write_config(config, run_dir)
     out = trees_path(run_dir, config.shard)
