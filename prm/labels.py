@@ -25,6 +25,11 @@ backed-up ``Q``. A node is *alive* when its subtree holds a correct terminal lea
   "some correct leaf below". On a Math-Shepherd run (``reasoner search --algo shepherd``) one record per
   sampled solution instead, each step valued by its own N completions (7.1 exactly); on an OmegaPRM run
   (``--algo omegaprm``, 7.2) one record per correct or binary-searched wrong rollout.
+* ``rft`` (rejection-sampling fine-tuning, Yuan et al. 2023; the policy-training half of ReST-MCTS* and
+  AlphaMath): per problem, up to ``max_solutions`` = 4 distinct correct root-to-leaf solutions of the tree (copies
+  of one step path count once; a seeded random pick when there are more), as SFT rows: ``id`` (``PROBLEM#k``) /
+  ``question`` / ``answer`` / ``solution`` (the steps as the policy writes them), so `reasoner train sft --data
+  FILE` reads the file as a problem set, and TRL's ``prompt`` / ``completion`` (the same text) for its SFTTrainer.
 * ``step-rewards`` (3.2): per problem, up to 8 full solutions with outcome ``rewards`` (1/0) and per-step
   ``step_rewards`` = the MC values (or a trained value model's, mapped to [0, 1]) clipped to [0.01, 0.99], never
   exactly 0 (Full-Step-DPO treats 0 as padding). [UNVERIFIED] (3.1, 13.2): Full-Step-DPO's self-supervised
@@ -62,7 +67,7 @@ from search.tree import Node, Tree
 
 __all__ = ["KINDS", "LabelReport", "label_trees", "subtree_outcomes"]
 
-KINDS = ("step-dpo", "svpo", "step-apo", "mcts-dpo", "mc-labels", "step-rewards")
+KINDS = ("step-dpo", "svpo", "step-apo", "mcts-dpo", "mc-labels", "step-rewards", "rft")
 
 
 @dataclass
@@ -301,6 +306,29 @@ def _step_rewards(tree: Tree, fmt: StepFormat, report: LabelReport, *, rng: rand
              "problem_id": tree.problem_id}]
 
 
+def _rft(tree: Tree, fmt: StepFormat, report: LabelReport, *, rng: random.Random, max_solutions: int = 4,
+         **_) -> list[dict]:
+    solutions: dict[tuple[str, ...], None] = {}
+    for leaf in tree.nodes:
+        if leaf.terminal and leaf.correct and not leaf.children:
+            steps = tuple(node.step.strip() for node in tree.path(leaf.id)[1:])
+            if all(steps):
+                solutions.setdefault(steps)
+    if not solutions:
+        report.skip("no correct leaf in the tree")
+        return []
+    picked = list(solutions)
+    if len(picked) > max_solutions:
+        picked = rng.sample(picked, max_solutions)
+    records = []
+    for index, steps in enumerate(picked):  # ids stay unique, as a problem set needs
+        text = fmt.render_solution(steps)
+        records.append({"id": f"{tree.problem_id}#{index}", "question": tree.question, "answer": tree.answer,
+                        "solution": text, "prompt": fmt.prompt(tree.question), "completion": text,
+                        "problem_id": tree.problem_id, "source": "rft"})
+    return records
+
+
 _RULES: dict[str, tuple[Callable[..., list[dict]], dict]] = {
     "step-dpo": (_step_dpo, {}),
     "svpo": (_sibling_pairs, {"source": "svpo"}),
@@ -308,6 +336,7 @@ _RULES: dict[str, tuple[Callable[..., list[dict]], dict]] = {
     "mcts-dpo": (_mcts_dpo, {}),
     "mc-labels": (_mc_labels, {}),
     "step-rewards": (_step_rewards, {}),
+    "rft": (_rft, {}),
 }
 
 
@@ -316,7 +345,8 @@ def label_trees(trees: Iterable[Tree], kind: str, fmt: StepFormat, seed: int = 4
     """All records of one ``kind`` from ``trees`` and a report of counts and empty-problem reasons.
 
     ``scorer`` (a trained value model) replaces the MC estimates as the per-step rewards of ``step-rewards``.
-    ``options`` override the rule's own (``max_pairs`` of ``mcts-dpo``, ``max_responses`` of ``step-rewards``).
+    ``options`` override the rule's own (``max_pairs`` of ``mcts-dpo``, ``max_responses`` of ``step-rewards``,
+    ``max_solutions`` of ``rft``).
     """
     if kind not in _RULES:
         raise ValueError(f"unknown label kind {kind!r}; known: {', '.join(KINDS)}")

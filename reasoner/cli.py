@@ -131,7 +131,10 @@ def cmd_label(args: argparse.Namespace) -> int:
         from prm.model import load_value_model
 
         scorer = load_value_model(args.value_model)
-    records, report = label_trees(trees, args.kind, _label_format(args), seed=args.seed, scorer=scorer)
+    options = {"max_solutions": args.max_solutions} if args.kind == "rft" else {}
+    if args.max_solutions < 1:
+        raise ValueError(f"--max-solutions must be 1 or more, not {args.max_solutions}")
+    records, report = label_trees(trees, args.kind, _label_format(args), seed=args.seed, scorer=scorer, **options)
     write_jsonl(args.output, records)
     reasons = ", ".join(f"{count} × {reason}" for reason, count in report.empty.items()) or "none"
     print(f"{args.kind}: {report.records} records from {report.problems} problems → {args.output}")
@@ -246,11 +249,13 @@ def build_parser() -> argparse.ArgumentParser:
     label = sub.add_parser("label", help="turn search trees into pairs / step rewards / MC labels (JSONL)")
     label.add_argument("run_dir")
     label.add_argument("--kind", required=True, choices=["step-dpo", "svpo", "step-apo", "mcts-dpo", "mc-labels",
-                                                         "step-rewards"])
+                                                         "step-rewards", "rft"])
     label.add_argument("--output", required=True)
     label.add_argument("--step-format", help="template the prompts are rendered with (default: the one the search "
                        "recorded in RUN_DIR/step_format.json, its policy's; else tiny)")
     label.add_argument("--seed", type=int, default=42)
+    label.add_argument("--max-solutions", type=int, default=4,
+                       help="rft: distinct correct solutions kept per problem (a seeded random pick)")
     label.add_argument("--value-model", default=None, help="step-rewards: per-step rewards from this value model "
                                                            "instead of MC estimates")
     label.set_defaults(func=cmd_label)

@@ -17,7 +17,7 @@ from round R-1's policy; the value model's backbone is ``prm.policy`` when the r
 then round R takes the ``search.limit`` problems after those of the rounds before it (``--offset``). Recipe keys:
 ``output``, ``rounds``, ``policy``, ``eval_initial``, ``fresh_problems`` and the sections
 ``search``, ``labels`` (list of kinds), ``prm``, ``prm_eval`` (optional: eval-prm flags), ``train`` (with
-``algo``) and ``eval`` (``value: prm`` uses the round's value model, ``likelihood`` the policy's own).
+``algo``: a step-preference algorithm, or ``sft`` on the ``rft`` labels, expert iteration) and ``eval`` (``value: prm`` uses the round's value model, ``likelihood`` the policy's own).
 """
 
 from __future__ import annotations
@@ -82,8 +82,9 @@ def load_pipeline_config(path: str | Path, overrides: dict[str, Any] | None = No
     from reasoner.trainers.preference import ALGOS
 
     algo = (values.get("train") or PipelineConfig().train)["algo"]
-    if algo not in ALGOS:  # a round trains on its own labels: the step-preference algorithms
-        raise ValueError(f"{path}: train algo {algo!r} is not one the pipeline runs; use one of {', '.join(ALGOS)}")
+    if algo not in (*ALGOS, "sft"):  # a round trains on its own labels: a step-preference algorithm, or SFT on rft
+        raise ValueError(f"{path}: train algo {algo!r} is not one the pipeline runs; use one of "
+                         f"{', '.join((*ALGOS, 'sft'))}")
     for kind, reader in (("mc-labels", "train-prm"), (_train_data_kind(algo), f"train {algo}")):
         if kind not in labels:
             raise ValueError(f"{path}: labels must include {kind} ({reader} reads it), got {labels}")
@@ -106,8 +107,9 @@ def load_pipeline_config(path: str | Path, overrides: dict[str, Any] | None = No
 
 
 def _train_data_kind(algo: str) -> str:
-    """The label kind a round's policy training reads (step-apo's own pairs scale final-step Q by CPL's 0.3)."""
-    return "step-rewards" if algo == "full-step-dpo" else algo
+    """The label kind a round's policy training reads (step-apo's own pairs scale final-step Q by CPL's 0.3;
+    SFT reads the search's correct solutions: rejection-sampling fine-tuning, i.e. expert iteration)."""
+    return {"full-step-dpo": "step-rewards", "sft": "rft"}.get(algo, algo)
 
 
 def _check_section_keys(values: dict[str, Any], path: str | Path) -> None:
@@ -118,9 +120,11 @@ def _check_section_keys(values: dict[str, Any], path: str | Path) -> None:
     from eval.evaluate import EvalConfig
     from prm.trainer import PRMArgs
     from reasoner.trainers.preference import PreferenceArgs
+    from reasoner.trainers.sft import SFTArgs
     from search.runner import SearchConfig
 
-    for name, cls in (("search", SearchConfig), ("prm", PRMArgs), ("train", PreferenceArgs), ("eval", EvalConfig)):
+    trainer = SFTArgs if (values.get("train") or {}).get("algo") == "sft" else PreferenceArgs
+    for name, cls in (("search", SearchConfig), ("prm", PRMArgs), ("train", trainer), ("eval", EvalConfig)):
         known = {f.name for f in dataclasses.fields(cls)} | {"config"} | ({"algo"} if name == "train" else set())
         unknown = sorted(key for key in values.get(name) or {} if key.replace("-", "_") not in known)
         if unknown:

@@ -97,6 +97,13 @@ def test_cli_writes_every_kind_loadable_by_datasets(trees, tmp_path, capsys):
         assert main(["label", str(run), "--kind", "svpo", "--output", str(run / inside)]) == 2
         assert "would overwrite or join the run's trees" in capsys.readouterr().err
     assert (run / "trees.jsonl").read_bytes() == before and not (run / "trees-labels.jsonl").exists()
+    one = tmp_path / "rft-1.jsonl"
+    assert main(["label", str(run), "--kind", "rft", "--max-solutions", "1", "--output", str(one)]) == 0
+    ids = [json.loads(line)["problem_id"] for line in one.read_text().splitlines()]
+    assert ids and len(ids) == len(set(ids)) == sum(tree.is_solved() for tree in trees)  # one per solved problem
+    capsys.readouterr()
+    assert main(["label", str(run), "--kind", "rft", "--max-solutions", "0", "--output", str(one)]) == 2
+    assert "--max-solutions must be 1 or more" in capsys.readouterr().err
 
 
 def test_malformed_trees_name_file_and_line(tmp_path, capsys):
@@ -184,3 +191,46 @@ def test_mcts_dpo_pairs_follow_a_stored_committed_path_and_records_check_it():
     record = {**tree.to_record(), "config": {"committed": [0, 3]}}  # node 3 is not a child of the root
     with pytest.raises(ValueError, match="committed"):
         Tree.from_record(record)
+
+
+def test_rft_keeps_distinct_correct_solutions_that_train_sft_reads_back(tmp_path):
+    from data.problems import load_problems
+    from reasoner.trainers.sft import solution_steps
+    from search.tree import Tree
+
+    tree = Tree("p", "What is 2 + 3 * 4?", "14")
+    mul = tree.add_child(0, "3 * 4 = 12")
+    add = tree.add_child(mul.id, "2 + 12 = 14")
+    tree.add_child(add.id, "The answer is 14", terminal=True, answer="14", correct=True)
+    tree.add_child(add.id, "The answer is 14", terminal=True, answer="14", correct=True)  # a copy: counted once
+    tree.add_child(add.id, "The answer is 15", terminal=True, answer="15", correct=False)
+    other = tree.add_child(0, "2 + 3 = 5")
+    tree.add_child(other.id, "The answer is 14", terminal=True, answer="14", correct=True)  # right by luck: kept
+    lost = Tree("q", "What is 1 + 1?", "2")
+    lost.add_child(0, "The answer is 3", terminal=True, answer="3", correct=False)
+    for fmt_name in ("tiny", "step-dpo", "newline2"):
+        fmt = get_format(fmt_name)
+        records, report = label_trees([tree, lost], "rft", fmt)
+        assert report.empty == {"no correct leaf in the tree": 1}
+        assert sorted(r["solution"] for r in records) == sorted(
+            [fmt.render_solution(["3 * 4 = 12", "2 + 12 = 14", "The answer is 14"]),
+             fmt.render_solution(["2 + 3 = 5", "The answer is 14"])])
+        assert all(r["completion"] == r["solution"] and r["prompt"] == fmt.prompt(tree.question) for r in records)
+        path = tmp_path / f"rft-{fmt_name}.jsonl"
+        append_jsonl(path, records)
+        problems = load_problems(str(path))  # ids unique per solution, the gold answer kept
+        assert [p.answer for p in problems] == ["14", "14"] and len({p.id for p in problems}) == 2
+        assert sorted(solution_steps(p, fmt) for p in problems) == [
+            ["2 + 3 = 5", "The answer is 14"], ["3 * 4 = 12", "2 + 12 = 14", "The answer is 14"]]
+    capped, _ = label_trees([tree], "rft", FMT, max_solutions=1)
+    assert len(capped) == 1
+
+
+def test_sft_reads_a_blank_line_format_by_paragraphs_and_line_based_gold_by_lines():
+    from data.problems import Problem
+    from reasoner.trainers.sft import solution_steps
+
+    fmt = get_format("newline2")
+    written = fmt.render_solution(["We have\n$$x = 2$$", "So \\boxed{2}"])
+    assert solution_steps(Problem("a", "q", "2", written), fmt) == ["We have\n$$x = 2$$", "So \\boxed{2}"]
+    assert solution_steps(Problem("b", "q", "2", "x = 1 + 1\n#### 2"), fmt) == ["x = 1 + 1", "#### 2"]

@@ -136,6 +136,23 @@ def test_each_round_starts_from_the_policy_the_round_before_trained(tmp_path):
     assert [option(argv, "--offset") for argv in commands if argv[0] == "search"] == [None, "4"]
 
 
+def test_expert_iteration_trains_sft_on_each_rounds_correct_solutions(tmp_path):
+    commands = []
+    path = tmp_path / "rft.yaml"
+    path.write_text("labels: [rft, mc-labels]\ntrain: {algo: sft, learning_rate: 0.0003, epochs: 3}\n")
+    config = load_pipeline_config(path, {"output": str(tmp_path / "run"), "rounds": 2})
+    run_pipeline(config, run_command=lambda argv: commands.append(argv) or 0, log=lambda _: None)
+    trains = [argv for argv in commands if argv[0] == "train"]
+    assert [argv[1] for argv in trains] == ["sft", "sft"]
+    assert trains[1][trains[1].index("--data") + 1] == str(tmp_path / "run" / "round-2" / "labels" / "rft.jsonl")
+    assert trains[1][trains[1].index("--model") + 1] == str(tmp_path / "run" / "round-1" / "policy")
+    for recipe, error in {"labels: [step-dpo, mc-labels]\ntrain: {algo: sft}": r"labels must include rft",
+                          "labels: [rft, mc-labels]\ntrain: {algo: sft, beta: 0.1}": "section 'train' has unknown key 'beta'"}.items():
+        path.write_text(recipe + "\n")
+        with pytest.raises(ValueError, match=error):
+            load_pipeline_config(path)
+
+
 def test_a_failing_stage_stops_the_pipeline(tmp_path):
     config = PipelineConfig(output=str(tmp_path), **{**TINY, "search": {"problems": "nowhere:test"}})
     with pytest.raises(StageFailed, match="stage round 1 search failed"):

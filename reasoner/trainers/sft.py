@@ -22,10 +22,14 @@ __all__ = ["SFTDataset", "SFTCollator", "sft_example", "solution_steps", "train_
 
 
 def solution_steps(problem: Problem, step_format: StepFormat) -> list[str]:
-    """The gold solution's steps: one per non-empty line for line-based solutions, else the format's split."""
+    """The solution's steps, by the format's split (headers such as ``Step k:`` dropped, so a solution written in
+    the format, as `reasoner label --kind rft` writes it, comes back as its own steps), except that a solution
+    without a blank line under a blank-line format (a line-based gold solution: GSM8K, synthetic) gives one step
+    per non-empty line."""
     solution = problem.solution or ""
-    lines = [line.strip() for line in solution.split("\n") if line.strip()]
-    return lines if step_format.delimiter in ("\n", "\n\n") else step_format.split(solution)
+    if step_format.delimiter == "\n\n" and "\n\n" not in solution:
+        return [line.strip() for line in solution.split("\n") if line.strip()]
+    return step_format.split(solution)
 
 
 def sft_example(tokenizer, step_format: StepFormat, question: str, steps: Sequence[str], max_length: int = 1024) -> dict[str, list[int]]:
