@@ -1,0 +1,50 @@
+#!/bin/bash
+# The README's "Against supervised baselines": docs/supervised-baselines.sh [ROUND1_SEARCH] [OUT_DIR]
+# ROUND1_SEARCH is round 1's trees of `reasoner pipeline --config configs/iterate.yaml` (default
+# runs/iterate/round-1/search; the value model of that round, ../prm, guides the decoders at the end).
+# Prints "row<TAB>greedy" lines (all 500 synthetic:test problems) and leaves every run under OUT_DIR.
+# About 25 min on a 2-core CPU, most of it the 512-problem search.
+set -eu
+SEARCH=${1:-runs/iterate/round-1/search}
+O=${2:-runs/rft}
+R=${REASONER:-reasoner}
+mkdir -p "$O"
+greedy() { $R --quiet eval-policy --policy "$1" --k 0 | grep '"greedy":' | tr -dc '0-9.'; }
+sft() { # name, then flags of `reasoner train sft`
+  local name=$1; shift
+  [ -d "$O/$name" ] || $R --quiet train sft --output "$O/$name" "$@" > "$O/$name.log" 2>&1
+  echo -e "$name\t$(greedy "$O/$name")"
+}
+
+# RFT: the distinct correct solutions of the trees (at most 4 per problem, and all of them)
+$R label "$SEARCH" --kind rft --output "$O/rft-4.jsonl"
+$R label "$SEARCH" --kind rft --max-solutions 1000 --output "$O/rft-all.jsonl"
+for seed in 0 1 2; do
+  sft "rft4-s$seed" --data "$O/rft-4.jsonl" --learning_rate 3e-4 --epochs 3 --seed $seed
+  sft "rftall-s$seed" --data "$O/rft-all.jsonl" --learning_rate 3e-4 --epochs 3 --seed $seed
+  sft "gold-s$seed" --data synthetic:train --limit 512 --learning_rate 3e-4 --epochs 3 --seed $seed
+done
+
+# One round of the loop on top of gold SFT: search the next 512 problems with it, Step-DPO with the recipe
+GOLD=$O/gold-s0
+[ -f "$O/gold-search/.done" ] || {
+  $R --quiet search --config configs/search_mcts.yaml --offset 512 --limit 512 --policy "$GOLD" \
+    --output "$O/gold-search" > "$O/gold-search.log" 2>&1 && touch "$O/gold-search/.done"; }
+$R label "$O/gold-search" --kind step-dpo --output "$O/gold-step-dpo.jsonl"
+dpo() { # name, then flags of `reasoner train step-dpo`
+  local name=$1; shift
+  [ -d "$O/$name" ] || $R --quiet train step-dpo --data "$O/gold-step-dpo.jsonl" --model "$GOLD" --beta 0.5 \
+    --batch_size 8 --output "$O/$name" "$@" > "$O/$name.log" 2>&1
+  echo -e "$name\t$(greedy "$O/$name")"
+}
+for seed in 0 1 2; do dpo "gold-dpo-s$seed" --learning_rate 2e-5 --epochs 2 --seed $seed; done
+dpo gold-dpo-lr1e-5 --learning_rate 1e-5 --epochs 1 --seed 0
+dpo gold-dpo-lr5e-5 --learning_rate 5e-5 --epochs 2 --seed 0
+dpo gold-dpo-nll --learning_rate 2e-5 --epochs 2 --sft_weight 1 --seed 0
+
+# Value-guided decoding on both
+for policy in gold-s0 gold-dpo-s0; do
+  $R --quiet eval --policy "$O/$policy" --value "$(dirname "$SEARCH")/prm" --methods greedy,maj@8,bon@8,beam@1x5 \
+    --problems synthetic:test --temperature 0.7 --aggregate min --output "$O/eval-$policy" > /dev/null
+  echo "$policy:"; sed -n '/| seconds |/,/^$/p' "$O/eval-$policy/report.md"
+done
