@@ -284,7 +284,8 @@ def pipeline_report(config: PipelineConfig, seconds: dict[str, float]) -> dict:
         if prm_path.exists():
             found = json.loads(prm_path.read_text())
             prm_rounds.append({"round": number, "step_auc": found.get("step_auc"),
-                               "first_error_f1": found.get("first_error_f1"), "threshold": found.get("threshold")})
+                               "first_error_f1": found.get("first_error_f1"), "threshold": found.get("threshold"),
+                               "problems": found.get("problems")})
     return {"rounds": rounds, "prm": prm_rounds[-1] if prm_rounds else None, "prm_rounds": prm_rounds,
             "stage_seconds": seconds, "wall_seconds": round(sum(seconds.values()), 1)}
 
@@ -308,9 +309,16 @@ def _write_summary(report: dict, out: Path) -> None:
     from eval.report import plot_accuracy_vs_tokens
 
     lines = ["# reasoner pipeline", "", before_after_table(report), ""]
-    if report["prm"]:
-        lines += [f"Value model (last round) on synthetic:test: step AUC {report['prm']['step_auc']:.3f}, "
-                  f"first-error F1 {report['prm']['first_error_f1']:.3f}.", ""]
+    prm_rounds = report.get("prm_rounds") or []
+    where = " on " + prm_rounds[-1]["problems"] if prm_rounds and prm_rounds[-1].get("problems") else ""
+    if len(prm_rounds) == 1:
+        lines += [f"Value model{where}: step AUC {prm_rounds[0]['step_auc']:.3f}, "
+                  f"first-error F1 {prm_rounds[0]['first_error_f1']:.3f}.", ""]
+    elif prm_rounds:  # each round's eval used that round's value model (round 0: round 1's)
+        lines += [f"Value model of each round (`eval-prm`{where}):", "", "| round | step AUC | first-error F1 |",
+                  "|---|---:|---:|"]
+        lines += [f"| {entry['round']} | {entry['step_auc']:.3f} | {entry['first_error_f1']:.3f} |"
+                  for entry in prm_rounds] + [""]
     lines += [f"Wall time of all stages: {report['wall_seconds']:.0f} s.", "", "![accuracy vs tokens](report.png)", ""]
     (out / "report.md").write_text("\n".join(lines))
     series = {f"{name} (round {entry['round']})": row for entry in report["rounds"] for name, row in entry["eval"].items()}

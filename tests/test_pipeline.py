@@ -175,3 +175,18 @@ def test_shipped_recipes_parse_into_every_stage_config(recipe):
     train = {k: v for k, v in config.train.items() if k != "algo"}
     parse_config(PreferenceArgs, flags(train), prog="train")
     parse_config(EvalConfig, flags(config.eval, drop=("value",)), prog="eval")
+
+
+def test_report_md_names_every_rounds_value_model(tmp_path):
+    from reasoner.pipeline import _write_summary
+
+    row = {"accuracy": 0.5, "tokens_per_problem": 40.0, "seconds": 1.0}
+    prm = [{"round": r, "step_auc": 0.9 + r / 100, "first_error_f1": 0.8, "threshold": 0.0, "problems": "synthetic:test"}
+           for r in (1, 2)]
+    report = {"rounds": [{"round": r, "eval": {"greedy": row}} for r in (0, 1, 2)], "prm": prm[-1],
+              "prm_rounds": prm, "wall_seconds": 3.0}
+    _write_summary(report, tmp_path)
+    text = (tmp_path / "report.md").read_text()
+    assert "| 1 | 0.910 | 0.800 |" in text and "| 2 | 0.920 | 0.800 |" in text and "eval-prm` on synthetic:test" in text
+    _write_summary({**report, "prm_rounds": prm[:1], "prm": prm[0]}, tmp_path)
+    assert "Value model on synthetic:test: step AUC 0.910" in (tmp_path / "report.md").read_text()
