@@ -131,9 +131,9 @@ def cmd_label(args: argparse.Namespace) -> int:
         from prm.model import load_value_model
 
         scorer = load_value_model(args.value_model)
-    options = {"max_solutions": args.max_solutions} if args.kind == "rft" else {}
     if args.max_solutions < 1:
         raise ValueError(f"--max-solutions must be 1 or more, not {args.max_solutions}")
+    options = {"max_solutions": args.max_solutions} if args.kind == "rft" else {}
     records, report = label_trees(trees, args.kind, _label_format(args), seed=args.seed, scorer=scorer, **options)
     write_jsonl(args.output, records)
     reasons = ", ".join(f"{count} × {reason}" for reason, count in report.empty.items()) or "none"

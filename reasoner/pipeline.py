@@ -17,7 +17,8 @@ from round R-1's policy; the value model's backbone is ``prm.policy`` when the r
 then round R takes the ``search.limit`` problems after those of the rounds before it (``--offset``). Recipe keys:
 ``output``, ``rounds``, ``policy``, ``eval_initial``, ``fresh_problems`` and the sections
 ``search``, ``labels`` (list of kinds), ``prm``, ``prm_eval`` (optional: eval-prm flags), ``train`` (with
-``algo``: a step-preference algorithm, or ``sft`` on the ``rft`` labels, expert iteration) and ``eval`` (``value: prm`` uses the round's value model, ``likelihood`` the policy's own).
+``algo``: a step-preference algorithm, or ``sft`` on the ``rft`` labels, i.e. expert iteration) and ``eval``
+(``value: prm`` uses the round's value model, ``likelihood`` the policy's own).
 """
 
 from __future__ import annotations

@@ -146,8 +146,9 @@ def test_expert_iteration_trains_sft_on_each_rounds_correct_solutions(tmp_path):
     assert [argv[1] for argv in trains] == ["sft", "sft"]
     assert trains[1][trains[1].index("--data") + 1] == str(tmp_path / "run" / "round-2" / "labels" / "rft.jsonl")
     assert trains[1][trains[1].index("--model") + 1] == str(tmp_path / "run" / "round-1" / "policy")
-    for recipe, error in {"labels: [step-dpo, mc-labels]\ntrain: {algo: sft}": r"labels must include rft",
-                          "labels: [rft, mc-labels]\ntrain: {algo: sft, beta: 0.1}": "section 'train' has unknown key 'beta'"}.items():
+    bad = {"labels: [step-dpo, mc-labels]\ntrain: {algo: sft}": r"labels must include rft",
+           "labels: [rft, mc-labels]\ntrain: {algo: sft, beta: 0.1}": "section 'train' has unknown key 'beta'"}
+    for recipe, error in bad.items():
         path.write_text(recipe + "\n")
         with pytest.raises(ValueError, match=error):
             load_pipeline_config(path)
@@ -160,7 +161,7 @@ def test_a_failing_stage_stops_the_pipeline(tmp_path):
     assert not (tmp_path / "round-1" / "search" / ".done").exists()
 
 
-@pytest.mark.parametrize("recipe", ["demo", "iterate", "gsm8k", "math"])
+@pytest.mark.parametrize("recipe", ["demo", "iterate", "expert_iteration", "gsm8k", "math"])
 def test_shipped_recipes_parse_into_every_stage_config(recipe):
     from eval.evaluate import EvalConfig
     from prm.trainer import PRMArgs
@@ -172,8 +173,10 @@ def test_shipped_recipes_parse_into_every_stage_config(recipe):
     config = load_pipeline_config(REPO / "configs" / f"{recipe}.yaml")
     parse_config(SearchConfig, flags(config.search), prog="search")
     parse_config(PRMArgs, flags(config.prm), prog="train-prm")
+    from reasoner.trainers.sft import SFTArgs
+
     train = {k: v for k, v in config.train.items() if k != "algo"}
-    parse_config(PreferenceArgs, flags(train), prog="train")
+    parse_config(SFTArgs if config.train["algo"] == "sft" else PreferenceArgs, flags(train), prog="train")
     parse_config(EvalConfig, flags(config.eval, drop=("value",)), prog="eval")
 
 
@@ -181,8 +184,8 @@ def test_report_md_names_every_rounds_value_model(tmp_path):
     from reasoner.pipeline import _write_summary
 
     row = {"accuracy": 0.5, "tokens_per_problem": 40.0, "seconds": 1.0}
-    prm = [{"round": r, "step_auc": 0.9 + r / 100, "first_error_f1": 0.8, "threshold": 0.0, "problems": "synthetic:test"}
-           for r in (1, 2)]
+    prm = [{"round": r, "step_auc": 0.9 + r / 100, "first_error_f1": 0.8, "threshold": 0.0,
+            "problems": "synthetic:test"} for r in (1, 2)]
     report = {"rounds": [{"round": r, "eval": {"greedy": row}} for r in (0, 1, 2)], "prm": prm[-1],
               "prm_rounds": prm, "wall_seconds": 3.0}
     _write_summary(report, tmp_path)
