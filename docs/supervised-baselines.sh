@@ -2,40 +2,48 @@
 # The README's "Against supervised baselines": docs/supervised-baselines.sh [ROUND1_SEARCH] [OUT_DIR]
 # ROUND1_SEARCH is round 1's trees of `reasoner pipeline --config configs/iterate.yaml` (default
 # runs/iterate/round-1/search; the value model of that round, ../prm, guides the decoders at the end).
-# Prints "row<TAB>greedy" lines (all 500 synthetic:test problems) and leaves every run under OUT_DIR.
+# Run from the repository root. Prints "row<TAB>greedy" lines (all 500 synthetic:test problems) and the two
+# decoder tables, and leaves every run under OUT_DIR; a run that finished has a .done marker and is not redone.
 # About 25 min on a 2-core CPU, most of it the 512-problem search.
-set -eu
+set -euo pipefail
 SEARCH=${1:-runs/iterate/round-1/search}
 O=${2:-runs/rft}
 R=${REASONER:-reasoner}
 mkdir -p "$O"
-greedy() { $R --quiet eval-policy --policy "$1" --k 0 | grep '"greedy":' | tr -dc '0-9.'; }
-sft() { # name, then flags of `reasoner train sft`
+score() { # name: its greedy accuracy
+  local acc
+  acc=$($R --quiet eval-policy --policy "$O/$1" --k 0 | grep '"greedy":' | tr -dc '0-9.')
+  echo -e "$1\t$acc"
+}
+train() { # name, then a `reasoner train` command's arguments; skipped once it has finished
   local name=$1; shift
-  [ -d "$O/$name" ] || $R --quiet train sft --output "$O/$name" "$@" > "$O/$name.log" 2>&1
-  echo -e "$name\t$(greedy "$O/$name")"
+  if [ ! -f "$O/$name/.done" ]; then
+    $R --quiet train "$@" --output "$O/$name" > "$O/$name.log" 2>&1
+    touch "$O/$name/.done"
+  fi
+  score "$name"
 }
 
 # RFT: the distinct correct solutions of the trees (at most 4 per problem, and all of them)
-$R label "$SEARCH" --kind rft --output "$O/rft-4.jsonl"
-$R label "$SEARCH" --kind rft --max-solutions 1000 --output "$O/rft-all.jsonl"
+$R label "$SEARCH" --kind rft --output "$O/rft-4.jsonl" > /dev/null
+$R label "$SEARCH" --kind rft --max-solutions 1000 --output "$O/rft-all.jsonl" > /dev/null
 for seed in 0 1 2; do
-  sft "rft4-s$seed" --data "$O/rft-4.jsonl" --learning_rate 3e-4 --epochs 3 --seed $seed
-  sft "rftall-s$seed" --data "$O/rft-all.jsonl" --learning_rate 3e-4 --epochs 3 --seed $seed
-  sft "gold-s$seed" --data synthetic:train --limit 512 --learning_rate 3e-4 --epochs 3 --seed $seed
+  train "rft4-s$seed" sft --data "$O/rft-4.jsonl" --learning_rate 3e-4 --epochs 3 --seed $seed
+  train "rftall-s$seed" sft --data "$O/rft-all.jsonl" --learning_rate 3e-4 --epochs 3 --seed $seed
+  train "gold-s$seed" sft --data synthetic:train --limit 512 --learning_rate 3e-4 --epochs 3 --seed $seed
 done
 
 # One round of the loop on top of gold SFT: search the next 512 problems with it, Step-DPO with the recipe
 GOLD=$O/gold-s0
-[ -f "$O/gold-search/.done" ] || {
+if [ ! -f "$O/gold-search/.done" ]; then  # an interrupted search resumes where it stopped
   $R --quiet search --config configs/search_mcts.yaml --offset 512 --limit 512 --policy "$GOLD" \
-    --output "$O/gold-search" > "$O/gold-search.log" 2>&1 && touch "$O/gold-search/.done"; }
-$R label "$O/gold-search" --kind step-dpo --output "$O/gold-step-dpo.jsonl"
+    --output "$O/gold-search" > "$O/gold-search.log" 2>&1
+  touch "$O/gold-search/.done"
+fi
+$R label "$O/gold-search" --kind step-dpo --output "$O/gold-step-dpo.jsonl" > /dev/null
 dpo() { # name, then flags of `reasoner train step-dpo`
   local name=$1; shift
-  [ -d "$O/$name" ] || $R --quiet train step-dpo --data "$O/gold-step-dpo.jsonl" --model "$GOLD" --beta 0.5 \
-    --batch_size 8 --output "$O/$name" "$@" > "$O/$name.log" 2>&1
-  echo -e "$name\t$(greedy "$O/$name")"
+  train "$name" step-dpo --data "$O/gold-step-dpo.jsonl" --model "$GOLD" --beta 0.5 --batch_size 8 "$@"
 }
 for seed in 0 1 2; do dpo "gold-dpo-s$seed" --learning_rate 2e-5 --epochs 2 --seed $seed; done
 dpo gold-dpo-lr1e-5 --learning_rate 1e-5 --epochs 1 --seed 0

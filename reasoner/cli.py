@@ -131,9 +131,13 @@ def cmd_label(args: argparse.Namespace) -> int:
         from prm.model import load_value_model
 
         scorer = load_value_model(args.value_model)
-    if args.max_solutions < 1:
-        raise ValueError(f"--max-solutions must be 1 or more, not {args.max_solutions}")
-    options = {"max_solutions": args.max_solutions} if args.kind == "rft" else {}
+    options = {}
+    if args.max_solutions is not None:
+        if args.kind != "rft":
+            raise ValueError("--max-solutions only applies to --kind rft")
+        if args.max_solutions < 1:
+            raise ValueError(f"--max-solutions must be 1 or more, not {args.max_solutions}")
+        options["max_solutions"] = args.max_solutions
     records, report = label_trees(trees, args.kind, _label_format(args), seed=args.seed, scorer=scorer, **options)
     write_jsonl(args.output, records)
     reasons = ", ".join(f"{count} × {reason}" for reason, count in report.empty.items()) or "none"
@@ -254,8 +258,8 @@ def build_parser() -> argparse.ArgumentParser:
     label.add_argument("--step-format", help="template the prompts are rendered with (default: the one the search "
                        "recorded in RUN_DIR/step_format.json, its policy's; else tiny)")
     label.add_argument("--seed", type=int, default=42)
-    label.add_argument("--max-solutions", type=int, default=4,
-                       help="rft: distinct correct solutions kept per problem (a seeded random pick)")
+    label.add_argument("--max-solutions", type=int, default=None,
+                       help="rft: distinct correct solutions kept per problem (a seeded random pick; default 4)")
     label.add_argument("--value-model", default=None, help="step-rewards: per-step rewards from this value model "
                                                            "instead of MC estimates")
     label.set_defaults(func=cmd_label)

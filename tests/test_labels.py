@@ -97,13 +97,6 @@ def test_cli_writes_every_kind_loadable_by_datasets(trees, tmp_path, capsys):
         assert main(["label", str(run), "--kind", "svpo", "--output", str(run / inside)]) == 2
         assert "would overwrite or join the run's trees" in capsys.readouterr().err
     assert (run / "trees.jsonl").read_bytes() == before and not (run / "trees-labels.jsonl").exists()
-    one = tmp_path / "rft-1.jsonl"
-    assert main(["label", str(run), "--kind", "rft", "--max-solutions", "1", "--output", str(one)]) == 0
-    ids = [json.loads(line)["problem_id"] for line in one.read_text().splitlines()]
-    assert ids and len(ids) == len(set(ids)) == sum(tree.is_solved() for tree in trees)  # one per solved problem
-    capsys.readouterr()
-    assert main(["label", str(run), "--kind", "rft", "--max-solutions", "0", "--output", str(one)]) == 2
-    assert "--max-solutions must be 1 or more" in capsys.readouterr().err
 
 
 def test_malformed_trees_name_file_and_line(tmp_path, capsys):
@@ -193,7 +186,7 @@ def test_mcts_dpo_pairs_follow_a_stored_committed_path_and_records_check_it():
         Tree.from_record(record)
 
 
-def test_rft_keeps_distinct_correct_solutions_that_train_sft_reads_back(tmp_path):
+def test_rft_keeps_distinct_correct_solutions_that_train_sft_reads_back(tmp_path, capsys):
     from data.problems import load_problems
     from reasoner.trainers.sft import solution_steps
     from search.tree import Tree
@@ -222,8 +215,16 @@ def test_rft_keeps_distinct_correct_solutions_that_train_sft_reads_back(tmp_path
         assert [p.answer for p in problems] == ["14", "14"] and len({p.id for p in problems}) == 2
         assert sorted(solution_steps(p, fmt) for p in problems) == [
             ["2 + 3 = 5", "The answer is 14"], ["3 * 4 = 12", "2 + 12 = 14", "The answer is 14"]]
-    capped, _ = label_trees([tree], "rft", FMT, max_solutions=1)
-    assert len(capped) == 1
+    run, out = tmp_path / "run", tmp_path / "rft.jsonl"
+    append_jsonl(run / "trees.jsonl", [tree.to_record(), lost.to_record()])
+    for flags, rows in (([], 2), (["--max-solutions", "1"], 1)):
+        assert main(["label", str(run), "--kind", "rft", *flags, "--output", str(out)]) == 0
+        assert len(out.read_text().splitlines()) == rows
+    capsys.readouterr()
+    for flags, error in ((["--kind", "rft", "--max-solutions", "0"], "--max-solutions must be 1 or more"),
+                         (["--kind", "svpo", "--max-solutions", "2"], "--max-solutions only applies to --kind rft")):
+        assert main(["label", str(run), *flags, "--output", str(out)]) == 2
+        assert error in capsys.readouterr().err
 
 
 def test_sft_reads_a_blank_line_format_by_paragraphs_and_line_based_gold_by_lines():
@@ -233,4 +234,5 @@ def test_sft_reads_a_blank_line_format_by_paragraphs_and_line_based_gold_by_line
     fmt = get_format("newline2")
     written = fmt.render_solution(["We have\n$$x = 2$$", "So \\boxed{2}"])
     assert solution_steps(Problem("a", "q", "2", written), fmt) == ["We have\n$$x = 2$$", "So \\boxed{2}"]
-    assert solution_steps(Problem("b", "q", "2", "x = 1 + 1\n#### 2"), fmt) == ["x = 1 + 1", "#### 2"]
+    for gold in ("x = 1 + 1\n#### 2", "x = 1 + 1\n#### 2\n\n"):  # a trailing blank line is no paragraph break
+        assert solution_steps(Problem("b", "q", "2", gold), fmt) == ["x = 1 + 1", "#### 2"]

@@ -27,7 +27,7 @@ def solution_steps(problem: Problem, step_format: StepFormat) -> list[str]:
     without a blank line under a blank-line format (a line-based gold solution: GSM8K, synthetic) gives one step
     per non-empty line."""
     solution = problem.solution or ""
-    if step_format.delimiter == "\n\n" and "\n\n" not in solution:
+    if step_format.delimiter == "\n\n" and "\n\n" not in solution.strip():
         return [line.strip() for line in solution.split("\n") if line.strip()]
     return step_format.split(solution)
 
