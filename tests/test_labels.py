@@ -215,6 +215,10 @@ def test_rft_keeps_distinct_correct_solutions_that_train_sft_reads_back(tmp_path
         assert [p.answer for p in problems] == ["14", "14"] and len({p.id for p in problems}) == 2
         assert sorted(solution_steps(p, fmt) for p in problems) == [
             ["2 + 3 = 5", "The answer is 14"], ["3 * 4 = 12", "2 + 12 = 14", "The answer is 14"]]
+    sft = tmp_path / "sft"  # the embedded policy trains on the tiny-format rows as they are
+    assert main(["--quiet", "train", "sft", "--data", str(tmp_path / "rft-tiny.jsonl"), "--max_steps", "1",
+                 "--batch_size", "2", "--output", str(sft)]) == 0
+    assert (sft / "model.safetensors").exists()
     run, out = tmp_path / "run", tmp_path / "rft.jsonl"
     append_jsonl(run / "trees.jsonl", [tree.to_record(), lost.to_record()])
     for flags, rows in (([], 2), (["--max-solutions", "1"], 1)):
