@@ -59,8 +59,15 @@ def _train_preference(algo: str, rest: Sequence[str]) -> int:
     else:
         records = load_pairs(config.data, config.limit, algo, config.visit_smoothing)
     policy = load_policy(config.model, device=config.device)
+    reference = None
+    if config.ref_model is not None:
+        reference = load_policy(config.ref_model, device=config.device)
+        if reference.tokenizer.get_vocab() != policy.tokenizer.get_vocab():
+            raise ValueError(f"--ref_model {config.ref_model}: its tokenizer is not the trained policy's "
+                             f"({config.model or 'embedded'}); the reference must score the same token ids")
+        reference = reference.model
     save_training_config(config, config.output, f"{algo} training")
-    _, trainer = train_preference(policy, records, config)
+    _, trainer = train_preference(policy, records, config, reference=reference)
     if not _save_trained(trainer, policy, config.output, algo):
         return 0
     if algo == "svpo":

@@ -93,6 +93,25 @@ def test_frozen_reference_model_matches_precomputed(pair_files, tmp_path):
     assert losses[0] == pytest.approx(losses[1], abs=1e-4)
 
 
+def test_a_reference_policy_other_than_the_start_is_used_either_way(pair_files, tmp_path, capsys):
+    """--ref_model: the reference log-probs come from that model, precomputed or as a frozen copy; at the first
+    step the policy then differs from its reference, so the loss is not DPO's log 2."""
+    first = {}
+    for reference in ("precomputed", "model"):
+        args = PreferenceArgs(data=str(pair_files / "step-dpo.jsonl"), output=str(tmp_path / reference), max_steps=1,
+                              batch_size=4, logging_steps=1, learning_rate=0.0, warmup_steps=0, reference=reference,
+                              save_steps=100)
+        verifier = load_policy("embedded-verifier").model
+        _, trainer = train_preference(load_policy(), load_pairs(args.data), args, reference=verifier)
+        first[reference] = next(h["loss"] for h in trainer.state.log_history if "loss" in h)
+    assert first["precomputed"] == pytest.approx(first["model"], abs=1e-4)
+    assert abs(first["model"] - 0.6931) > 0.01
+    out = tmp_path / "cli"
+    assert main(["--quiet", "train", "step-dpo", "--data", str(pair_files / "step-dpo.jsonl"), "--max_steps", "1",
+                 "--ref_model", "embedded-verifier", "--output", str(out)]) == 0
+    assert "ref_model: embedded-verifier" in (out / "config.yaml").read_text()
+
+
 def test_svpo_is_reproducible_from_its_seed(pair_files, tmp_path):
     """SVPO's value head is built before Trainer seeds; the run still gives the same weights twice."""
     weights = []

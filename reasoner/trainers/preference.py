@@ -71,6 +71,9 @@ class PreferenceArgs(TrainingKnobs):
     prefix_sharing: bool = field(default=True, metadata={"help": "pack each prompt's pairs into one row"})
     max_pairs_per_group: int = 16
     reference: str = field(default="precomputed", metadata={"help": "precomputed or model (frozen copy)"})
+    ref_model: str | None = field(default=None, metadata={
+        "help": "reference policy (default: the policy being trained, as it starts); it must share that policy's "
+                "tokenizer, e.g. an earlier round's policy kept as the reference of every round"})
     max_prompt_length: int = 512
     limit: int | None = field(default=None, metadata={"help": "use the first N pairs"})
     epochs: float = 1.0
@@ -295,11 +298,12 @@ class PreferenceTrainer(AveragedMetrics, Trainer):
         target.load(resume_from_checkpoint)
 
 
-def train_preference(policy: Any, records: Sequence[Any], args: PreferenceArgs,
-                     callbacks: Sequence[Any] = ()) -> tuple[nn.Module, PreferenceTrainer]:
+def train_preference(policy: Any, records: Sequence[Any], args: PreferenceArgs, callbacks: Sequence[Any] = (),
+                     reference: nn.Module | None = None) -> tuple[nn.Module, PreferenceTrainer]:
     """Train ``policy`` (a `reasoner.models.Policy`) on ``records`` (pair dicts from `load_pairs`, or
     ``(line, record)`` step-reward records from `full_step.load_step_rewards` for full-step-dpo); returns the
-    trained module (the policy's model, or a `PolicyWithValueHead` for SVPO) and the trainer."""
+    trained module (the policy's model, or a `PolicyWithValueHead` for SVPO) and the trainer. ``reference`` (a
+    model over the same tokenizer) gives the reference log-probs; by default the policy's model as it starts."""
     from reasoner.trainers.common import training_arguments
 
     if args.algo not in ALGOS:
@@ -323,15 +327,17 @@ def train_preference(policy: Any, records: Sequence[Any], args: PreferenceArgs,
         if args.reference != "precomputed":
             raise ValueError("full-step-dpo uses precomputed reference log-probs")
         dataset = StepRewardGroups(records, policy.tokenizer, policy.step_format, path=args.data)
-        dataset.compute_reference(policy.model, pad_id)
+        dataset.compute_reference(reference if reference is not None else policy.model, pad_id)
         trainer_class, collator = FullStepDPOTrainer, collate_groups(pad_id)
     else:
         dataset = PairGroups(records, policy.tokenizer, policy.step_format, args.max_pairs_per_group,
                              args.max_prompt_length)
         if args.reference == "precomputed":
-            dataset.compute_reference(policy.model, pad_id, shared=args.prefix_sharing)
+            dataset.compute_reference(reference if reference is not None else policy.model, pad_id,
+                                      shared=args.prefix_sharing)
         else:
-            reference_model = copy.deepcopy(policy.model).eval().requires_grad_(False)
+            reference_model = (reference if reference is not None else copy.deepcopy(policy.model))
+            reference_model = reference_model.eval().requires_grad_(False)
         trainer_class, collator = PreferenceTrainer, PairCollator(pad_id, shared=args.prefix_sharing)
     set_seed(args.seed)  # before SVPO's value head is initialised: Trainer seeds only once the model exists
     model = PolicyWithValueHead(policy.model) if args.algo == "svpo" else policy.model
