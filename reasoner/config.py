@@ -90,5 +90,6 @@ def save_training_config(config: Any, directory: str | Path, what: str) -> Path:
     config.yaml, and ``--resume`` cannot continue a checkpoint on other data or hyperparameters."""
     from data.records import check_resumable
 
-    check_resumable(Path(directory) / "config.yaml", dataclasses.asdict(config), TRAINING_RESUMABLE_KEYS, what=what)
+    check_resumable(Path(directory) / "config.yaml", dataclasses.asdict(config), TRAINING_RESUMABLE_KEYS, what=what,
+                    added_keys={"ref_model": None})  # runs from before --ref_model used the starting policy
     return save_config(config, directory)

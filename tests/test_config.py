@@ -1,3 +1,4 @@
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -48,3 +49,19 @@ def test_yaml_values_are_typed_like_flags_and_a_wrong_one_names_file_and_key(tmp
 
     recipe.write_text("deepspeed: false\n")  # none, as before values were typed (not the text "False")
     assert parse_config(SFTArgs, ["--config", str(recipe)], prog="t").deepspeed is None
+
+
+def test_a_training_run_from_before_ref_model_resumes_only_with_the_starting_policy_as_reference(tmp_path):
+    import yaml
+
+    from reasoner.config import save_training_config
+    from reasoner.trainers.preference import PreferenceArgs
+
+    old = dataclasses.asdict(PreferenceArgs(data="pairs.jsonl", output=str(tmp_path)))
+    del old["ref_model"]  # written before the setting existed
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(old))
+    (tmp_path / "model.safetensors").write_bytes(b"weights")
+    save_training_config(PreferenceArgs(data="pairs.jsonl", output=str(tmp_path)), tmp_path, "step-dpo training")
+    with pytest.raises(ValueError, match="started with ref_model=None, not 'embedded'"):
+        save_training_config(PreferenceArgs(data="pairs.jsonl", output=str(tmp_path), ref_model="embedded"), tmp_path,
+                             "step-dpo training")
