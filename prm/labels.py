@@ -309,13 +309,13 @@ def _step_rewards(tree: Tree, fmt: StepFormat, report: LabelReport, *, rng: rand
 def _rft(tree: Tree, fmt: StepFormat, report: LabelReport, *, rng: random.Random, max_solutions: int = 4,
          **_) -> list[dict]:
     solutions: dict[tuple[str, ...], None] = {}
-    for leaf in tree.nodes:
-        if leaf.terminal and leaf.correct and not leaf.children:
-            steps = tuple(node.step.strip() for node in tree.path(leaf.id)[1:])
-            if all(steps):
-                solutions.setdefault(steps)
+    correct_leaves = [leaf for leaf in tree.nodes if leaf.terminal and leaf.correct and not leaf.children]
+    for leaf in correct_leaves:
+        steps = tuple(node.step.strip() for node in tree.path(leaf.id)[1:])
+        if all(steps):
+            solutions.setdefault(steps)
     if not solutions:
-        report.skip("no correct leaf in the tree")
+        report.skip("every correct solution holds an empty step" if correct_leaves else "no correct leaf in the tree")
         return []
     picked = list(solutions)
     if len(picked) > max_solutions:

@@ -201,6 +201,10 @@ def test_rft_keeps_distinct_correct_solutions_that_train_sft_reads_back(tmp_path
     tree.add_child(other.id, "The answer is 14", terminal=True, answer="14", correct=True)  # right by luck: kept
     lost = Tree("q", "What is 1 + 1?", "2")
     lost.add_child(0, "The answer is 3", terminal=True, answer="3", correct=False)
+    blank = Tree("r", "What is 1 + 2?", "3")
+    blank.add_child(blank.add_child(0, " ").id, "The answer is 3", terminal=True, answer="3", correct=True)
+    _, report = label_trees([blank], "rft", FMT)
+    assert report.empty == {"every correct solution holds an empty step": 1}
     for fmt_name in ("tiny", "step-dpo", "newline2"):
         fmt = get_format(fmt_name)
         records, report = label_trees([tree, lost], "rft", fmt)
