@@ -159,7 +159,7 @@ def cmd_eval_prm(args: argparse.Namespace) -> int:
     else:
         scorer = load_value_model(args.prm, device=args.device)
     found = evaluate_prm(scorer, args.problems, args.limit, seed=args.seed, threshold=args.threshold,
-                         calibrate_on=args.calibrate_on)
+                         calibrate_on=args.calibrate_on, progress=not args.quiet)
     result = {"prm": args.prm, "scorer": "policy-likelihood" if args.policy_likelihood else "value-model", **found}
     print(json.dumps(result, indent=2))
     if args.output:
