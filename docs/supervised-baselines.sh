@@ -4,7 +4,7 @@
 # runs/iterate/round-1/search; the value model of that round, ../prm, guides the decoders at the end).
 # Run from the repository root. Prints "row<TAB>greedy" lines (all 500 synthetic:test problems) and the two
 # decoder tables, and leaves every run under OUT_DIR; a run that finished has a .done marker and is not redone.
-# About 25 min on a 2-core CPU, most of it the 512-problem search.
+# About 30 min on a 2-core CPU, most of it the 512-problem search and the value-guided evals.
 set -euo pipefail
 SEARCH=${1:-runs/iterate/round-1/search}
 O=${2:-runs/rft}
@@ -50,9 +50,25 @@ dpo gold-dpo-lr1e-5 --learning_rate 1e-5 --epochs 1 --seed 0
 dpo gold-dpo-lr5e-5 --learning_rate 5e-5 --epochs 2 --seed 0
 dpo gold-dpo-nll --learning_rate 2e-5 --epochs 2 --sft_weight 1 --seed 0
 
-# Value-guided decoding on both
-for policy in gold-s0 gold-dpo-s0; do
-  $R --quiet eval --policy "$O/$policy" --value "$(dirname "$SEARCH")/prm" --methods greedy,maj@8,bon@8,beam@1x5 \
-    --problems synthetic:test --temperature 0.7 --aggregate min --output "$O/eval-$policy" > /dev/null
-  echo "$policy:"; sed -n '/| seconds |/,/^$/p' "$O/eval-$policy/report.md"
+# A value model of the gold-SFT policy's own trees (configs/iterate.yaml's prm settings)
+$R label "$O/gold-search" --kind mc-labels --output "$O/gold-mc.jsonl" > /dev/null
+$R label "$O/gold-search" --kind svpo --output "$O/gold-svpo.jsonl" > /dev/null
+if [ ! -f "$O/gold-prm/.done" ]; then
+  $R --quiet train-prm --policy embedded-verifier --head tanh --target hard --likelihood_features true \
+    --freeze_backbone true --rank_weight 1.0 --margin 0.5 --max_paths_per_problem 16 --epochs 1 --learning_rate 0.003 \
+    --batch_size 32 --eval_steps 100000 --data "$O/gold-mc.jsonl" --pairs "$O/gold-svpo.jsonl" --output "$O/gold-prm" \
+    > "$O/gold-prm.log" 2>&1
+  touch "$O/gold-prm/.done"
+fi
+$R --quiet eval-prm "$O/gold-prm" --problems synthetic:test --limit 200 --calibrate-on synthetic:train \
+  | grep -E '"step_auc"|"first_error_f1"'
+
+# Value-guided decoding on both policies, with round 1's value model and with the gold-SFT trees' one
+for value in "$(dirname "$SEARCH")/prm" "$O/gold-prm"; do
+  for policy in gold-s0 gold-dpo-s0; do
+    out=$O/eval-$policy-$(basename "$(dirname "$value")")-$(basename "$value")
+    $R --quiet eval --policy "$O/$policy" --value "$value" --methods greedy,maj@8,bon@8,beam@1x5 \
+      --problems synthetic:test --temperature 0.7 --aggregate min --output "$out" > /dev/null
+    echo "$policy, value model $value:"; sed -n '/| seconds |/,/^$/p' "$out/report.md"
+  done
 done
