@@ -83,9 +83,9 @@ def load_pipeline_config(path: str | Path, overrides: dict[str, Any] | None = No
     from reasoner.trainers.preference import ALGOS
 
     algo = (values.get("train") or PipelineConfig().train)["algo"]
-    if algo not in (*ALGOS, "sft"):  # a round trains on its own labels: a step-preference algorithm, or SFT on rft
-        raise ValueError(f"{path}: train algo {algo!r} is not one the pipeline runs; use one of "
-                         f"{', '.join((*ALGOS, 'sft'))}")
+    trainable = (*ALGOS, "sft")  # a round trains on its own labels: a step-preference algorithm, or SFT on rft
+    if algo not in trainable:
+        raise ValueError(f"{path}: train algo {algo!r} is not one the pipeline runs; use one of {', '.join(trainable)}")
     for kind, reader in (("mc-labels", "train-prm"), (_train_data_kind(algo), f"train {algo}")):
         if kind not in labels:
             raise ValueError(f"{path}: labels must include {kind} ({reader} reads it), got {labels}")

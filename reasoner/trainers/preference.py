@@ -321,22 +321,22 @@ def train_preference(policy: Any, records: Sequence[Any], args: PreferenceArgs, 
         raise ValueError(f"--reference must be precomputed or model, not {args.reference!r}")
     pad_id = policy.tokenizer.pad_token_id or 0
     reference_model = None
+    scored_once = policy.model if reference is None else reference  # precomputed: before the first step, so no copy
     if args.algo == "full-step-dpo":
         from reasoner.trainers.full_step import FullStepDPOTrainer, StepRewardGroups, collate_groups
 
         if args.reference != "precomputed":
             raise ValueError("full-step-dpo uses precomputed reference log-probs")
         dataset = StepRewardGroups(records, policy.tokenizer, policy.step_format, path=args.data)
-        dataset.compute_reference(reference if reference is not None else policy.model, pad_id)
+        dataset.compute_reference(scored_once, pad_id)
         trainer_class, collator = FullStepDPOTrainer, collate_groups(pad_id)
     else:
         dataset = PairGroups(records, policy.tokenizer, policy.step_format, args.max_pairs_per_group,
                              args.max_prompt_length)
         if args.reference == "precomputed":
-            dataset.compute_reference(reference if reference is not None else policy.model, pad_id,
-                                      shared=args.prefix_sharing)
+            dataset.compute_reference(scored_once, pad_id, shared=args.prefix_sharing)
         else:
-            reference_model = (reference if reference is not None else copy.deepcopy(policy.model))
+            reference_model = copy.deepcopy(policy.model) if reference is None else reference
             reference_model = reference_model.eval().requires_grad_(False)
         trainer_class, collator = PreferenceTrainer, PairCollator(pad_id, shared=args.prefix_sharing)
     set_seed(args.seed)  # before SVPO's value head is initialised: Trainer seeds only once the model exists
