@@ -25,7 +25,7 @@ from typing import Any, Iterable
 
 from data.records import RecordError, read_json_file, read_jsonl
 
-__all__ = ["Problem", "load_problems", "gsm8k_gold", "resolve_data_dir", "HUB_SPECS"]
+__all__ = ["Problem", "load_problems", "missed_problems", "gsm8k_gold", "resolve_data_dir", "HUB_SPECS"]
 
 
 @dataclass(frozen=True)
@@ -75,6 +75,24 @@ def load_problems(spec: str, limit: int | None = None, data_dir: str | os.PathLi
         given = [f"--offset {offset}"] * bool(offset) + [f"--limit {limit}"] * (limit is not None)
         raise ValueError(f"{spec}: no problems to {needed_for}" + (f" ({', '.join(given)})" if given else ""))
     return problems
+
+
+def missed_problems(problems: list[Problem], verdicts: str | os.PathLike) -> list[Problem]:
+    """The problems that a policy got wrong, in their order: those whose line in ``verdicts`` (``id`` +
+    ``correct``: `reasoner eval`'s ``predictions/METHOD.jsonl`` or `reasoner check`'s verdict file) says
+    ``"correct": false``. Searching only these aims the next round at what the policy still misses. A problem
+    the file does not score is an error naming it (the file scored other problems), not a silent drop."""
+    correct_by_id: dict[str, bool] = {}
+    for line, record in read_jsonl(verdicts, with_line_numbers=True, required=("id", "correct")):
+        if not isinstance(record["correct"], bool):
+            raise RecordError(verdicts, line, f"field 'correct' must be true or false, got {record['correct']!r}")
+        correct_by_id[str(record["id"])] = record["correct"]
+    unscored = [p.id for p in problems if p.id not in correct_by_id]
+    if unscored:
+        more = f" (and {len(unscored) - 1} more)" if len(unscored) > 1 else ""
+        raise ValueError(f"{verdicts}: no verdict for problem {unscored[0]!r}{more}; score the same problems "
+                         "(the same spec, --offset and --limit) with `reasoner eval --methods greedy` first")
+    return [p for p in problems if not correct_by_id[p.id]]
 
 
 def _load_problems(spec: str, limit: int | None, data_dir: str | os.PathLike | None) -> list[Problem]:

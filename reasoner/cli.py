@@ -185,6 +185,10 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("spec")
     export.add_argument("out")
     export.add_argument("--limit", type=int, default=None)
+    export.add_argument("--offset", type=int, default=0, help="skip the spec's first N problems")
+    export.add_argument("--missed-by", "--missed_by", dest="missed_by", default=None, metavar="PREDICTIONS.jsonl",
+                        help="keep only the problems this file scores wrong (`reasoner eval`'s predictions/METHOD.jsonl "
+                        "or `reasoner check`'s verdicts): a round aimed at what the policy still misses")
     _add_data_dir(export)
     export.set_defaults(func=cmd_data_export)
 

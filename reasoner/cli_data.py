@@ -29,9 +29,16 @@ def cmd_data_export(args: argparse.Namespace) -> int:
     from data.problems import load_problems
     from data.records import write_jsonl
 
-    problems = load_problems(args.spec, limit=args.limit)
+    problems = load_problems(args.spec, limit=args.limit, offset=args.offset)
+    left_out = ""
+    if args.missed_by:
+        from data.problems import missed_problems
+
+        missed = missed_problems(problems, args.missed_by)
+        left_out = f" (the {len(missed)} of {len(problems)} that {args.missed_by} scores wrong)"
+        problems = missed
     count = write_jsonl(args.out, (p.to_dict() for p in problems))
-    print(f"wrote {count} problems to {args.out}")
+    print(f"wrote {count} problems to {args.out}{left_out}")
     return 0
 
 

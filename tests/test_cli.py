@@ -7,6 +7,7 @@ import sys
 import pytest
 
 from conftest import needs_shared_data
+from data.problems import load_problems
 from reasoner.cli import main
 
 
@@ -22,6 +23,31 @@ def test_data_export_gsm8k(tmp_path, capsys):
     assert main(["data", "export", "gsm8k:test", str(out), "--limit", "3"]) == 0
     rows = [json.loads(line) for line in out.read_text().splitlines()]
     assert [r["answer"] for r in rows] == ["18", "3", "70000"]
+
+
+def test_data_export_keeps_the_problems_a_predictions_file_scores_wrong(tmp_path, capsys):
+    pool = tmp_path / "pool.jsonl"
+    assert main(["data", "export", "synthetic:train", str(pool), "--offset", "10", "--limit", "4"]) == 0
+    ids = [json.loads(line)["id"] for line in pool.read_text().splitlines()]
+    assert ids == [f"synthetic-train-{i:05d}" for i in range(10, 14)]
+    predictions = tmp_path / "greedy.jsonl"  # as `reasoner eval` writes them, in another order
+    predictions.write_text("".join(json.dumps({"id": i, "prediction": "1", "gold": "2", "correct": i in ids[1::2]}) + "\n"
+                                   for i in reversed(ids)))
+    missed = tmp_path / "missed.jsonl"
+    assert main(["data", "export", str(pool), str(missed), "--missed-by", str(predictions)]) == 0
+    assert "the 2 of 4 that" in capsys.readouterr().out
+    rows = [json.loads(line) for line in missed.read_text().splitlines()]
+    assert [r["id"] for r in rows] == ids[0::2] and all(r["question"] and r["solution"] for r in rows)
+    assert [p.id for p in load_problems(str(missed))] == ids[0::2]  # a problem set again, for `reasoner search`
+
+    # problems the file does not score, and a 'correct' that is not a verdict: errors naming the file
+    assert main(["data", "export", "synthetic:train", str(tmp_path / "x.jsonl"), "--limit", "3",
+                 "--missed-by", str(predictions)]) == 2
+    assert "no verdict for problem 'synthetic-train-00000' (and 2 more)" in capsys.readouterr().err
+    predictions.write_text(json.dumps({"id": ids[0], "correct": "no"}) + "\n")
+    assert main(["data", "export", str(pool), str(tmp_path / "x.jsonl"), "--missed-by", str(predictions)]) == 2
+    assert f"{predictions}:1: field 'correct' must be true or false" in capsys.readouterr().err
+    assert not (tmp_path / "x.jsonl").exists()
 
 
 def test_check_predictions_and_verdict_file(tmp_path, capsys):
