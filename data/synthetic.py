@@ -31,6 +31,7 @@ import functools
 import hashlib
 import random
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from data.problems import Problem
@@ -38,7 +39,7 @@ from data.problems import Problem
 __all__ = [
     "OPS", "PERCENTS", "TRAIN_SIZE", "TEST_SIZE", "TRAIN_SEED", "TEST_SEED", "SyntheticConfig",
     "SyntheticProblem", "ParsedStep", "generate_problem", "split_of", "draw_problems", "load_split",
-    "parse_step", "step_is_correct",
+    "parse_step", "step_is_correct", "holds_a_wrong_step",
 ]
 
 OPS: tuple[str, ...] = ("add", "sub", "mul", "div", "pct")
@@ -289,6 +290,16 @@ def parse_step(line: str) -> ParsedStep | None:
     if match := _ANSWER_RE.match(line):
         return ParsedStep("answer", int(match.group(1)))
     return None
+
+
+def holds_a_wrong_step(steps: Sequence[str]) -> bool | None:
+    """Whether a solution written in this task's format holds a step whose own arithmetic is wrong; None when
+    a step does not parse (another task's text, which this cannot check). A correct final answer reached
+    through a wrong step is a false positive of answer-only verification: the policy wrote a wrong
+    intermediate result and went on from the right one."""
+    if not steps or any(parse_step(step) is None for step in steps):
+        return None
+    return not all(step_is_correct(step) for step in steps)
 
 
 def step_is_correct(line: str) -> bool:

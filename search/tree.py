@@ -316,8 +316,14 @@ def tree_summary(trees: Iterable[Tree]) -> dict[str, Any]:
     committing to the highest-Q step at every depth would score, against ``pass_at_tree`` (any correct leaf).
     A step-by-step search scores its committed path; a last committed step without an answer counts as wrong
     (the decoder's `tree_answer` steps back from it instead).
+
+    ``correct_leaves_with_a_wrong_step`` (synthetic-task trees only, whose steps can be checked one by one): the
+    share of correct leaves whose path holds a step with wrong arithmetic, answer-only verification's false
+    positives, which pairs and labels built from those leaves inherit.
     """
-    count = nodes = tokens = solved = greedy_correct = 0
+    from data.synthetic import holds_a_wrong_step
+
+    count = nodes = tokens = solved = greedy_correct = checked = lucky = 0
     best_q = 0.0
     for tree in trees:
         count += 1
@@ -328,8 +334,16 @@ def tree_summary(trees: Iterable[Tree]) -> dict[str, Any]:
         greedy_correct += bool(leaf.terminal and leaf.correct is True)
         best = tree.best_child(0)
         best_q += best.q if best else 0.0
+        for node in tree.nodes:
+            if node.terminal and node.correct is True:
+                wrong = holds_a_wrong_step(tree.steps(node.id))
+                checked += wrong is not None
+                lucky += bool(wrong)
     def mean(total: float) -> float:
         return round(total / count, 4) if count else 0.0
 
-    return {"problems": count, "nodes": nodes, "tokens": tokens, "pass_at_tree": mean(solved),
-            "greedy_path_accuracy": mean(greedy_correct), "mean_best_child_q": mean(best_q)}
+    summary = {"problems": count, "nodes": nodes, "tokens": tokens, "pass_at_tree": mean(solved),
+               "greedy_path_accuracy": mean(greedy_correct), "mean_best_child_q": mean(best_q)}
+    if checked:
+        summary["correct_leaves_with_a_wrong_step"] = round(lucky / checked, 4)
+    return summary

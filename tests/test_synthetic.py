@@ -18,6 +18,7 @@ from data.synthetic import (
     TRAIN_SIZE,
     SyntheticConfig,
     generate_problem,
+    holds_a_wrong_step,
     load_split,
     parse_step,
     split_of,
@@ -217,6 +218,12 @@ def test_parse_step_and_step_is_correct():
         assert step_is_correct(good), good
     for bad in ("12 + 5 = 18", "17 - 3 = 15", "6 * 4 = 20", "21 / 4 = 5", "7 / 0 = 0", "25% of 80 = 25", "junk"):
         assert not step_is_correct(bad), bad
+    # the false positive the search summary counts: the right answer through a wrong intermediate result
+    lucky = ["45 * 4 = 180", "75% of 180 = 130", "180 - 130 = 45", "The answer is 45"]
+    assert holds_a_wrong_step(lucky) is True
+    assert holds_a_wrong_step(["45 * 4 = 180", "75% of 180 = 135", "180 - 135 = 45", "The answer is 45"]) is False
+    assert holds_a_wrong_step(["Natalia sold 48 clips.", "The answer is 48"]) is None  # another task: unchecked
+    assert holds_a_wrong_step([]) is None
 
 
 def _check_corruption(problem: Problem, corrupted) -> None:

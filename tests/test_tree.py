@@ -110,6 +110,17 @@ def test_is_solved_and_summary():
     assert tree_summary([])["problems"] == 0
 
 
+def test_summary_counts_correct_leaves_reached_through_a_wrong_step():
+    tree = Tree("p", "Lily has 45 marbles. ...", "45")
+    first = tree.add_child(0, "45 * 4 = 180")
+    for middle in ("75% of 180 = 135", "75% of 180 = 130", "75% of 180 = 125"):
+        step = tree.add_child(first.id, middle)
+        tree.add_child(tree.add_child(step.id, "180 - 135 = 45").id, "The answer is 45", terminal=True,
+                       answer="45", correct=True)
+    tree.add_child(first.id, "The answer is 180", terminal=True, answer="180", correct=False)  # wrong: not counted
+    assert tree_summary([tree])["correct_leaves_with_a_wrong_step"] == round(2 / 3, 4)
+
+
 def test_record_fields_and_jsonl_round_trip(tmp_path):
     trees = [_solved_tree(), _unsolved_tree()]
     record = trees[0].to_record()
