@@ -4,7 +4,7 @@
 # runs/iterate/round-1/search; the value model of that round, ../prm, guides the decoders at the end).
 # Run from the repository root. Prints "row<TAB>greedy" lines (all 500 synthetic:test problems) and the two
 # decoder tables, and leaves every run under OUT_DIR; a run that finished has a .done marker and is not redone.
-# About 30 min on a 2-core CPU, most of it the 512-problem search and the value-guided evals.
+# About an hour on a 2-core CPU, most of it the two 512-problem searches and the value-guided evals.
 set -euo pipefail
 SEARCH=${1:-runs/iterate/round-1/search}
 O=${2:-runs/rft}
@@ -41,14 +41,51 @@ if [ ! -f "$O/gold-search/.done" ]; then  # an interrupted search resumes where 
   touch "$O/gold-search/.done"
 fi
 $R label "$O/gold-search" --kind step-dpo --output "$O/gold-step-dpo.jsonl" > /dev/null
-dpo() { # name, then flags of `reasoner train step-dpo`
-  local name=$1; shift
-  train "$name" step-dpo --data "$O/gold-step-dpo.jsonl" --model "$GOLD" --beta 0.5 --batch_size 8 "$@"
+dpo() { # name, pairs file, then flags of `reasoner train step-dpo`
+  local name=$1 pairs=$2; shift 2
+  train "$name" step-dpo --data "$pairs" --model "$GOLD" --beta 0.5 --batch_size 8 "$@"
 }
-for seed in 0 1 2; do dpo "gold-dpo-s$seed" --learning_rate 2e-5 --epochs 2 --seed $seed; done
-dpo gold-dpo-lr1e-5 --learning_rate 1e-5 --epochs 1 --seed 0
-dpo gold-dpo-lr5e-5 --learning_rate 5e-5 --epochs 2 --seed 0
-dpo gold-dpo-nll --learning_rate 2e-5 --epochs 2 --sft_weight 1 --seed 0
+for seed in 0 1 2; do dpo "gold-dpo-s$seed" "$O/gold-step-dpo.jsonl" --learning_rate 2e-5 --epochs 2 --seed $seed; done
+dpo gold-dpo-lr1e-5 "$O/gold-step-dpo.jsonl" --learning_rate 1e-5 --epochs 1 --seed 0
+dpo gold-dpo-lr5e-5 "$O/gold-step-dpo.jsonl" --learning_rate 5e-5 --epochs 2 --seed 0
+dpo gold-dpo-nll "$O/gold-step-dpo.jsonl" --learning_rate 2e-5 --epochs 2 --sft_weight 1 --seed 0
+
+# The same round aimed at the gold-SFT policy's misses: of the 1,536 problems after those, the ones it gets wrong
+# greedily (the first 512 of them), against the same continuations on the 512 problems searched above
+$R data export synthetic:train "$O/pool.jsonl" --offset 1024 --limit 1536 > /dev/null
+$R --quiet eval --policy "$GOLD" --problems "$O/pool.jsonl" --methods greedy --output "$O/pool-eval" > /dev/null
+$R data export "$O/pool.jsonl" "$O/missed.jsonl" --missed-by "$O/pool-eval/predictions/greedy.jsonl"
+$R data export "$O/missed.jsonl" "$O/missed-512.jsonl" --limit 512 > /dev/null
+$R data export synthetic:train "$O/searched-512.jsonl" --offset 512 --limit 512 > /dev/null
+if [ ! -f "$O/missed-search/.done" ]; then
+  $R --quiet search --config configs/search_mcts.yaml --problems "$O/missed-512.jsonl" --policy "$GOLD" \
+    --output "$O/missed-search" > "$O/missed-search.log" 2>&1
+  touch "$O/missed-search/.done"
+fi
+for run in "$SEARCH" "$O/gold-search" "$O/missed-search"; do  # right answers through wrong steps, by run
+  echo "$run"; $R search --summary "$run" | grep -E '"pass_at_tree"|"correct_leaves_with_a_wrong_step"'
+done
+for kind in step-dpo rft; do $R label "$O/missed-search" --kind $kind --output "$O/missed-$kind.jsonl" | grep "records from"; done
+$R label "$O/gold-search" --kind rft --output "$O/gold-rft.jsonl" > /dev/null
+${PYTHON:-python} -c "import json, sys; from data.synthetic import step_is_correct as ok
+for f in sys.argv[1:]:
+    rows = [json.loads(line) for line in open(f)]
+    print(f, 'pairs:', len(rows), 'arithmetic right, chosen / rejected: %.3f / %.3f' % tuple(
+        sum(ok(r[k]) for r in rows) / len(rows) for k in ('chosen', 'rejected')))
+kept = [r for r in rows if r['q_chosen'] > 0]  # the misses' pairs whose chosen step has Q > 0
+print('of which Q > 0:', len(kept), 'chosen right: %.3f' % (sum(ok(r['chosen']) for r in kept) / len(kept)))
+with open(sys.argv[-1].replace('.jsonl', '-q0.jsonl'), 'w') as out:
+    out.writelines(json.dumps(r) + '\\n' for r in kept)" "$(dirname "$SEARCH")/labels/step-dpo.jsonl" "$O/gold-step-dpo.jsonl" \
+  "$O/missed-step-dpo.jsonl"
+for seed in 0 1 2; do
+  dpo "missed-dpo-s$seed" "$O/missed-step-dpo.jsonl" --learning_rate 2e-5 --epochs 2 --seed $seed
+  for data in missed-rft:missed-rft.jsonl missed-gold:missed-512.jsonl searched-rft:gold-rft.jsonl searched-gold:searched-512.jsonl; do
+    train "${data%%:*}-s$seed" sft --data "$O/${data#*:}" --model "$GOLD" --learning_rate 1e-4 --epochs 1 --seed $seed
+  done
+done
+dpo missed-dpo-lr1e-5 "$O/missed-step-dpo.jsonl" --learning_rate 1e-5 --epochs 1 --seed 0
+dpo missed-dpo-nll "$O/missed-step-dpo.jsonl" --learning_rate 2e-5 --epochs 2 --sft_weight 1 --seed 0
+dpo missed-dpo-q0 "$O/missed-step-dpo-q0.jsonl" --learning_rate 2e-5 --epochs 2 --seed 0
 
 # A value model of the gold-SFT policy's own trees (configs/iterate.yaml's prm settings)
 $R label "$O/gold-search" --kind mc-labels --output "$O/gold-mc.jsonl" > /dev/null
@@ -62,6 +99,10 @@ if [ ! -f "$O/gold-prm/.done" ]; then
 fi
 $R --quiet eval-prm "$O/gold-prm" --problems synthetic:test --limit 200 --calibrate-on synthetic:train \
   | grep -E '"step_auc"|"first_error_f1"'
+
+# The misses' pairs whose chosen step the gold-SFT trees' value model scores above 0.5
+${PYTHON:-python} docs/pair-values.py "$O/gold-prm" "$O/missed-step-dpo.jsonl" "$O/missed-step-dpo-v05.jsonl" 0.5
+dpo missed-dpo-v05 "$O/missed-step-dpo-v05.jsonl" --learning_rate 2e-5 --epochs 2 --seed 0
 
 # Value-guided decoding on both policies, with round 1's value model and with the gold-SFT trees' one
 for value in "$(dirname "$SEARCH")/prm" "$O/gold-prm"; do
