@@ -45,7 +45,8 @@ class EvalConfig:
     """Settings of `reasoner eval` (YAML via ``--config`` and ``--key value`` flags)."""
 
     problems: str = field(default="synthetic:test", metadata={"help": "problem spec"})
-    limit: int | None = field(default=None, metadata={"help": "first N problems"})
+    limit: int | None = field(default=None, metadata={"help": "first N problems (after --offset)"})
+    offset: int = field(default=0, metadata={"help": "skip the spec's first N problems"})
     methods: str = field(default="greedy,maj@8,bon@8,wmaj@8,beam@1x5",
                          metadata={"help": "comma-separated: greedy, maj@K, bon@K, wmaj@K, beam@B1xB2, mcts[@SxC]"})
     policy: str | None = field(default=None, metadata={"help": "policy dir or hub name (default: embedded)"})
@@ -145,8 +146,9 @@ def run_eval(config: EvalConfig, make_generator: Callable[[EvalConfig], Any],
     methods = parse_methods(config.methods)
     _check_settings(config, methods)
     out = Path(config.output)
-    check_resumable(out / "config.yaml", asdict(config), _RESUMABLE_KEYS, what="eval", fillable_keys=("value",))
-    problems = load_problems(config.problems, limit=config.limit, needed_for="evaluate")
+    check_resumable(out / "config.yaml", asdict(config), _RESUMABLE_KEYS, what="eval", fillable_keys=("value",),
+                    added_keys={"offset": 0})
+    problems = load_problems(config.problems, limit=config.limit, offset=config.offset, needed_for="evaluate")
     todo_of = {m.name: [p for p in problems if p.id not in done_ids(out / "predictions" / f"{m.name}.jsonl")]
                for m in methods}
     models = _Models(config, make_generator, make_scorer)

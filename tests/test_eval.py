@@ -65,6 +65,22 @@ def test_an_eval_that_failed_before_its_first_record_reruns_with_a_corrected_pol
                  "likelihood"]) == 0
 
 
+def test_eval_past_an_offset_then_export_what_it_missed(tmp_path, capsys):
+    out, missed = tmp_path / "pool", tmp_path / "missed.jsonl"
+    window = ["--problems", "synthetic:train", "--offset", "100", "--limit", "6"]
+    assert main(["--quiet", "eval", *window, "--methods", "greedy", "--output", str(out)]) == 0
+    rows = [json.loads(line) for line in (out / "predictions" / "greedy.jsonl").read_text().splitlines()]
+    assert [r["id"] for r in rows] == [f"synthetic-train-{i:05d}" for i in range(100, 106)]
+    capsys.readouterr()
+    assert main(["data", "export", *window[1:], str(missed), "--missed-by", str(out / "predictions" / "greedy.jsonl")]) == 0
+    wrong = [r["id"] for r in rows if not r["correct"]]
+    assert [json.loads(line)["id"] for line in missed.read_text().splitlines()] == wrong
+    assert f"the {len(wrong)} of 6 that" in capsys.readouterr().out
+    # other problems are other predictions: the same output folder refuses them
+    assert main(["--quiet", "eval", *window[:3], "200", *window[4:], "--methods", "greedy", "--output", str(out)]) == 2
+    assert "offset=100, not 200" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("settings, error", [
     (dict(value=None), "need a value model"),
     (dict(value="likelihood", aggregate="mni"), "unknown --aggregate 'mni'"),
