@@ -81,12 +81,19 @@ def missed_problems(problems: list[Problem], verdicts: str | os.PathLike) -> lis
     """The problems that a policy got wrong, in their order: those whose line in ``verdicts`` (``id`` +
     ``correct``: `reasoner eval`'s ``predictions/METHOD.jsonl`` or `reasoner check`'s verdict file) says
     ``"correct": false``. Searching only these aims the next round at what the policy still misses. A problem
-    the file does not score is an error naming it (the file scored other problems), not a silent drop."""
+    the file does not score is an error naming it (the file scored other problems), not a silent drop; so is a
+    problem scored both right and wrong (several samples per problem: give one verdict each)."""
     correct_by_id: dict[str, bool] = {}
-    for line, record in read_jsonl(verdicts, with_line_numbers=True, required=("id", "correct")):
-        if not isinstance(record["correct"], bool):
-            raise RecordError(verdicts, line, f"field 'correct' must be true or false, got {record['correct']!r}")
-        correct_by_id[str(record["id"])] = record["correct"]
+    line_of: dict[str, int] = {}
+    records = read_jsonl(verdicts, with_line_numbers=True, required=("id", "correct"), skip_incomplete_tail=True)
+    for line, record in records:
+        problem_id, correct = str(record["id"]), record["correct"]
+        if not isinstance(correct, bool):
+            raise RecordError(verdicts, line, f"field 'correct' must be true or false, got {correct!r}")
+        if correct_by_id.setdefault(problem_id, correct) != correct:
+            raise RecordError(verdicts, line, f"problem {problem_id!r} is scored right and wrong (line "
+                              f"{line_of[problem_id]} says otherwise); give one verdict per problem")
+        line_of.setdefault(problem_id, line)
     unscored = [p.id for p in problems if p.id not in correct_by_id]
     if unscored:
         more = f" (and {len(unscored) - 1} more)" if len(unscored) > 1 else ""

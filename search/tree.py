@@ -318,8 +318,9 @@ def tree_summary(trees: Iterable[Tree]) -> dict[str, Any]:
     (the decoder's `tree_answer` steps back from it instead).
 
     ``correct_leaves_with_a_wrong_step`` (synthetic-task trees only, whose steps can be checked one by one): the
-    share of correct leaves whose path holds a step with wrong arithmetic, answer-only verification's false
-    positives, which pairs and labels built from those leaves inherit.
+    share of the checkable correct leaves (every step parses) whose path holds a step with wrong arithmetic,
+    answer-only verification's false positives, which pairs and labels built from those leaves inherit. A lower
+    bound: a step with a wrong operand but right arithmetic passes.
     """
     from data.synthetic import holds_a_wrong_step
 

@@ -44,6 +44,9 @@ def test_data_export_keeps_the_problems_a_predictions_file_scores_wrong(tmp_path
     assert main(["data", "export", "synthetic:train", str(tmp_path / "x.jsonl"), "--limit", "3",
                  "--missed-by", str(predictions)]) == 2
     assert "no verdict for problem 'synthetic-train-00000' (and 2 more)" in capsys.readouterr().err
+    predictions.write_text("".join(json.dumps({"id": ids[0], "correct": c}) + "\n" for c in (True, False)))
+    assert main(["data", "export", str(pool), str(tmp_path / "x.jsonl"), "--missed-by", str(predictions)]) == 2
+    assert f"{predictions}:2: problem '{ids[0]}' is scored right and wrong (line 1" in capsys.readouterr().err
     predictions.write_text(json.dumps({"id": ids[0], "correct": "no"}) + "\n")
     assert main(["data", "export", str(pool), str(tmp_path / "x.jsonl"), "--missed-by", str(predictions)]) == 2
     assert f"{predictions}:1: field 'correct' must be true or false" in capsys.readouterr().err

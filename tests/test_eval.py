@@ -79,6 +79,13 @@ def test_eval_past_an_offset_then_export_what_it_missed(tmp_path, capsys):
     # other problems are other predictions: the same output folder refuses them
     assert main(["--quiet", "eval", *window[:3], "200", *window[4:], "--methods", "greedy", "--output", str(out)]) == 2
     assert "offset=100, not 200" in capsys.readouterr().err
+    assert json.loads((out / "report.json").read_text())["offset"] == 100
+    # a folder written before --offset existed resumes as offset 0, and only so
+    saved = out / "config.yaml"
+    saved.write_text("".join(line for line in saved.read_text().splitlines(keepends=True)
+                             if not line.startswith("offset:")).replace("limit: 6", "limit: 3"))
+    assert main(["--quiet", "eval", *window[:3], "100", "--methods", "greedy", "--output", str(out)]) == 2
+    assert "offset=0, not 100" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("settings, error", [
