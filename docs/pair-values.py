@@ -20,7 +20,7 @@ from prm.model import load_value_model
 model_dir, pairs_path, out_path = sys.argv[1:4]
 min_value = float(sys.argv[4]) if len(sys.argv) > 4 else 0.5
 value_model = load_value_model(model_dir)
-pairs = list(read_jsonl(pairs_path, required=("prompt", "chosen", "rejected")))
+pairs = list(read_jsonl(pairs_path, required=("prompt", "chosen", "rejected", "problem_id")))
 questions, chosen, rejected = [], [], []
 for pair in pairs:
     question, steps = value_model.step_format.parse(pair["prompt"])

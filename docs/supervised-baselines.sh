@@ -2,13 +2,17 @@
 # The README's "Against supervised baselines": docs/supervised-baselines.sh [ROUND1_SEARCH] [OUT_DIR]
 # ROUND1_SEARCH is round 1's trees of `reasoner pipeline --config configs/iterate.yaml` (default
 # runs/iterate/round-1/search; the value model of that round, ../prm, guides the decoders at the end).
-# Run from the repository root. Prints "row<TAB>greedy" lines (all 500 synthetic:test problems) and the two
-# decoder tables, and leaves every run under OUT_DIR; a run that finished has a .done marker and is not redone.
+# Run from the repository root, with the project installed (`make install`). Prints "row<TAB>greedy" lines (all 500
+# synthetic:test problems), the searches' and pairs' audits, the value model's figures and the four decoder tables,
+# and leaves every run under OUT_DIR; a run that finished has a .done marker and is not redone.
 # About an hour on a 2-core CPU, most of it the two 512-problem searches and the value-guided evals.
 set -euo pipefail
 SEARCH=${1:-runs/iterate/round-1/search}
 O=${2:-runs/rft}
 R=${REASONER:-reasoner}
+command -v "$R" > /dev/null || { echo "$R not found: activate .venv or set REASONER" >&2; exit 2; }
+PY=${PYTHON:-$(dirname "$(command -v "$R")")/python}  # the python beside reasoner: the docs/*.py scripts import it
+"$PY" -c "import data.synthetic, prm.model" || { echo "$PY cannot import the project; set PYTHON" >&2; exit 2; }
 mkdir -p "$O"
 score() { # name: its greedy accuracy
   local acc
@@ -67,16 +71,18 @@ for run in "$SEARCH" "$O/gold-search" "$O/missed-search"; do  # right answers th
 done
 for kind in step-dpo rft; do $R label "$O/missed-search" --kind $kind --output "$O/missed-$kind.jsonl" | grep "records from"; done
 $R label "$O/gold-search" --kind rft --output "$O/gold-rft.jsonl" > /dev/null
-${PYTHON:-python} -c "import json, sys; from data.synthetic import step_is_correct as ok
-for f in sys.argv[1:]:
+"$PY" -c "import json, sys; from data.synthetic import step_is_correct as ok
+def share(rows, key):
+    return sum(ok(r[key]) for r in rows) / max(1, len(rows))
+*files, q0 = sys.argv[1:]  # the last file is the misses' pairs; q0: where those with a chosen Q > 0 go
+for f in files:
     rows = [json.loads(line) for line in open(f)]
-    print(f, 'pairs:', len(rows), 'arithmetic right, chosen / rejected: %.3f / %.3f' % tuple(
-        sum(ok(r[k]) for r in rows) / len(rows) for k in ('chosen', 'rejected')))
-kept = [r for r in rows if r['q_chosen'] > 0]  # the misses' pairs whose chosen step has Q > 0
-print('of which Q > 0:', len(kept), 'chosen right: %.3f' % (sum(ok(r['chosen']) for r in kept) / len(kept)))
-with open(sys.argv[-1].replace('.jsonl', '-q0.jsonl'), 'w') as out:
-    out.writelines(json.dumps(r) + '\\n' for r in kept)" "$(dirname "$SEARCH")/labels/step-dpo.jsonl" "$O/gold-step-dpo.jsonl" \
-  "$O/missed-step-dpo.jsonl"
+    print(f, 'pairs:', len(rows), 'arithmetic right, chosen / rejected: %.3f / %.3f' % (share(rows, 'chosen'),
+                                                                                       share(rows, 'rejected')))
+kept = [r for r in rows if r['q_chosen'] > 0]
+print('of which Q > 0:', len(kept), 'chosen right: %.3f' % share(kept, 'chosen'))
+open(q0, 'w').writelines(json.dumps(r) + '\\n' for r in kept)" "$(dirname "$SEARCH")/labels/step-dpo.jsonl" \
+  "$O/gold-step-dpo.jsonl" "$O/missed-step-dpo.jsonl" "$O/missed-step-dpo-q0.jsonl"
 for seed in 0 1 2; do
   dpo "missed-dpo-s$seed" "$O/missed-step-dpo.jsonl" --learning_rate 2e-5 --epochs 2 --seed $seed
   for data in missed-rft:missed-rft.jsonl missed-gold:missed-512.jsonl searched-rft:gold-rft.jsonl searched-gold:searched-512.jsonl; do
@@ -101,8 +107,13 @@ $R --quiet eval-prm "$O/gold-prm" --problems synthetic:test --limit 200 --calibr
   | grep -E '"step_auc"|"first_error_f1"'
 
 # The misses' pairs whose chosen step the gold-SFT trees' value model scores above 0.5
-${PYTHON:-python} docs/pair-values.py "$O/gold-prm" "$O/missed-step-dpo.jsonl" "$O/missed-step-dpo-v05.jsonl" 0.5
+"$PY" docs/pair-values.py "$O/gold-prm" "$O/missed-step-dpo.jsonl" "$O/missed-step-dpo-v05.jsonl" 0.5
 dpo missed-dpo-v05 "$O/missed-step-dpo-v05.jsonl" --learning_rate 2e-5 --epochs 2 --seed 0
+# ... and with the gold step as the chosen one, where the prompt follows the gold solution
+"$PY" docs/gold-chosen-pairs.py "$O/missed-step-dpo.jsonl" "$O/missed-512.jsonl" "$O/missed-step-dpo-gold.jsonl"
+dpo missed-dpo-gold "$O/missed-step-dpo-gold.jsonl" --learning_rate 2e-5 --epochs 2 --seed 0
+dpo missed-dpo-gold-nll "$O/missed-step-dpo-gold.jsonl" --learning_rate 2e-5 --epochs 2 --sft_weight 1 --seed 0
+dpo missed-dpo-gold-lr1e-4 "$O/missed-step-dpo-gold.jsonl" --learning_rate 1e-4 --epochs 2 --seed 0
 
 # Value-guided decoding on both policies, with round 1's value model and with the gold-SFT trees' one
 for value in "$(dirname "$SEARCH")/prm" "$O/gold-prm"; do
