@@ -83,23 +83,22 @@ def missed_problems(problems: list[Problem], verdicts: str | os.PathLike) -> lis
     ``"correct": false``. Searching only these aims the next round at what the policy still misses. A problem
     the file does not score is an error naming it (the file scored other problems), not a silent drop; so is a
     problem scored both right and wrong (several samples per problem: give one verdict each)."""
-    correct_by_id: dict[str, bool] = {}
-    line_of: dict[str, int] = {}
+    verdict_of: dict[str, tuple[bool, int]] = {}  # problem id -> (correct, the line that first said so)
     records = read_jsonl(verdicts, with_line_numbers=True, required=("id", "correct"), skip_incomplete_tail=True)
     for line, record in records:
         problem_id, correct = str(record["id"]), record["correct"]
         if not isinstance(correct, bool):
             raise RecordError(verdicts, line, f"field 'correct' must be true or false, got {correct!r}")
-        if correct_by_id.setdefault(problem_id, correct) != correct:
+        first, first_line = verdict_of.setdefault(problem_id, (correct, line))
+        if first != correct:
             raise RecordError(verdicts, line, f"problem {problem_id!r} is scored right and wrong (line "
-                              f"{line_of[problem_id]} says otherwise); give one verdict per problem")
-        line_of.setdefault(problem_id, line)
-    unscored = [p.id for p in problems if p.id not in correct_by_id]
+                              f"{first_line} says otherwise); give one verdict per problem")
+    unscored = [p.id for p in problems if p.id not in verdict_of]
     if unscored:
         more = f" (and {len(unscored) - 1} more)" if len(unscored) > 1 else ""
         raise ValueError(f"{verdicts}: no verdict for problem {unscored[0]!r}{more}; score the same problems "
                          "(the same spec, --offset and --limit) with `reasoner eval --methods greedy` first")
-    return [p for p in problems if not correct_by_id[p.id]]
+    return [p for p in problems if not verdict_of[p.id][0]]
 
 
 def _load_problems(spec: str, limit: int | None, data_dir: str | os.PathLike | None) -> list[Problem]:

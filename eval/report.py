@@ -37,7 +37,7 @@ def summarize(config: Any, methods: Sequence[Any], records: dict[str, list[dict]
             row["ranking_auc"] = within_problem_auc(found)
         rows[method.name] = row
     settings = asdict(config)
-    return {"problems": settings["problems"], "offset": settings.get("offset", 0),
+    return {"problems": settings["problems"], "offset": settings["offset"],
             "n": max((row["n"] for row in rows.values()), default=0),
             "policy": settings["policy"] or "embedded", "value": settings["value"],
             "temperature": settings["temperature"], "aggregate": settings["aggregate"],
