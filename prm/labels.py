@@ -30,6 +30,15 @@ backed-up ``Q``. A node is *alive* when its subtree holds a correct terminal lea
   of one step path count once; a seeded random pick when there are more), as SFT rows: ``id`` (``PROBLEM#k``) /
   ``question`` / ``answer`` / ``solution`` (the steps as the policy writes them), so `reasoner train sft --data
   FILE` reads the file as a problem set, and TRL's ``prompt`` / ``completion`` (the same text) for its SFTTrainer.
+* ``dpo``: solution-level pairs, the outcome-only baseline the step-level methods claim to beat (Step-DPO's and
+  SVPO's "solution-level DPO"; with ``reasoner train dpo --sft_weight 1`` it is Iterative RPO, Pang et al. 2024).
+  Per problem, up to ``max_pairs`` = 10 (chosen, rejected) pairs drawn without replacement (seeded) from the
+  distinct correct solutions × the distinct solutions with a wrong final answer (a solution cut off without an
+  answer is never the rejected one, as a failure sentinel is never a rejected step); the prompt is the question,
+  chosen and rejected are whole solutions. ``q_chosen`` = 1, ``q_rejected`` = −1 (the leaves' verdicts).
+  [UNVERIFIED] K = 10 pairs per problem and the NLL weight 1 are Iterative RPO's GSM8K settings as we recall
+  them from the paper; its pairs come from N independent samples per problem, ours from a tree's leaves, which
+  share prefixes.
 * ``step-rewards`` (3.2): per problem, up to 8 full solutions with outcome ``rewards`` (1/0) and per-step
   ``step_rewards`` = the MC values (or a trained value model's, mapped to [0, 1]) clipped to [0.01, 0.99], never
   exactly 0 (Full-Step-DPO treats 0 as padding). [UNVERIFIED] (3.1, 13.2): Full-Step-DPO's self-supervised
@@ -67,7 +76,7 @@ from search.tree import Node, Tree
 
 __all__ = ["KINDS", "LabelReport", "label_trees", "subtree_outcomes"]
 
-KINDS = ("step-dpo", "svpo", "step-apo", "mcts-dpo", "mc-labels", "step-rewards", "rft")
+KINDS = ("step-dpo", "svpo", "step-apo", "mcts-dpo", "dpo", "mc-labels", "step-rewards", "rft")
 
 
 @dataclass
@@ -193,15 +202,19 @@ def _sibling_pairs(tree: Tree, fmt: StepFormat, report: LabelReport, *, source: 
     return records
 
 
+def _joined(fmt: StepFormat, steps: list[str], first: int) -> str:
+    """Steps ``first``, ``first + 1``, ... as the policy wrote them after a pair's prompt (which ends with the
+    first step's header): joined with the step delimiter, every step after the first with its header."""
+    return fmt.delimiter.join([steps[0]] + [fmt.header(first + k) + step for k, step in enumerate(steps[1:], 1)])
+
+
 def _continuation(tree: Tree, node: Node, fmt: StepFormat) -> str:
-    """The node's step plus its unbranched descendants as the policy wrote them after the pair's prompt: joined
-    with the step delimiter, every step after the first with its header (the prompt ends with the first's)."""
-    index = node.depth - 1
+    """The node's step plus its unbranched descendants: the completion of a pair whose prompt ends before it."""
     steps = [node.step]
     while len(node.children) == 1:
         node = tree.nodes[node.children[0]]
-        steps.append(fmt.header(index + len(steps)) + node.step)
-    return fmt.delimiter.join(steps)
+        steps.append(node.step)
+    return _joined(fmt, steps, node.depth - len(steps))
 
 
 def _mcts_dpo(tree: Tree, fmt: StepFormat, report: LabelReport, *, rng: random.Random, max_pairs: int = 8, **_) -> list[dict]:
@@ -231,6 +244,35 @@ def _mcts_dpo(tree: Tree, fmt: StepFormat, report: LabelReport, *, rng: random.R
     if not records:
         report.skip("no node on the committed path with two differently valued children")
     return records[:max_pairs]
+
+
+def _solutions(tree: Tree, correct: bool) -> tuple[list[tuple[str, ...]], list[Node]]:
+    """The distinct step paths (steps stripped; copies of one path count once, in tree order) of the tree's
+    terminal leaves that are correct, or that state a wrong answer, with no empty step; and every such leaf."""
+    leaves = [leaf for leaf in tree.nodes if leaf.terminal and not leaf.children and bool(leaf.correct) == correct
+              and (correct or leaf.answer is not None)]
+    solutions: dict[tuple[str, ...], None] = {}
+    for leaf in leaves:
+        steps = tuple(node.step.strip() for node in tree.path(leaf.id)[1:])
+        if all(steps):
+            solutions.setdefault(steps)
+    return list(solutions), leaves
+
+
+def _dpo(tree: Tree, fmt: StepFormat, report: LabelReport, *, rng: random.Random, max_pairs: int = 10,
+         **_) -> list[dict]:
+    right, _ = _solutions(tree, correct=True)
+    wrong, _ = _solutions(tree, correct=False)
+    if not right or not wrong:
+        report.skip("no correct solution" if not right else "no solution with a wrong answer")
+        return []
+    picks = [(i, j) for i in range(len(right)) for j in range(len(wrong))]
+    if len(picks) > max_pairs:
+        picks = rng.sample(picks, max_pairs)
+    prompt = fmt.render(tree.question, ())
+    return [{"prompt": prompt, "chosen": _joined(fmt, list(right[i]), 0), "rejected": _joined(fmt, list(wrong[j]), 0),
+             "q_chosen": 1.0, "q_rejected": -1.0, "problem_id": tree.problem_id, "depth": 0, "source": "dpo"}
+            for i, j in picks]
 
 
 def _mc_paths(tree: Tree) -> list[tuple[list[str], list[float], Node]]:
@@ -308,16 +350,10 @@ def _step_rewards(tree: Tree, fmt: StepFormat, report: LabelReport, *, rng: rand
 
 def _rft(tree: Tree, fmt: StepFormat, report: LabelReport, *, rng: random.Random, max_solutions: int = 4,
          **_) -> list[dict]:
-    solutions: dict[tuple[str, ...], None] = {}
-    correct_leaves = [leaf for leaf in tree.nodes if leaf.terminal and leaf.correct and not leaf.children]
-    for leaf in correct_leaves:
-        steps = tuple(node.step.strip() for node in tree.path(leaf.id)[1:])
-        if all(steps):
-            solutions.setdefault(steps)
-    if not solutions:
+    picked, correct_leaves = _solutions(tree, correct=True)
+    if not picked:
         report.skip("every correct solution holds an empty step" if correct_leaves else "no correct leaf in the tree")
         return []
-    picked = list(solutions)
     if len(picked) > max_solutions:
         picked = rng.sample(picked, max_solutions)
     records = []
@@ -334,6 +370,7 @@ _RULES: dict[str, tuple[Callable[..., list[dict]], dict]] = {
     "svpo": (_sibling_pairs, {"source": "svpo"}),
     "step-apo": (_sibling_pairs, {"source": "step-apo", "solution_weight": 0.3}),
     "mcts-dpo": (_mcts_dpo, {}),
+    "dpo": (_dpo, {}),
     "mc-labels": (_mc_labels, {}),
     "step-rewards": (_step_rewards, {}),
     "rft": (_rft, {}),
@@ -345,7 +382,7 @@ def label_trees(trees: Iterable[Tree], kind: str, fmt: StepFormat, seed: int = 4
     """All records of one ``kind`` from ``trees`` and a report of counts and empty-problem reasons.
 
     ``scorer`` (a trained value model) replaces the MC estimates as the per-step rewards of ``step-rewards``.
-    ``options`` override the rule's own (``max_pairs`` of ``mcts-dpo``, ``max_responses`` of ``step-rewards``,
+    ``options`` override the rule's own (``max_pairs`` of ``mcts-dpo`` and ``dpo``, ``max_responses`` of ``step-rewards``,
     ``max_solutions`` of ``rft``).
     """
     if kind not in _RULES:

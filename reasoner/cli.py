@@ -18,6 +18,10 @@ from pathlib import Path
 from typing import Sequence
 
 from data.records import RecordError
+from prm.labels import KINDS as LABEL_KINDS  # light: no torch
+
+# `reasoner.trainers.preference.ALGOS` plus SFT and the online trainers (listed here: importing it loads torch)
+TRAIN_ALGOS = ("sft", "step-dpo", "step-apo", "svpo", "mcts-dpo", "dpo", "full-step-dpo", "tree-grpo", "mcts-dpo-online")
 from reasoner.cli_data import cmd_bench, cmd_check, cmd_data_export, cmd_data_show, cmd_tree_show
 from reasoner.cli_eval import cmd_demo, cmd_eval, cmd_pipeline, search_generator, search_scorer
 from reasoner.cli_train import cmd_train, cmd_train_prm
@@ -138,6 +142,12 @@ def cmd_label(args: argparse.Namespace) -> int:
         if args.max_solutions < 1:
             raise ValueError(f"--max-solutions must be 1 or more, not {args.max_solutions}")
         options["max_solutions"] = args.max_solutions
+    if args.max_pairs is not None:
+        if args.kind not in ("dpo", "mcts-dpo"):
+            raise ValueError("--max-pairs only applies to --kind dpo and mcts-dpo")
+        if args.max_pairs < 1:
+            raise ValueError(f"--max-pairs must be 1 or more, not {args.max_pairs}")
+        options["max_pairs"] = args.max_pairs
     records, report = label_trees(trees, args.kind, _label_format(args), seed=args.seed, scorer=scorer, **options)
     write_jsonl(args.output, records)
     reasons = ", ".join(f"{count} × {reason}" for reason, count in report.empty.items()) or "none"
@@ -238,10 +248,10 @@ def build_parser() -> argparse.ArgumentParser:
     ev.set_defaults(func=cmd_eval_policy)
 
     train = sub.add_parser("train", help="train a policy (`reasoner train sft --help`)", add_help=False)
-    train.add_argument("algo", choices=["sft", "step-dpo", "step-apo", "svpo", "mcts-dpo", "full-step-dpo", "tree-grpo",
-                                        "mcts-dpo-online"],
-                       help="sft on gold solutions, a step-preference algorithm on pairs, or an online one that "
-                            "samples trees with the policy at every step (tree-grpo, mcts-dpo-online)")
+    train.add_argument("algo", choices=TRAIN_ALGOS,
+                       help="sft on gold solutions, a step-preference algorithm on pairs (dpo: on whole-solution "
+                            "pairs), or an online one that samples trees with the policy at every step (tree-grpo, "
+                            "mcts-dpo-online)")
     train.set_defaults(func=cmd_train, wants_rest=True)
 
     build = sub.add_parser("build-tiny-policy", help="rebuild the embedded tiny policy from scratch", add_help=False)
@@ -256,14 +266,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     label = sub.add_parser("label", help="turn search trees into pairs / step rewards / MC labels (JSONL)")
     label.add_argument("run_dir")
-    label.add_argument("--kind", required=True, choices=["step-dpo", "svpo", "step-apo", "mcts-dpo", "mc-labels",
-                                                         "step-rewards", "rft"])
+    label.add_argument("--kind", required=True, choices=LABEL_KINDS)
     label.add_argument("--output", required=True)
     label.add_argument("--step-format", help="template the prompts are rendered with (default: the one the search "
                        "recorded in RUN_DIR/step_format.json, its policy's; else tiny)")
     label.add_argument("--seed", type=int, default=42)
     label.add_argument("--max-solutions", type=int, default=None,
                        help="rft: distinct correct solutions kept per problem (a seeded random pick; default 4)")
+    label.add_argument("--max-pairs", type=int, default=None,
+                       help="dpo: solution pairs per problem (a seeded random pick; default 10); mcts-dpo: pairs per "
+                            "problem along the committed path (default 8)")
     label.add_argument("--value-model", default=None, help="step-rewards: per-step rewards from this value model "
                                                            "instead of MC estimates")
     label.set_defaults(func=cmd_label)

@@ -165,6 +165,13 @@ def test_every_command_has_working_help(command, capsys):
     assert "usage:" in out and "error" not in out.split("\n", 1)[0]
 
 
+def test_train_choices_are_every_trainer():
+    from reasoner.cli import TRAIN_ALGOS
+    from reasoner.trainers.preference import ALGOS
+
+    assert set(TRAIN_ALGOS) == {*ALGOS, "sft", "tree-grpo", "mcts-dpo-online"}
+
+
 def test_bench_search_uses_the_asked_tree_shape(capsys):
     argv = ["--quiet", "bench", "search", "--problems", "2", "--sequential-problems", "1", "--simulations", "2"]
     assert main([*argv, "--children", "2"]) == 0

@@ -244,3 +244,49 @@ def test_sft_reads_a_blank_line_format_by_paragraphs_and_line_based_gold_by_line
     assert solution_steps(Problem("a", "q", "2", written), fmt) == ["We have\n$$x = 2$$", "So \\boxed{2}"]
     for gold in ("x = 1 + 1\n#### 2", "x = 1 + 1\n#### 2\n\n"):  # a trailing blank line is no paragraph break
         assert solution_steps(Problem("b", "q", "2", gold), fmt) == ["x = 1 + 1", "#### 2"]
+
+
+def test_dpo_pairs_whole_solutions_that_train_dpo_reads(tmp_path, capsys):
+    from search.tree import Tree
+
+    tree = Tree("p", "What is 2 + 3 * 4?", "14")
+    mul = tree.add_child(0, "3 * 4 = 12")
+    add = tree.add_child(mul.id, "2 + 12 = 14")
+    tree.add_child(add.id, "The answer is 14", terminal=True, answer="14", correct=True)
+    tree.add_child(add.id, "The answer is 14", terminal=True, answer="14", correct=True)  # a copy: one solution
+    tree.add_child(add.id, "The answer is 15", terminal=True, answer="15", correct=False)
+    other = tree.add_child(0, "2 + 3 = 5")
+    tree.add_child(other.id, "The answer is 20", terminal=True, answer="20", correct=False)
+    tree.add_child(other.id, "The answer is 14", terminal=True, answer="14", correct=True)
+    tree.add_child(other.id, "5 * 4 =", terminal=True, answer=None, correct=False)  # cut off: never rejected
+    lost = Tree("q", "What is 1 + 1?", "2")
+    lost.add_child(0, "The answer is 3", terminal=True, answer="3", correct=False)
+    right = [("3 * 4 = 12", "2 + 12 = 14", "The answer is 14"), ("2 + 3 = 5", "The answer is 14")]
+    wrong = [("3 * 4 = 12", "2 + 12 = 14", "The answer is 15"), ("2 + 3 = 5", "The answer is 20")]
+    for fmt_name in ("tiny", "step-dpo", "newline2"):
+        fmt = get_format(fmt_name)
+        records, report = label_trees([tree, lost], "dpo", fmt)
+        assert report.empty == {"no correct solution": 1}
+        prompt = fmt.render(tree.question, ())
+        # prompt + completion is the whole solution as the policy writes it, headers included
+        whole = {fmt.prompt(tree.question) + fmt.render_solution(s): s for s in right + wrong}
+        pairs = {(whole[prompt + r["chosen"] + fmt.delimiter], whole[prompt + r["rejected"] + fmt.delimiter])
+                 for r in records}
+        assert pairs == {(c, w) for c in right for w in wrong} and len(records) == 4
+        assert all(r["prompt"] == prompt and (r["q_chosen"], r["q_rejected"], r["depth"]) == (1.0, -1.0, 0)
+                   for r in records)
+    few, _ = label_trees([tree], "dpo", FMT, max_pairs=3)
+    assert len({(r["chosen"], r["rejected"]) for r in few}) == 3
+    assert few == label_trees([tree], "dpo", FMT, max_pairs=3)[0]  # seeded
+    run, out = tmp_path / "run", tmp_path / "dpo.jsonl"
+    append_jsonl(run / "trees.jsonl", [tree.to_record(), lost.to_record()])
+    assert main(["label", str(run), "--kind", "dpo", "--max-pairs", "2", "--output", str(out)]) == 0
+    assert len(out.read_text().splitlines()) == 2
+    assert main(["--quiet", "train", "dpo", "--data", str(out), "--max_steps", "1", "--sft_weight", "1",
+                 "--output", str(tmp_path / "policy")]) == 0
+    assert (tmp_path / "policy" / "model.safetensors").exists()
+    capsys.readouterr()
+    for flags, error in ((["--kind", "dpo", "--max-pairs", "0"], "--max-pairs must be 1 or more"),
+                         (["--kind", "svpo", "--max-pairs", "2"], "--max-pairs only applies to --kind dpo and mcts-dpo")):
+        assert main(["label", str(run), *flags, "--output", str(out)]) == 2
+        assert error in capsys.readouterr().err

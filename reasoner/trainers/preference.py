@@ -6,6 +6,8 @@ Pairs with the same prompt are grouped and, with ``prefix_sharing`` (default), e
 `reasoner.losses`:
 
 * ``step-dpo``: `dpo_loss` (β, label smoothing);
+* ``dpo``: the same loss on whole-solution pairs (``reasoner label --kind dpo``): the solution-level baseline, and
+  with ``sft_weight`` 1 Iterative RPO (DPO + the chosen solution's per-token NLL);
 * ``mcts-dpo``: `dpo_loss` with MCTS-DPO's conservative per-pair ε from the pair's visit counts
   (`visit_smoothing`, ``n_chosen`` / ``n_rejected``; ``--visit_smoothing false`` uses ``--label_smoothing``);
 * any of them + ``sft_weight`` × the chosen step's per-token NLL (TRL's ``rpo_alpha``), which keeps a small
@@ -40,14 +42,14 @@ from reasoner.trainers.pairs import collate_shared, collate_unshared, group_pair
 __all__ = ["PreferenceArgs", "PreferenceTrainer", "PairGroups", "PolicyWithValueHead", "train_preference",
            "ALGOS", "load_pairs", "check_smoothing"]
 
-ALGOS = ("step-dpo", "step-apo", "svpo", "mcts-dpo", "full-step-dpo")
+ALGOS = ("step-dpo", "step-apo", "svpo", "mcts-dpo", "dpo", "full-step-dpo")
 
 VALUE_HEAD_WEIGHTS = "value_head.safetensors"
 
 
 @dataclass
 class PreferenceArgs(TrainingKnobs):
-    """Settings of `reasoner train step-dpo|step-apo|svpo|mcts-dpo` (`reasoner train ALGO --help`)."""
+    """Settings of `reasoner train step-dpo|step-apo|svpo|mcts-dpo|dpo|full-step-dpo` (`reasoner train ALGO --help`)."""
 
     algo: str = "step-dpo"
     data: str = field(default="", metadata={"help": "pairs JSONL from `reasoner label`"})
@@ -55,7 +57,7 @@ class PreferenceArgs(TrainingKnobs):
     output: str = field(default="runs/step-dpo", metadata={"help": "output directory"})
     beta: float | None = field(default=None, metadata={
         "help": "DPO β (default per algorithm, see DEFAULT_BETA: step-dpo 0.05, step-apo 0.3, svpo 0.1, "
-                "mcts-dpo 0.1, full-step-dpo 0.05)"})
+                "mcts-dpo 0.1, dpo 0.1, full-step-dpo 0.05)"})
     alpha: float = field(default=1.0, metadata={"help": "step-apo: weight of the Q gap inside the sigmoid"})
     label_smoothing: float = 0.0
     visit_smoothing: bool = field(default=True, metadata={
@@ -86,8 +88,9 @@ class PreferenceArgs(TrainingKnobs):
 
 
 # Each method's own β (algorithms.md): Step-DPO's config_full.yaml 0.05 (2.3), CPL's pref_beta 0.3 (4.3),
-# MCTS-DPO's scale_coeff 0.1 (5.3), Full-Step-DPO 0.05 (3.3); SVPO's is unpublished, 0.1 is 1.11's suggested start.
-DEFAULT_BETA = {"step-dpo": 0.05, "step-apo": 0.3, "svpo": 0.1, "mcts-dpo": 0.1, "full-step-dpo": 0.05}
+# MCTS-DPO's scale_coeff 0.1 (5.3), Full-Step-DPO 0.05 (3.3); SVPO's is unpublished, 0.1 is 1.11's suggested start;
+# solution-level DPO: DPO's and Iterative RPO's 0.1.
+DEFAULT_BETA = {"step-dpo": 0.05, "step-apo": 0.3, "svpo": 0.1, "mcts-dpo": 0.1, "dpo": 0.1, "full-step-dpo": 0.05}
 # Algorithms whose loss reads the pairs' Q values (a missing one is an error, not a silent ±1).
 NEEDS_Q = ("step-apo", "svpo")
 
