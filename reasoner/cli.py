@@ -346,9 +346,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(f"unrecognized arguments: {' '.join(rest)}")
     _apply_data_dir(args)
     try:
-        if getattr(args, "wants_rest", False):
-            return args.func(args, rest)
-        return args.func(args)
+        code = args.func(args, rest) if getattr(args, "wants_rest", False) else args.func(args)
+        sys.stdout.flush()  # a reader gone away (`reasoner ... | head`) shows here, not at interpreter exit
+        return code
+    except BrokenPipeError:  # stop quietly, as the shell's tools do; whatever was written to files stays
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141  # 128 + SIGPIPE
     except (RecordError, OSError, ValueError, ImportError) as exc:  # OSError: a folder given for a file, ...;
         # ImportError: an optional dependency missing (vLLM, DeepSpeed), with its install hint
         print(f"reasoner: error: {exc}", file=sys.stderr)

@@ -228,3 +228,14 @@ def test_train_sft_saves_a_loadable_policy(tmp_path):
     assert not list(out.glob("*.bin"))
     policy = load_policy(str(out))
     assert policy.step_format.name == "tiny"
+
+
+def test_a_reader_that_goes_away_stops_the_command_quietly():
+    import subprocess
+    import sys
+
+    process = subprocess.Popen([sys.executable, "-m", "reasoner.cli", "data", "show", "synthetic:test"],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    process.stdout.close()  # as `reasoner data show ... | head` does once it has its lines
+    err = process.stderr.read().decode()
+    assert process.wait() == 141 and err == ""
