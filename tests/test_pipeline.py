@@ -154,6 +154,21 @@ def test_expert_iteration_trains_sft_on_each_rounds_correct_solutions(tmp_path):
             load_pipeline_config(path)
 
 
+def test_iterative_rpo_trains_dpo_on_each_rounds_solution_pairs(tmp_path):
+    commands = []
+    path = tmp_path / "rpo.yaml"
+    path.write_text("labels: [dpo, mc-labels]\ntrain: {algo: dpo, sft_weight: 1}\n")
+    config = load_pipeline_config(path, {"output": str(tmp_path / "run"), "rounds": 2})
+    run_pipeline(config, run_command=lambda argv: commands.append(argv) or 0, log=lambda _: None)
+    labels = [argv[argv.index("--kind") + 1] for argv in commands if argv[0] == "label"]
+    trains = [argv for argv in commands if argv[0] == "train"]
+    assert labels == ["dpo", "mc-labels"] * 2 and [argv[1] for argv in trains] == ["dpo", "dpo"]
+    assert trains[1][trains[1].index("--data") + 1] == str(tmp_path / "run" / "round-2" / "labels" / "dpo.jsonl")
+    path.write_text("labels: [step-dpo, mc-labels]\ntrain: {algo: dpo}\n")
+    with pytest.raises(ValueError, match="labels must include dpo"):
+        load_pipeline_config(path)
+
+
 def test_a_failing_stage_stops_the_pipeline(tmp_path):
     config = PipelineConfig(output=str(tmp_path), **{**TINY, "search": {"problems": "nowhere:test"}})
     with pytest.raises(StageFailed, match="stage round 1 search failed"):
