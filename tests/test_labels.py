@@ -186,9 +186,9 @@ def test_mcts_dpo_pairs_follow_a_stored_committed_path_and_records_check_it():
         Tree.from_record(record)
 
 
-def test_rft_keeps_distinct_correct_solutions_that_train_sft_reads_back(tmp_path, capsys):
-    from data.problems import load_problems
-    from reasoner.trainers.sft import solution_steps
+def _solved_and_lost():
+    """A tree with two distinct correct solutions (one reached by luck, one written twice), two with a wrong answer
+    and one cut off without an answer; and a tree with no correct solution."""
     from search.tree import Tree
 
     tree = Tree("p", "What is 2 + 3 * 4?", "14")
@@ -198,9 +198,20 @@ def test_rft_keeps_distinct_correct_solutions_that_train_sft_reads_back(tmp_path
     tree.add_child(add.id, "The answer is 14", terminal=True, answer="14", correct=True)  # a copy: counted once
     tree.add_child(add.id, "The answer is 15", terminal=True, answer="15", correct=False)
     other = tree.add_child(0, "2 + 3 = 5")
+    tree.add_child(other.id, "The answer is 20", terminal=True, answer="20", correct=False)
     tree.add_child(other.id, "The answer is 14", terminal=True, answer="14", correct=True)  # right by luck: kept
+    tree.add_child(other.id, "5 * 4 =", terminal=True, answer=None, correct=False)  # cut off
     lost = Tree("q", "What is 1 + 1?", "2")
     lost.add_child(0, "The answer is 3", terminal=True, answer="3", correct=False)
+    return tree, lost
+
+
+def test_rft_keeps_distinct_correct_solutions_that_train_sft_reads_back(tmp_path, capsys):
+    from data.problems import load_problems
+    from reasoner.trainers.sft import solution_steps
+    from search.tree import Tree
+
+    tree, lost = _solved_and_lost()
     blank = Tree("r", "What is 1 + 2?", "3")
     blank.add_child(blank.add_child(0, " ").id, "The answer is 3", terminal=True, answer="3", correct=True)
     _, report = label_trees([blank], "rft", FMT)
@@ -247,20 +258,7 @@ def test_sft_reads_a_blank_line_format_by_paragraphs_and_line_based_gold_by_line
 
 
 def test_dpo_pairs_whole_solutions_that_train_dpo_reads(tmp_path, capsys):
-    from search.tree import Tree
-
-    tree = Tree("p", "What is 2 + 3 * 4?", "14")
-    mul = tree.add_child(0, "3 * 4 = 12")
-    add = tree.add_child(mul.id, "2 + 12 = 14")
-    tree.add_child(add.id, "The answer is 14", terminal=True, answer="14", correct=True)
-    tree.add_child(add.id, "The answer is 14", terminal=True, answer="14", correct=True)  # a copy: one solution
-    tree.add_child(add.id, "The answer is 15", terminal=True, answer="15", correct=False)
-    other = tree.add_child(0, "2 + 3 = 5")
-    tree.add_child(other.id, "The answer is 20", terminal=True, answer="20", correct=False)
-    tree.add_child(other.id, "The answer is 14", terminal=True, answer="14", correct=True)
-    tree.add_child(other.id, "5 * 4 =", terminal=True, answer=None, correct=False)  # cut off: never rejected
-    lost = Tree("q", "What is 1 + 1?", "2")
-    lost.add_child(0, "The answer is 3", terminal=True, answer="3", correct=False)
+    tree, lost = _solved_and_lost()  # the cut-off solution is never the rejected one
     right = [("3 * 4 = 12", "2 + 12 = 14", "The answer is 14"), ("2 + 3 = 5", "The answer is 14")]
     wrong = [("3 * 4 = 12", "2 + 12 = 14", "The answer is 15"), ("2 + 3 = 5", "The answer is 20")]
     for fmt_name in ("tiny", "step-dpo", "newline2"):
