@@ -19,15 +19,15 @@ from typing import Sequence
 
 from data.records import RecordError
 from prm.labels import KINDS as LABEL_KINDS  # light: no torch
-
-# `reasoner.trainers.preference.ALGOS` plus SFT and the online trainers (listed here: importing it loads torch)
-TRAIN_ALGOS = ("sft", "step-dpo", "step-apo", "svpo", "mcts-dpo", "dpo", "full-step-dpo", "tree-grpo", "mcts-dpo-online")
 from reasoner.cli_data import cmd_bench, cmd_check, cmd_data_export, cmd_data_show, cmd_tree_show
 from reasoner.cli_eval import cmd_demo, cmd_eval, cmd_pipeline, search_generator, search_scorer
 from reasoner.cli_train import cmd_train, cmd_train_prm
 from reasoner.pipeline import StageFailed
 
 __all__ = ["main"]
+
+# `reasoner.trainers.preference.ALGOS` plus SFT and the online trainers (listed here: importing it loads torch)
+TRAIN_ALGOS = ("sft", "step-dpo", "step-apo", "svpo", "mcts-dpo", "dpo", "full-step-dpo", "tree-grpo", "mcts-dpo-online")
 
 
 def _add_data_dir(parser: argparse.ArgumentParser) -> None:
