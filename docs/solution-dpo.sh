@@ -4,7 +4,7 @@
 # runs/search-train: 512 synthetic:train problems searched by the embedded policy). Run from the repository root
 # with the project installed (`make install`). Prints "row<TAB>greedy" lines (all 500 synthetic:test problems) and
 # the pair counts, and leaves every run under OUT_DIR; a run that finished has a .done marker and is not redone.
-# About 80 min on a 2-core CPU: 25 trainings of 2-8 min, each scored greedily, a 512-problem search and an SFT.
+# About 2 h on a 2-core CPU: 25 trainings of 2-9 min, each scored greedily, a 512-problem search and an SFT.
 set -euo pipefail
 SEARCH=${1:-runs/search-train}
 O=${2:-runs/solution-dpo}
