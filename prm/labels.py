@@ -35,7 +35,8 @@ backed-up ``Q``. A node is *alive* when its subtree holds a correct terminal lea
   Per problem, up to ``max_pairs`` = 10 (chosen, rejected) pairs drawn without replacement (seeded) from the
   distinct correct solutions × the distinct solutions with a wrong final answer (a solution cut off without an
   answer is never the rejected one, as a failure sentinel is never a rejected step); the prompt is the question,
-  chosen and rejected are whole solutions. ``q_chosen`` = 1, ``q_rejected`` = −1 (the leaves' verdicts).
+  chosen and rejected are whole solutions (the trainer adds no EOS, as after any final step: the search and the
+  step generators end a solution at its final-answer step). ``q_chosen`` = 1, ``q_rejected`` = −1 (the verdicts).
   [UNVERIFIED] K = 10 pairs per problem and the NLL weight 1 are Iterative RPO's GSM8K settings as we recall
   them from the paper; its pairs come from N independent samples per problem, ours from a tree's leaves, which
   share prefixes.
@@ -249,8 +250,8 @@ def _mcts_dpo(tree: Tree, fmt: StepFormat, report: LabelReport, *, rng: random.R
 def _solutions(tree: Tree, correct: bool) -> tuple[list[tuple[str, ...]], list[Node]]:
     """The distinct step paths (steps stripped; copies of one path count once, in tree order) of the tree's
     terminal leaves that are correct, or that state a wrong answer, with no empty step; and every such leaf."""
-    leaves = [leaf for leaf in tree.nodes if leaf.terminal and not leaf.children and bool(leaf.correct) == correct
-              and (correct or leaf.answer is not None)]
+    leaves = [leaf for leaf in tree.nodes if leaf.terminal and not leaf.children
+              and (bool(leaf.correct) if correct else leaf.correct is False and leaf.answer is not None)]
     solutions: dict[tuple[str, ...], None] = {}
     for leaf in leaves:
         steps = tuple(node.step.strip() for node in tree.path(leaf.id)[1:])

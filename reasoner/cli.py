@@ -335,6 +335,18 @@ def _add_policy_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0)
 
 
+def _stdout_gone() -> bool:
+    """True when stdout is a pipe whose reader has closed it (poll reports an error on it)."""
+    import select
+
+    try:
+        poller = select.poll()
+        poller.register(sys.stdout.fileno(), select.POLLOUT)
+        return any(events & select.POLLERR for _, events in poller.poll(0))
+    except (AttributeError, OSError, ValueError):  # no poll() here, or a stdout with no file behind it
+        return False
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``reasoner`` console script; returns the exit code."""
     parser = build_parser()
@@ -349,7 +361,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         code = args.func(args, rest) if getattr(args, "wants_rest", False) else args.func(args)
         sys.stdout.flush()  # a reader gone away (`reasoner ... | head`) shows here, not at interpreter exit
         return code
-    except BrokenPipeError:  # stop quietly, as the shell's tools do; whatever was written to files stays
+    except BrokenPipeError as exc:
+        if not _stdout_gone():  # a pipe of the command's own (a worker, a subprocess): a real error
+            print(f"reasoner: error: {exc}", file=sys.stderr)
+            return 2
+        # the reader of our output went away: stop quietly, as the shell's tools do; files written stay
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 141  # 128 + SIGPIPE
     except (RecordError, OSError, ValueError, ImportError) as exc:  # OSError: a folder given for a file, ...;

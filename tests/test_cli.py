@@ -239,3 +239,14 @@ def test_a_reader_that_goes_away_stops_the_command_quietly():
     process.stdout.close()  # as `reasoner data show ... | head` does once it has its lines
     err = process.stderr.read().decode()
     assert process.wait() == 141 and err == ""
+
+
+def test_a_broken_pipe_of_the_commands_own_is_an_error(monkeypatch, capsys):
+    import reasoner.cli
+
+    def broken(args):
+        raise BrokenPipeError(32, "Broken pipe")
+
+    monkeypatch.setattr(reasoner.cli, "cmd_data_show", broken)  # stdout itself is fine
+    assert main(["data", "show", "synthetic:test"]) == 2
+    assert "reasoner: error: [Errno 32] Broken pipe" in capsys.readouterr().err
