@@ -19,7 +19,7 @@ from typing import Sequence
 
 from data.records import RecordError
 from prm.labels import KINDS as LABEL_KINDS  # light: no torch
-from reasoner.cli_data import cmd_bench, cmd_check, cmd_data_export, cmd_data_show, cmd_tree_show
+from reasoner.cli_data import cmd_bench, cmd_check, cmd_data_export, cmd_data_show, cmd_label, cmd_tree_show
 from reasoner.cli_eval import cmd_demo, cmd_eval, cmd_pipeline, search_generator, search_scorer
 from reasoner.cli_train import cmd_train, cmd_train_prm
 from reasoner.pipeline import StageFailed
@@ -97,62 +97,6 @@ def cmd_search(args: argparse.Namespace, rest: Sequence[str]) -> int:
         config.quiet = True
     summary = run_search(config, make_generator=search_generator, make_scorer=search_scorer)
     print(json.dumps(summary, indent=2))
-    return 0
-
-
-def _label_format(args: argparse.Namespace):
-    """``--step-format``, else the one the search recorded in RUN_DIR (its policy's), else ``tiny``."""
-    from data.records import read_json_file
-    from reasoner.steps import get_format
-    from search.runner import STEP_FORMAT_FILE
-
-    recorded = Path(args.run_dir) / STEP_FORMAT_FILE
-    if args.step_format:
-        return get_format(args.step_format)
-    if recorded.exists():
-        return get_format(read_json_file(recorded))
-    print(f"note: {recorded} is missing (a search from before it was recorded): prompts are rendered in the "
-          "tiny format; pass --step-format if the policy wrote another", file=sys.stderr)
-    return get_format("tiny")
-
-
-def cmd_label(args: argparse.Namespace) -> int:
-    from data.records import write_jsonl
-    from prm.labels import label_trees
-    from search.runner import run_files
-    from search.tree import read_trees
-
-    files = run_files(args.run_dir)
-    output = Path(args.output).resolve()
-    if output in {path.resolve() for path in files} or (output.parent == Path(args.run_dir).resolve()
-                                                        and output.match("trees*.jsonl")):
-        raise ValueError(f"{args.output}: labels there would overwrite or join the run's trees; write them elsewhere")
-    trees = (tree for path in files for tree in read_trees(path))
-    scorer = None
-    if args.value_model:
-        if args.kind != "step-rewards":
-            raise ValueError("--value-model only applies to --kind step-rewards")
-        from prm.model import load_value_model
-
-        scorer = load_value_model(args.value_model)
-    options = {}
-    if args.max_solutions is not None:
-        if args.kind != "rft":
-            raise ValueError("--max-solutions only applies to --kind rft")
-        if args.max_solutions < 1:
-            raise ValueError(f"--max-solutions must be 1 or more, not {args.max_solutions}")
-        options["max_solutions"] = args.max_solutions
-    if args.max_pairs is not None:
-        if args.kind not in ("dpo", "mcts-dpo"):
-            raise ValueError("--max-pairs only applies to --kind dpo and mcts-dpo")
-        if args.max_pairs < 1:
-            raise ValueError(f"--max-pairs must be 1 or more, not {args.max_pairs}")
-        options["max_pairs"] = args.max_pairs
-    records, report = label_trees(trees, args.kind, _label_format(args), seed=args.seed, scorer=scorer, **options)
-    write_jsonl(args.output, records)
-    reasons = ", ".join(f"{count} × {reason}" for reason, count in report.empty.items()) or "none"
-    print(f"{args.kind}: {report.records} records from {report.problems} problems → {args.output}")
-    print(f"problems that yielded nothing: {reasons}")
     return 0
 
 

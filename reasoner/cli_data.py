@@ -1,5 +1,6 @@
-"""`reasoner data`, `reasoner check`, `reasoner bench` and `reasoner tree`: the CLI commands that look at problem
-sets, predictions, benchmarks and search trees (the parser is `reasoner.cli.build_parser`). Each imports what it
+"""`reasoner data`, `reasoner check`, `reasoner label`, `reasoner bench` and `reasoner tree`: the CLI commands that
+look at problem sets, predictions, benchmarks and search trees, or turn trees into records (the parser is
+`reasoner.cli.build_parser`). Each imports what it
 needs when it runs, so ``reasoner data show`` starts without loading torch."""
 
 from __future__ import annotations
@@ -7,8 +8,10 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
+from pathlib import Path
 
-__all__ = ["cmd_bench", "cmd_check", "cmd_data_export", "cmd_data_show", "cmd_tree_show"]
+__all__ = ["cmd_bench", "cmd_check", "cmd_data_export", "cmd_data_show", "cmd_label", "cmd_tree_show"]
 
 
 def cmd_data_show(args: argparse.Namespace) -> int:
@@ -93,3 +96,61 @@ def cmd_tree_show(args: argparse.Namespace) -> int:
                 print(f"wrote {written} ({len(tree.nodes)} nodes, problem {tree.problem_id})")
                 return 0
     raise ValueError(f"{args.run_dir}: no tree for problem {args.problem!r}")
+
+
+# `reasoner label`'s per-problem caps and the label kinds that take each
+_LABEL_CAPS = {"max_solutions": ("rft",), "max_pairs": ("dpo", "mcts-dpo")}
+
+
+def _label_format(args: argparse.Namespace):
+    """``--step-format``, else the one the search recorded in RUN_DIR (its policy's), else ``tiny``."""
+    from data.records import read_json_file
+    from reasoner.steps import get_format
+    from search.runner import STEP_FORMAT_FILE
+
+    recorded = Path(args.run_dir) / STEP_FORMAT_FILE
+    if args.step_format:
+        return get_format(args.step_format)
+    if recorded.exists():
+        return get_format(read_json_file(recorded))
+    print(f"note: {recorded} is missing (a search from before it was recorded): prompts are rendered in the "
+          "tiny format; pass --step-format if the policy wrote another", file=sys.stderr)
+    return get_format("tiny")
+
+
+def cmd_label(args: argparse.Namespace) -> int:
+    from data.records import write_jsonl
+    from prm.labels import label_trees
+    from search.runner import run_files
+    from search.tree import read_trees
+
+    files = run_files(args.run_dir)
+    output = Path(args.output).resolve()
+    if output in {path.resolve() for path in files} or (output.parent == Path(args.run_dir).resolve()
+                                                        and output.match("trees*.jsonl")):
+        raise ValueError(f"{args.output}: labels there would overwrite or join the run's trees; write them elsewhere")
+    trees = (tree for path in files for tree in read_trees(path))
+    scorer = None
+    if args.value_model:
+        if args.kind != "step-rewards":
+            raise ValueError("--value-model only applies to --kind step-rewards")
+        from prm.model import load_value_model
+
+        scorer = load_value_model(args.value_model)
+    options = {}
+    for option, kinds in _LABEL_CAPS.items():  # a per-problem cap, for the kinds that have it
+        value = getattr(args, option)
+        if value is None:
+            continue
+        flag = "--" + option.replace("_", "-")
+        if args.kind not in kinds:
+            raise ValueError(f"{flag} only applies to --kind {' and '.join(kinds)}")
+        if value < 1:
+            raise ValueError(f"{flag} must be 1 or more, not {value}")
+        options[option] = value
+    records, report = label_trees(trees, args.kind, _label_format(args), seed=args.seed, scorer=scorer, **options)
+    write_jsonl(args.output, records)
+    reasons = ", ".join(f"{count} × {reason}" for reason, count in report.empty.items()) or "none"
+    print(f"{args.kind}: {report.records} records from {report.problems} problems → {args.output}")
+    print(f"problems that yielded nothing: {reasons}")
+    return 0
