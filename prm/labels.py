@@ -75,9 +75,12 @@ from search.omegaprm import omega_labelled_leaves
 from search.shepherd import own_mc
 from search.tree import Node, Tree
 
-__all__ = ["KINDS", "LabelReport", "label_trees", "subtree_outcomes"]
+__all__ = ["KINDS", "PER_PROBLEM_CAPS", "LabelReport", "label_trees", "subtree_outcomes"]
 
 KINDS = ("step-dpo", "svpo", "step-apo", "mcts-dpo", "dpo", "mc-labels", "step-rewards", "rft")
+# the per-problem caps a caller may set (`reasoner label --max-pairs`, a recipe's `label` section), and the kinds
+# whose rule takes each
+PER_PROBLEM_CAPS = {"max_solutions": ("rft",), "max_pairs": ("dpo", "mcts-dpo")}
 
 
 @dataclass

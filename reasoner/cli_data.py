@@ -98,10 +98,6 @@ def cmd_tree_show(args: argparse.Namespace) -> int:
     raise ValueError(f"{args.run_dir}: no tree for problem {args.problem!r}")
 
 
-# `reasoner label`'s per-problem caps and the label kinds that take each
-_LABEL_CAPS = {"max_solutions": ("rft",), "max_pairs": ("dpo", "mcts-dpo")}
-
-
 def _label_format(args: argparse.Namespace):
     """``--step-format``, else the one the search recorded in RUN_DIR (its policy's), else ``tiny``."""
     from data.records import read_json_file
@@ -120,7 +116,7 @@ def _label_format(args: argparse.Namespace):
 
 def cmd_label(args: argparse.Namespace) -> int:
     from data.records import write_jsonl
-    from prm.labels import label_trees
+    from prm.labels import PER_PROBLEM_CAPS, label_trees
     from search.runner import run_files
     from search.tree import read_trees
 
@@ -138,7 +134,7 @@ def cmd_label(args: argparse.Namespace) -> int:
 
         scorer = load_value_model(args.value_model)
     options = {}
-    for option, kinds in _LABEL_CAPS.items():  # a per-problem cap, for the kinds that have it
+    for option, kinds in PER_PROBLEM_CAPS.items():  # a per-problem cap, for the kinds that have it
         value = getattr(args, option)
         if value is None:
             continue

@@ -16,7 +16,8 @@ from round R-1's policy; the value model's backbone is ``prm.policy`` when the r
 ``embedded-verifier``), else the round's policy. Every round searches the same problems, unless ``fresh_problems``:
 then round R takes the ``search.limit`` problems after those of the rounds before it (``--offset``). Recipe keys:
 ``output``, ``rounds``, ``policy``, ``eval_initial``, ``fresh_problems`` and the sections
-``search``, ``labels`` (list of kinds), ``prm``, ``prm_eval`` (optional: eval-prm flags), ``train`` (with
+``search``, ``labels`` (list of kinds), ``label`` (optional: per kind, that kind's ``reasoner label`` flags,
+e.g. ``{dpo: {max-pairs: 30}, rft: {max-solutions: 8}}``), ``prm``, ``prm_eval`` (optional: eval-prm flags), ``train`` (with
 ``algo``: a step-preference algorithm, or ``sft`` on the ``rft`` labels, i.e. expert iteration) and ``eval``
 (``value: prm`` uses the round's value model, ``likelihood`` the policy's own).
 """
@@ -53,6 +54,7 @@ class PipelineConfig:
     fresh_problems: bool = False  # round R searches search.limit problems past those of rounds 1..R-1
     step_format: str | None = None  # label prompts' format; default: the one the search recorded (its policy's)
     labels: list[str] = field(default_factory=lambda: ["step-dpo", "mc-labels", "svpo"])
+    label: dict[str, dict[str, Any]] = field(default_factory=dict)  # kind -> its `reasoner label` flags
     search: dict[str, Any] = field(default_factory=dict)
     prm: dict[str, Any] = field(default_factory=dict)
     prm_eval: dict[str, Any] | None = None
@@ -104,7 +106,34 @@ def load_pipeline_config(path: str | Path, overrides: dict[str, Any] | None = No
         raise ValueError(f"{path}: prm.rank_weight needs sibling pairs: svpo or step-apo in labels, "
                          "and no prm.pairs: false")
     _check_section_keys(values, path)
+    _check_label_options(values.get("label"), labels, path)
     return PipelineConfig(**values)
+
+
+def _check_label_options(options: Any, labels: list[str], path: str | Path) -> None:
+    """The ``label`` section: per label kind of ``labels``, the ``reasoner label`` flags that kind takes
+    (``seed``, and the per-problem caps of prm.labels.PER_PROBLEM_CAPS as whole numbers of at least 1)."""
+    from prm.labels import PER_PROBLEM_CAPS
+
+    if options is None:
+        return
+    if not isinstance(options, dict):
+        raise ValueError(f"{path}: section 'label' must map a label kind to its flags, e.g. {{dpo: {{max-pairs: 30}}}}")
+    for kind, kind_flags in options.items():
+        if kind not in labels:
+            raise ValueError(f"{path}: section 'label' sets flags for {kind!r}, which is not in labels {labels}")
+        if not isinstance(kind_flags, dict):
+            raise ValueError(f"{path}: label.{kind} must be a mapping of `reasoner label` flags")
+        for key, value in kind_flags.items():
+            option = key.replace("-", "_")
+            takes = [name for name, kinds in PER_PROBLEM_CAPS.items() if kind in kinds]
+            if option != "seed" and option not in takes:
+                raise ValueError(f"{path}: label.{kind} has unknown key {key!r} (known: "
+                                 f"{', '.join(['seed', *(name.replace('_', '-') for name in takes)])})")
+            whole = isinstance(value, int) and not isinstance(value, bool)
+            if not whole or (option != "seed" and value < 1):
+                raise ValueError(f"{path}: label.{kind}.{key} must be a whole number"
+                                 f"{'' if option == 'seed' else ' of at least 1'}, got {value!r}")
 
 
 def _train_data_kind(algo: str) -> str:
@@ -215,7 +244,7 @@ def run_pipeline(config: PipelineConfig, run_command: Callable[[list[str]], int]
                    [["search", *flags(config.search, drop=("output", "policy", "offset")), *_offset_flag(config, number),
                      "--output", str(here / "search"), *policy_flags]])
         stages.run(f"round {number} label", here / "labels",
-                   [["label", str(here / "search"), "--kind", kind,
+                   [["label", str(here / "search"), "--kind", kind, *_label_flags(config, kind),
                      *(["--step-format", config.step_format] if config.step_format else []),
                      "--output", str(here / "labels" / f"{kind}.jsonl")] for kind in config.labels])
         backbone = ["--policy", config.prm["policy"]] if (config.prm or {}).get("policy") else policy_flags
@@ -251,6 +280,11 @@ def _offset_flag(config: PipelineConfig, number: int) -> list[str]:
     if config.fresh_problems:
         offset += (number - 1) * int(config.search["limit"])
     return ["--offset", str(offset)] if offset else []
+
+
+def _label_flags(config: PipelineConfig, kind: str) -> list[str]:
+    """The recipe's ``label.KIND`` flags, spelled as `reasoner label` spells them (``--max-pairs``)."""
+    return flags({key.replace("_", "-"): value for key, value in (config.label.get(kind) or {}).items()})
 
 
 def _pairs_flag(config: PipelineConfig, here: Path) -> list[str]:

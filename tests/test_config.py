@@ -14,6 +14,23 @@ def test_yaml_recipe_then_flag_overrides(tmp_path):
     assert shepherd.algo == "shepherd" and shepherd.shepherd().completions == 8
 
 
+@pytest.mark.parametrize("recipe", sorted((Path(__file__).resolve().parents[1] / "configs").glob("*.yaml")),
+                         ids=lambda path: path.stem)
+def test_every_single_command_recipe_parses_with_its_commands_settings(recipe):
+    """Each configs/ file names its command on its first line; pipeline recipes are test_pipeline's."""
+    from prm.trainer import PRMArgs
+    from reasoner.trainers.online_dpo import OnlineDPOArgs
+    from reasoner.trainers.preference import PreferenceArgs
+    from reasoner.trainers.tree_grpo import TreeGRPOArgs
+
+    command = recipe.read_text().splitlines()[0].split()[2:4]  # "# reasoner train step-dpo --config ..."
+    if command[0] == "pipeline":
+        return
+    settings = {"search": SearchConfig, "train-prm": PRMArgs}.get(command[0]) or {
+        "tree-grpo": TreeGRPOArgs, "mcts-dpo-online": OnlineDPOArgs}.get(command[1], PreferenceArgs)
+    parse_config(settings, ["--config", str(recipe)], prog="t")
+
+
 def test_unknown_yaml_key_names_the_file(tmp_path):
     recipe = tmp_path / "bad.yaml"
     recipe.write_text("simulatons: 3\n")

@@ -169,6 +169,33 @@ def test_iterative_rpo_trains_dpo_on_each_rounds_solution_pairs(tmp_path):
         load_pipeline_config(path)
 
 
+def test_a_recipes_label_section_sets_each_kinds_own_flags(tmp_path):
+    commands = []
+    path = tmp_path / "caps.yaml"
+    path.write_text("labels: [dpo, mc-labels, rft]\ntrain: {algo: dpo}\n"
+                    "label: {dpo: {max-pairs: 30, seed: 7}, rft: {max_solutions: 8}}\n")
+    config = load_pipeline_config(path, {"output": str(tmp_path / "run")})
+    run_pipeline(config, run_command=lambda argv: commands.append(argv) or 0, log=lambda _: None)
+    labels = {argv[argv.index("--kind") + 1]: argv for argv in commands if argv[0] == "label"}
+    assert labels["dpo"][4:8] == ["--max-pairs", "30", "--seed", "7"]
+    assert labels["rft"][4:6] == ["--max-solutions", "8"] and "--max-pairs" not in labels["mc-labels"]
+    bad = {"label: [dpo]": "section 'label' must map a label kind to its flags",
+           "label: {svpo: {seed: 1}}": r"sets flags for 'svpo', which is not in labels",
+           "label: {dpo: 30}": "label.dpo must be a mapping",
+           "label: {mc-labels: {max-pairs: 3}}": r"label.mc-labels has unknown key 'max-pairs' \(known: seed\)",
+           "label: {dpo: {max-solutions: 3}}": r"unknown key 'max-solutions' \(known: seed, max-pairs\)",
+           "label: {dpo: {max-pairs: 0}}": "label.dpo.max-pairs must be a whole number of at least 1, got 0",
+           "label: {dpo: {seed: 1.5}}": "label.dpo.seed must be a whole number, got 1.5"}
+    for section, error in bad.items():
+        path.write_text(f"labels: [dpo, mc-labels]\ntrain: {{algo: dpo}}\n{section}\n")
+        with pytest.raises(ValueError, match=error):
+            load_pipeline_config(path)
+    from reasoner.cli import build_parser
+
+    parsed = build_parser().parse_args(labels["dpo"])  # `reasoner label` itself takes the flags as written
+    assert (parsed.max_pairs, parsed.seed, build_parser().parse_args(labels["rft"]).max_solutions) == (30, 7, 8)
+
+
 def test_a_failing_stage_stops_the_pipeline(tmp_path):
     config = PipelineConfig(output=str(tmp_path), **{**TINY, "search": {"problems": "nowhere:test"}})
     with pytest.raises(StageFailed, match="stage round 1 search failed"):
@@ -176,7 +203,19 @@ def test_a_failing_stage_stops_the_pipeline(tmp_path):
     assert not (tmp_path / "round-1" / "search" / ".done").exists()
 
 
-@pytest.mark.parametrize("recipe", ["demo", "iterate", "expert_iteration", "gsm8k", "math"])
+def _shipped(command: str) -> list[str]:
+    """The configs/ recipes whose first line names ``reasoner COMMAND``, so a new recipe is tested without a list."""
+    from tests.conftest import REPO
+
+    return sorted(path.stem for path in (REPO / "configs").glob("*.yaml")
+                  if path.read_text().startswith(f"# reasoner {command} "))
+
+
+def test_every_shipped_recipe_is_tested():
+    assert {"demo", "iterate", "expert_iteration", "iterative_rpo", "gsm8k", "math"} <= set(_shipped("pipeline"))
+
+
+@pytest.mark.parametrize("recipe", _shipped("pipeline"))
 def test_shipped_recipes_parse_into_every_stage_config(recipe):
     from eval.evaluate import EvalConfig
     from prm.trainer import PRMArgs
