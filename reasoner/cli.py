@@ -92,7 +92,9 @@ def cmd_search(args: argparse.Namespace, rest: Sequence[str]) -> int:
     from reasoner.config import parse_config
     from search.runner import SearchConfig, run_search
 
-    config = parse_config(SearchConfig, rest, prog="reasoner search", description="grow step-level search trees")
+    config = parse_config(SearchConfig, rest, prog="reasoner search",
+                          description="grow step-level search trees; `reasoner search --summary RUN_DIR` prints "
+                                      "a run's counts instead (nodes, tokens, pass@tree, leaves) and searches nothing")
     if args.quiet:
         config.quiet = True
     summary = run_search(config, make_generator=search_generator, make_scorer=search_scorer)
