@@ -284,7 +284,7 @@ def _offset_flag(config: PipelineConfig, number: int) -> list[str]:
 
 def _label_flags(config: PipelineConfig, kind: str) -> list[str]:
     """The recipe's ``label.KIND`` flags, spelled as `reasoner label` spells them (``--max-pairs``)."""
-    return flags({key.replace("_", "-"): value for key, value in (config.label.get(kind) or {}).items()})
+    return flags({key.replace("_", "-"): value for key, value in ((config.label or {}).get(kind) or {}).items()})
 
 
 def _pairs_flag(config: PipelineConfig, here: Path) -> list[str]:

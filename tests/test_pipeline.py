@@ -5,7 +5,7 @@ import json
 import pytest
 
 from reasoner.cli import main
-from reasoner.pipeline import PipelineConfig, StageFailed, flags, load_pipeline_config, run_pipeline
+from reasoner.pipeline import PipelineConfig, StageFailed, _label_flags, flags, load_pipeline_config, run_pipeline
 
 TINY = {
     "rounds": 1,
@@ -190,6 +190,8 @@ def test_a_recipes_label_section_sets_each_kinds_own_flags(tmp_path):
         path.write_text(f"labels: [dpo, mc-labels]\ntrain: {{algo: dpo}}\n{section}\n")
         with pytest.raises(ValueError, match=error):
             load_pipeline_config(path)
+    path.write_text("labels: [dpo, mc-labels]\ntrain: {algo: dpo}\nlabel:\n")  # an empty section sets nothing
+    assert _label_flags(load_pipeline_config(path), "dpo") == []
     from reasoner.cli import build_parser
 
     parsed = build_parser().parse_args(labels["dpo"])  # `reasoner label` itself takes the flags as written
