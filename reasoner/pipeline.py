@@ -76,9 +76,7 @@ def load_pipeline_config(path: str | Path, overrides: dict[str, Any] | None = No
             raise ValueError(f"{path}: section {name!r} must be a mapping of that command's flags")
     if "train" in values and "algo" not in (values["train"] or {}):
         raise ValueError(f"{path}: section 'train' needs an 'algo' (e.g. step-dpo)")
-    rounds = values.get("rounds", 1)
-    if not isinstance(rounds, int) or isinstance(rounds, bool) or rounds < 1:
-        raise ValueError(f"{path}: rounds must be a whole number of at least 1, got {rounds!r}")
+    _check_whole(path, "rounds", values.get("rounds", 1), least=1)
     labels = values.get("labels", PipelineConfig().labels)
     if not isinstance(labels, list) or not all(isinstance(kind, str) for kind in labels):
         raise ValueError(f"{path}: labels must be a list of label kinds (e.g. [step-dpo, mc-labels, svpo])")
@@ -95,9 +93,7 @@ def load_pipeline_config(path: str | Path, overrides: dict[str, Any] | None = No
         if not isinstance(values.get(key, False), bool):
             raise ValueError(f"{path}: {key} must be true or false, got {values[key]!r}")
     search = values.get("search") or {}
-    offset = search.get("offset", 0)
-    if not isinstance(offset, int) or isinstance(offset, bool) or offset < 0:
-        raise ValueError(f"{path}: search.offset must be a whole number of at least 0, got {offset!r}")
+    _check_whole(path, "search.offset", search.get("offset", 0), least=0)
     if values.get("fresh_problems") and not isinstance(search.get("limit"), int):
         raise ValueError(f"{path}: fresh_problems needs search.limit in the recipe itself (the problems each "
                          "round takes; not from search.config)")
@@ -108,6 +104,13 @@ def load_pipeline_config(path: str | Path, overrides: dict[str, Any] | None = No
     _check_section_keys(values, path)
     _check_label_options(values.get("label"), labels, path)
     return PipelineConfig(**values)
+
+
+def _check_whole(path: str | Path, name: str, value: Any, least: int | None = None) -> None:
+    """A recipe value that must be a whole number (not a bool, not 2.5), at least ``least`` when given."""
+    if not isinstance(value, int) or isinstance(value, bool) or (least is not None and value < least):
+        bound = "" if least is None else f" of at least {least}"
+        raise ValueError(f"{path}: {name} must be a whole number{bound}, got {value!r}")
 
 
 def _check_label_options(options: Any, labels: list[str], path: str | Path) -> None:
@@ -124,16 +127,13 @@ def _check_label_options(options: Any, labels: list[str], path: str | Path) -> N
             raise ValueError(f"{path}: section 'label' sets flags for {kind!r}, which is not in labels {labels}")
         if not isinstance(kind_flags, dict):
             raise ValueError(f"{path}: label.{kind} must be a mapping of `reasoner label` flags")
+        caps = [name for name, kinds in PER_PROBLEM_CAPS.items() if kind in kinds]
         for key, value in kind_flags.items():
             option = key.replace("-", "_")
-            takes = [name for name, kinds in PER_PROBLEM_CAPS.items() if kind in kinds]
-            if option != "seed" and option not in takes:
+            if option != "seed" and option not in caps:
                 raise ValueError(f"{path}: label.{kind} has unknown key {key!r} (known: "
-                                 f"{', '.join(['seed', *(name.replace('_', '-') for name in takes)])})")
-            whole = isinstance(value, int) and not isinstance(value, bool)
-            if not whole or (option != "seed" and value < 1):
-                raise ValueError(f"{path}: label.{kind}.{key} must be a whole number"
-                                 f"{'' if option == 'seed' else ' of at least 1'}, got {value!r}")
+                                 f"{', '.join(['seed', *(name.replace('_', '-') for name in caps)])})")
+            _check_whole(path, f"label.{kind}.{key}", value, least=None if option == "seed" else 1)
 
 
 def _train_data_kind(algo: str) -> str:
