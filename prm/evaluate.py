@@ -88,6 +88,6 @@ def _evaluate(scorer: Any, problems: str, limit: int | None, seed: int, threshol
         "correct_accuracy": round(scores["correct_accuracy"], 4),
         "threshold": tau,
         "solution_auc_min": round(roc_auc([min(v) if v else 0.0 for v in values], [t < 0 for t in first_errors]), 4),
-        "best_threshold": round(best_tau, 4), "first_error_f1_at_best": round(best, 4),
+        "best_threshold": None if best_tau is None else round(best_tau, 4), "first_error_f1_at_best": round(best, 4),
         "seconds": round(seconds, 2),
     }

@@ -55,12 +55,15 @@ def first_error_scores(step_values: Sequence[Sequence[float]], first_errors: Seq
     return {"error_accuracy": error_accuracy, "correct_accuracy": correct_accuracy, "f1": f1}
 
 
-def best_threshold(step_values: Sequence[Sequence[float]], first_errors: Sequence[int], grid: int = 200) -> tuple[float, float]:
-    """The threshold (among ~``grid`` quantiles of the values) with the highest first-error F1, and that F1."""
+def best_threshold(step_values: Sequence[Sequence[float]], first_errors: Sequence[int],
+                   grid: int = 200) -> tuple[float | None, float]:
+    """The threshold (among ~``grid`` quantiles of the values) with the highest first-error F1, and that F1;
+    ``(None, nan)`` when no threshold has a defined F1 (every path correct, or every path wrong: F1 needs
+    both), so that callers keep the head's default threshold instead of an arbitrary one."""
     candidates = sorted({round(v, 3) for row in step_values for v in row})
-    best = (0.0, -1.0)
+    best: tuple[float | None, float] = (None, float("nan"))
     for tau in candidates[:: max(1, len(candidates) // grid)]:
         f1 = first_error_scores(step_values, first_errors, tau + 1e-9)["f1"]
-        if f1 > best[1]:
+        if f1 == f1 and (best[0] is None or f1 > best[1]):  # f1 != f1: undefined (nan)
             best = (tau + 1e-9, f1)
     return best

@@ -32,7 +32,7 @@ import torch
 from torch import nn
 
 from data.records import read_json_file
-from reasoner.models import encode_prefix, pad_right, resolve_device, standalone_state_dict, token_logps
+from reasoner.models import encode_prefix, pad_right, resolve_device, resolve_dtype, standalone_state_dict, token_logps
 from reasoner.steps import StepFormat, get_format
 
 __all__ = ["ValueModel", "encode_steps", "score_solutions", "step_features", "load_value_model", "HEADS", "VALUE_HEAD_FILE"]
@@ -124,8 +124,9 @@ class ValueModel(nn.Module):
         return output
 
     @classmethod
-    def from_pretrained(cls, path: str | Path, device: str | None = None) -> "ValueModel":
-        """Load a directory written by `save_pretrained` (weights must match the config exactly)."""
+    def from_pretrained(cls, path: str | Path, device: str | None = None, dtype: str | None = None) -> "ValueModel":
+        """Load a directory written by `save_pretrained` (weights must match the config exactly), in ``dtype``
+        (`reasoner.models.resolve_dtype`: fp32 on CPU, bf16 on GPU unless given), heads included."""
         from safetensors import SafetensorError
         from safetensors.torch import load_model
         from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
@@ -145,7 +146,8 @@ class ValueModel(nn.Module):
             load_model(model, str(path / WEIGHTS_FILE), strict=True)
         except SafetensorError as exc:
             raise ValueError(f"{path / WEIGHTS_FILE}: unreadable weights ({exc}); was the save cut short?") from None
-        return model.to(resolve_device(device)).eval()
+        target = resolve_device(device)
+        return model.to(device=target, dtype=resolve_dtype(dtype, target)).eval()
 
     # ------------------------------------------------------------------ computing values
     @property
@@ -167,10 +169,11 @@ class ValueModel(nn.Module):
             step_logps = token_logps(output.logits.detach(), input_ids)
         rows = torch.tensor([r for r, row_ends in enumerate(ends) for _ in row_ends], device=hidden.device)
         cols = torch.tensor([e for row_ends in ends for e in row_ends], device=hidden.device)
-        logits = self.value_head(hidden[rows, cols]).squeeze(-1)
+        logits = self.value_head(hidden[rows, cols].to(self.value_head.weight.dtype)).squeeze(-1)
         if self.feature_head is None:
             return logits
-        return logits + self.feature_head(step_features(step_logps, ends, prompt_lengths)).squeeze(-1)
+        features = step_features(step_logps, ends, prompt_lengths).to(self.feature_head.weight.dtype)
+        return logits + self.feature_head(features).squeeze(-1)
 
     def activate(self, logits: torch.Tensor) -> torch.Tensor:
         """Logits → values: tanh ([-1, 1]) or sigmoid ([0, 1]) depending on the head."""

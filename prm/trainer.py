@@ -283,11 +283,13 @@ class PRMTrainer(AveragedMetrics, Trainer):
         # hard label is False, -1 when none): the same ProcessBench rule as eval-prm, no gold solution used.
         first_errors = [next((i for i, ok in enumerate(labels) if not ok), -1) for labels in path_labels]
         threshold, f1 = best_threshold(path_values, first_errors)
-        self._unwrap(model).threshold = threshold
+        if threshold is not None:  # else (held-out paths all correct or all wrong) keep the head's default
+            self._unwrap(model).threshold = threshold
         metrics = {f"{metric_key_prefix}_loss": sum(loss for loss, _, _ in rows) / total,
                    f"{metric_key_prefix}_step_auc": roc_auc([v for row in path_values for v in row],
                                                             [ok for row in path_labels for ok in row]),
-                   f"{metric_key_prefix}_threshold": threshold, f"{metric_key_prefix}_first_error_f1": f1}
+                   f"{metric_key_prefix}_threshold": float("nan") if threshold is None else threshold,
+                   f"{metric_key_prefix}_first_error_f1": f1}
         if self.eval_problems:
             from prm.evaluate import evaluate_prm
 
@@ -315,7 +317,7 @@ class PRMTrainer(AveragedMetrics, Trainer):
 def train_prm(args: PRMArgs, callbacks: Sequence[Any] = ()) -> tuple[ValueModel, Any]:
     """Build (or continue) a value model, train it on ``args.data`` (+ pairs), save it to ``args.output``."""
     from reasoner.models import load_policy
-    from reasoner.trainers.common import training_arguments
+    from reasoner.trainers.common import TRAINING_DTYPE, resume_checkpoint, training_arguments
 
     if args.head not in ("tanh", "sigmoid"):
         raise ValueError(f"unknown value head {args.head!r}: use tanh or sigmoid")
@@ -323,11 +325,11 @@ def train_prm(args: PRMArgs, callbacks: Sequence[Any] = ()) -> tuple[ValueModel,
         raise ValueError("--rank_weight needs --pairs (svpo or step-apo pairs from `reasoner label`)")
     set_seed(args.seed)  # before the value head's random init: Trainer seeds only once the model exists
     if args.init:
-        model = ValueModel.from_pretrained(args.init, device=args.device)
+        model = ValueModel.from_pretrained(args.init, device=args.device, dtype=TRAINING_DTYPE)
         if model.head != args.head:
             raise ValueError(f"{args.init}: its head is {model.head!r}, not --head {args.head!r}")
     else:
-        model = ValueModel.from_policy(load_policy(args.policy, device=args.device), head=args.head,
+        model = ValueModel.from_policy(load_policy(args.policy, device=args.device, dtype=TRAINING_DTYPE), head=args.head,
                                        likelihood_features=args.likelihood_features)
     model.train()
     if args.freeze_backbone:
@@ -349,11 +351,11 @@ def train_prm(args: PRMArgs, callbacks: Sequence[Any] = ()) -> tuple[ValueModel,
         data_collator=PRMCollator(model.tokenizer.pad_token_id or 0), callbacks=list(callbacks),
         rank_weight=args.rank_weight, margin=args.margin, eval_problems=args.eval_problems, eval_limit=args.eval_limit,
     )
-    trainer.train(resume_from_checkpoint=True if args.resume else None)
+    trainer.train(resume_from_checkpoint=resume_checkpoint(args))
     if eval_set is not None:
         if trainer.last_eval_step != trainer.state.global_step:
             trainer.evaluate()
-        trainer.log({"calibrated_threshold": round(model.threshold, 4),
+        trainer.log({"calibrated_threshold": None if model.threshold is None else round(model.threshold, 4),
                      "held_out_first_error_f1": round(trainer.last_eval["eval_first_error_f1"], 4)})
     model.eval()
     trainer.save_model(args.output)  # gathers ZeRO-3 partitions; the main process alone writes

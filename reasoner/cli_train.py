@@ -26,9 +26,10 @@ def cmd_train(args: argparse.Namespace, rest: Sequence[str]) -> int:
     config = parse_config(SFTArgs, rest, prog="reasoner train sft", description="SFT on gold step-by-step solutions")
     from data.problems import load_problems
     from reasoner.models import load_policy
+    from reasoner.trainers.common import TRAINING_DTYPE
     from reasoner.trainers.sft import train_sft
 
-    policy = load_policy(config.model, device=config.device)
+    policy = load_policy(config.model, device=config.device, dtype=TRAINING_DTYPE)
     policy.model.train()
     problems = load_problems(config.data, limit=config.limit)
     if not any(p.solution for p in problems):
@@ -44,6 +45,7 @@ def cmd_train(args: argparse.Namespace, rest: Sequence[str]) -> int:
 def _train_preference(algo: str, rest: Sequence[str]) -> int:
     from reasoner.config import parse_config, save_training_config
     from reasoner.models import load_policy
+    from reasoner.trainers.common import TRAINING_DTYPE
     from reasoner.trainers.preference import PreferenceArgs, load_pairs, resolve_beta, train_preference
 
     config = parse_config(PreferenceArgs, rest, prog=f"reasoner train {algo}",
@@ -58,7 +60,7 @@ def _train_preference(algo: str, rest: Sequence[str]) -> int:
         records = load_step_rewards(config.data, config.limit)
     else:
         records = load_pairs(config.data, config.limit, algo, config.visit_smoothing)
-    policy = load_policy(config.model, device=config.device)
+    policy = load_policy(config.model, device=config.device, dtype=TRAINING_DTYPE)
     reference = None
     if config.ref_model is not None:
         reference = load_policy(config.ref_model, device=config.device)
@@ -90,6 +92,7 @@ def _train_tree_grpo(rest: Sequence[str]) -> int:
     from data.problems import load_problems
     from reasoner.config import parse_config, save_training_config
     from reasoner.models import load_policy
+    from reasoner.trainers.common import TRAINING_DTYPE
     from reasoner.trainers.common import sampling_seed
     from reasoner.trainers.tree_grpo import TreeGRPOArgs, train_tree_grpo
     from search.tree_grpo import TreeGRPOConfig, grpo_leaves, run_tree_grpo
@@ -106,7 +109,7 @@ def _train_tree_grpo(rest: Sequence[str]) -> int:
         return [dict(leaf, prompt=index) for index, tree in enumerate(trees) for leaf in grpo_leaves(tree)]
 
     problems = load_problems(config.problems, limit=config.limit, needed_for="sample trees for")
-    policy = load_policy(config.model, device=config.device)
+    policy = load_policy(config.model, device=config.device, dtype=TRAINING_DTYPE)
     save_training_config(config, config.output, "tree-grpo training")
     trainer = train_tree_grpo(policy, problems, config, sample)
     _save_trained(trainer, policy, config.output, "tree-grpo")
@@ -118,6 +121,7 @@ def _train_online_dpo(rest: Sequence[str]) -> int:
     from prm.labels import label_trees
     from reasoner.config import parse_config, save_training_config
     from reasoner.models import load_policy
+    from reasoner.trainers.common import TRAINING_DTYPE
     from reasoner.trainers.common import sampling_seed
     from reasoner.trainers.online_dpo import OnlineDPOArgs, train_online_dpo
     from search.mcts import MCTSConfig, run_mcts
@@ -129,7 +133,7 @@ def _train_online_dpo(rest: Sequence[str]) -> int:
                         max_depth=config.max_depth, temperature=config.temperature,
                         rollout_temperature=config.temperature, max_step_tokens=config.max_step_tokens)
     problems = load_problems(config.problems, limit=config.limit, needed_for="search trees for")
-    policy = load_policy(config.model, device=config.device)
+    policy = load_policy(config.model, device=config.device, dtype=TRAINING_DTYPE)
 
     def sample(batch, generator, step):
         seed = sampling_seed(config.seed, step)  # new tie-breaks every step

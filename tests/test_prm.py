@@ -13,7 +13,7 @@ from data.records import RecordError, write_jsonl
 from data.synthetic import load_split, step_is_correct
 from prm.evaluate import evaluate_prm
 from prm.labels import label_trees
-from prm.metrics import first_error_scores, predicted_first_error, roc_auc
+from prm.metrics import best_threshold, first_error_scores, predicted_first_error, roc_auc
 from prm.model import ValueModel, encode_steps
 from prm.trainer import PRMArgs, load_label_examples, point_loss, rank_loss, train_prm
 from reasoner.cli import main
@@ -76,6 +76,15 @@ def test_first_error_scores_by_hand():
     assert scores["f1"] == pytest.approx(2 * (2 / 3) / (1 + 2 / 3))
 
 
+def test_best_threshold_is_none_when_f1_is_undefined():
+    """Held-out paths that are all correct (or all wrong) define no first-error F1: no threshold is chosen, so the
+    model keeps its head's default (a stored 0.0 would make a sigmoid head flag nothing)."""
+    threshold, f1 = best_threshold([[0.9, 0.8], [0.7, 0.95]], [-1, -1])
+    assert threshold is None and math.isnan(f1)
+    threshold, f1 = best_threshold([[0.9, 0.2], [0.9, 0.9]], [1, -1])
+    assert 0.2 <= threshold < 0.9 and f1 == 1.0
+
+
 def test_point_and_rank_losses_by_hand():
     logits = torch.tensor([0.0, math.atanh(0.5)])
     assert point_loss(logits, torch.tensor([1.0, 0.0]), "tanh").item() == pytest.approx((1.0 + 0.25) / 2)
@@ -131,6 +140,20 @@ def test_scores_have_the_head_range_and_batching_changes_nothing(policy):
         assert all(low <= v <= 1.0 for row in batched for v in row)
         for a, b in zip(batched, single):
             assert a == pytest.approx(b, abs=1e-5)
+
+
+def test_value_model_scores_on_a_bf16_backbone_and_loads_in_the_dtype_asked(tmp_path):
+    """A GPU loads policies in bf16: the heads (fp32 when built) must take the backbone's hidden states, and a
+    saved model must load back in one dtype throughout."""
+    problem = load_split("test", limit=1)[0]
+    steps = [problem.solution.split("\n")]
+    model = ValueModel.from_policy(load_policy(dtype="bf16"), head="sigmoid", likelihood_features=True)
+    assert len(model.score([problem.question], steps)[0]) == len(steps[0])
+    model.save_pretrained(tmp_path / "bf16")
+    for dtype, expected in ((None, torch.float32), ("bf16", torch.bfloat16)):
+        loaded = ValueModel.from_pretrained(tmp_path / "bf16", dtype=dtype)
+        assert {p.dtype for p in loaded.parameters()} == {expected}
+        assert len(loaded.score([problem.question], steps)[0]) == len(steps[0])
 
 
 def test_saved_model_loads_in_a_fresh_process_and_scores_identically(policy, tmp_path):

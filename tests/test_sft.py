@@ -42,3 +42,17 @@ def test_sft_example_writes_every_step_header_once():
     example = sft_example(tokenizer, get_format("step-dpo"), "Mia has 3 apples. How many?", ["3 + 1 = 4", "The answer is 4"])
     assert tokenizer.decode(example["input_ids"], skip_special_tokens=True).endswith(
         "step by step.\nStep 1: 3 + 1 = 4\nStep 2: The answer is 4\n")
+
+
+def test_resume_starts_fresh_in_a_new_folder_and_continues_a_checkpoint(tmp_path):
+    """`--resume` (a recipe's `resume: true`) in a folder with no checkpoint yet trains from the start instead of
+    failing with transformers' "no valid checkpoint found"; with one, it continues its step count."""
+    from reasoner.cli import main
+
+    out = tmp_path / "sft"
+    common = ["--quiet", "train", "sft", "--limit", "8", "--batch_size", "4", "--save_steps", "1", "--resume", "true",
+              "--output", str(out)]
+    assert main([*common, "--max_steps", "1"]) == 0
+    assert (out / "checkpoint-1").is_dir()
+    assert main([*common, "--max_steps", "2"]) == 0
+    assert (out / "checkpoint-2").is_dir()

@@ -11,7 +11,7 @@ from typing import Any
 
 import torch
 
-__all__ = ["training_arguments", "check_deepspeed_config", "single_process_environment", "TrainingKnobs",
+__all__ = ["training_arguments", "resume_checkpoint", "mixed_precision", "TRAINING_DTYPE", "check_deepspeed_config", "single_process_environment", "TrainingKnobs",
            "AveragedMetrics", "close_process_group", "exit_process", "sample_with_current_policy", "sampling_seed",
            "step_generators", "zero_loss"]
 
@@ -30,6 +30,29 @@ class TrainingKnobs:
     resume: bool = field(default=False, metadata={"help": "continue from the last checkpoint in --output"})
 
 
+# Trained weights stay fp32 (the optimizer's updates, about lr times a weight, are below bf16's resolution for
+# most weights); on a GPU the forward and backward passes run in bf16 under autocast (`mixed_precision`).
+TRAINING_DTYPE = "float32"
+
+
+def mixed_precision() -> bool:
+    """Whether training runs its passes in bf16 autocast over fp32 weights: on a CUDA GPU that supports bf16
+    (also what ``"bf16": {"enabled": "auto"}`` resolves to in the DeepSpeed configs). Never on CPU, where
+    bf16 is ~160x slower than fp32."""
+    return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+
+
+def resume_checkpoint(args: Any) -> str | None:
+    """What ``Trainer.train(resume_from_checkpoint=...)`` gets: with ``--resume``, the last ``checkpoint-N`` in
+    ``--output``, or None (a fresh start) when there is none yet, so that a recipe with ``resume: true`` also
+    runs the first time; without ``--resume``, None."""
+    from transformers.trainer_utils import get_last_checkpoint
+
+    if not getattr(args, "resume", False) or not os.path.isdir(args.output):
+        return None
+    return get_last_checkpoint(args.output)
+
+
 def _check_report_to(report_to: str) -> None:
     """A ValueError naming what is installed when ``--report_to`` names a logger that is not (transformers
     would raise a RuntimeError from deep inside Trainer)."""
@@ -45,7 +68,8 @@ def training_arguments(args: Any, **overrides: Any):
     """TrainingArguments from a config with ``output``, ``epochs``, ``batch_size``, ``learning_rate``,
     ``lr_scheduler``, ``warmup_steps``, ``logging_steps``, ``save_steps``, ``seed``, ``report_to``,
     ``deepspeed`` (and optionally ``max_steps``, ``weight_decay``, ``gradient_accumulation_steps``,
-    ``max_grad_norm``); CPU unless CUDA is there, no dataloader workers, our own columns kept."""
+    ``max_grad_norm``); CPU unless CUDA is there (then bf16 autocast over fp32 weights, `mixed_precision`),
+    no dataloader workers, our own columns kept."""
     from transformers import TrainingArguments
 
     _check_report_to(args.report_to)
@@ -60,7 +84,7 @@ def training_arguments(args: Any, **overrides: Any):
         weight_decay=getattr(args, "weight_decay", 0.0), max_grad_norm=getattr(args, "max_grad_norm", 1.0),
         logging_steps=args.logging_steps, save_steps=args.save_steps, save_total_limit=2, seed=args.seed,
         data_seed=args.seed, report_to=[] if args.report_to == "none" else [args.report_to],
-        deepspeed=args.deepspeed, use_cpu=not torch.cuda.is_available(), dataloader_num_workers=0,
+        deepspeed=args.deepspeed, use_cpu=not torch.cuda.is_available(), bf16=mixed_precision(), dataloader_num_workers=0,
         remove_unused_columns=False, disable_tqdm=False,
     )
     values.update(overrides)

@@ -91,7 +91,7 @@ class OnlineDPOTrainer(PreferenceTrainer):
 def train_online_dpo(policy: Any, problems: Sequence[Any], args: OnlineDPOArgs, sampler: Sampler,
                      callbacks: Sequence[Any] = ()) -> OnlineDPOTrainer:
     """Online MCTS-DPO on ``problems`` (with gold answers) for ``policy``; returns the trainer."""
-    from reasoner.trainers.common import step_generators, training_arguments
+    from reasoner.trainers.common import resume_checkpoint, step_generators, training_arguments
 
     check_smoothing("mcts-dpo-online", args.visit_smoothing, args.label_smoothing)
     reference = copy.deepcopy(policy.model).eval().requires_grad_(False)
@@ -102,6 +102,6 @@ def train_online_dpo(policy: Any, problems: Sequence[Any], args: OnlineDPOArgs, 
         data_collator=lambda batch: {"problems": batch}, callbacks=list(callbacks), preference=args.pair_loss(),
         reference_model=reference, sampler=sampler, make_generator=make_generator, tokenizer=policy.tokenizer,
         step_format=policy.step_format)
-    trainer.train(resume_from_checkpoint=True if args.resume else None)
+    trainer.train(resume_from_checkpoint=resume_checkpoint(args))
     policy.model.eval()
     return trainer

@@ -252,7 +252,8 @@ class PreferenceTrainer(AveragedMetrics, Trainer):
         if options.algo == "svpo":
             chosen, rejected, hidden = pair_logps(unwrapped.policy, batch, return_hidden=True)
             ends = torch.tensor([[row, end] for row, _, end in batch.spans], device=device)
-            values = torch.tanh(unwrapped.value_head(hidden[ends[:, 0], ends[:, 1]]).squeeze(-1))
+            read = hidden[ends[:, 0], ends[:, 1]].to(unwrapped.value_head.weight.dtype)
+            values = torch.tanh(unwrapped.value_head(read).squeeze(-1))
             losses, parts = svpo_loss(chosen, rejected, ref_chosen, ref_rejected, values[batch.chosen],
                                       values[batch.rejected], q_chosen, q_rejected, beta=options.beta,
                                       label_smoothing=options.label_smoothing,
@@ -307,7 +308,7 @@ def train_preference(policy: Any, records: Sequence[Any], args: PreferenceArgs, 
     ``(line, record)`` step-reward records from `full_step.load_step_rewards` for full-step-dpo); returns the
     trained module (the policy's model, or a `PolicyWithValueHead` for SVPO) and the trainer. ``reference`` (a
     model over the same tokenizer) gives the reference log-probs; by default the policy's model as it starts."""
-    from reasoner.trainers.common import training_arguments
+    from reasoner.trainers.common import resume_checkpoint, training_arguments
 
     if args.algo not in ALGOS:
         raise ValueError(f"unknown preference algorithm {args.algo!r}; known: {', '.join(ALGOS)}")
@@ -348,6 +349,6 @@ def train_preference(policy: Any, records: Sequence[Any], args: PreferenceArgs, 
     training_args = training_arguments(args)
     trainer = trainer_class(model=model, args=training_args, train_dataset=dataset, data_collator=collator,
                             callbacks=list(callbacks), preference=args, reference_model=reference_model)
-    trainer.train(resume_from_checkpoint=True if args.resume else None)
+    trainer.train(resume_from_checkpoint=resume_checkpoint(args))
     model.eval()
     return model, trainer

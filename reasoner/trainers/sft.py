@@ -106,7 +106,7 @@ def train_sft(model, tokenizer, step_format: StepFormat, problems: Sequence[Prob
     """Run SFT with `transformers.Trainer`; returns the trainer (its ``state`` holds the log history)."""
     from transformers import Trainer
 
-    from reasoner.trainers.common import training_arguments
+    from reasoner.trainers.common import resume_checkpoint, training_arguments
 
     dataset = SFTDataset(problems, tokenizer, step_format, args.max_length)
     training_args = training_arguments(args, max_steps=max_steps if max_steps >= 0 else args.max_steps,
@@ -118,5 +118,5 @@ def train_sft(model, tokenizer, step_format: StepFormat, problems: Sequence[Prob
         data_collator=SFTCollator(tokenizer.pad_token_id),
         callbacks=list(callbacks),
     )
-    trainer.train(resume_from_checkpoint=True if args.resume else None)
+    trainer.train(resume_from_checkpoint=resume_checkpoint(args))
     return trainer

@@ -118,7 +118,7 @@ def train_tree_grpo(policy: Any, problems: Sequence[Any], args: TreeGRPOArgs, sa
     """Online Tree-GRPO on ``problems`` (with gold answers) for ``policy``; returns the trainer."""
     import copy
 
-    from reasoner.trainers.common import step_generators, training_arguments
+    from reasoner.trainers.common import resume_checkpoint, step_generators, training_arguments
 
     if args.advantage not in ("tree", "tree_inner", "grpo"):
         raise ValueError(f"unknown advantage mode {args.advantage!r}: use tree, tree_inner or grpo")
@@ -130,6 +130,6 @@ def train_tree_grpo(policy: Any, problems: Sequence[Any], args: TreeGRPOArgs, sa
         data_collator=lambda batch: {"problems": batch}, callbacks=list(callbacks), grpo=args, sampler=sampler,
         make_generator=make_generator, reference_model=reference, tokenizer=policy.tokenizer,
         step_format=policy.step_format)
-    trainer.train(resume_from_checkpoint=True if args.resume else None)
+    trainer.train(resume_from_checkpoint=resume_checkpoint(args))
     policy.model.eval()
     return trainer
