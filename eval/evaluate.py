@@ -28,6 +28,7 @@ from typing import Any, Callable, Sequence
 from data.answers import is_equivalent
 from data.problems import Problem, load_problems
 from data.records import append_jsonl, check_resumable, done_ids, read_jsonl, write_config
+from search.protocols import reseed_generator
 
 __all__ = ["EvalConfig", "Method", "parse_methods", "run_eval"]
 
@@ -202,6 +203,8 @@ def _decode(method: Method, batch: Sequence[Problem], models: _Models, config: E
     questions = [p.question for p in batch]
     if method.kind in ("maj", "bon", "wmaj"):
         return _from_samples(method, batch, models, config, out)
+    # A batch's draws depend on the batch alone, not on the methods or batches run before it in this process.
+    reseed_generator(models.generator, config.seed, method.name, batch[0].id)
     started = time.perf_counter()
     steps = dict(max_steps=config.max_steps, max_step_tokens=config.max_step_tokens)
     if method.kind == "greedy":
@@ -266,6 +269,7 @@ def _samples(k: int, batch: Sequence[Problem], models: _Models, config: EvalConf
         if path.exists() else {}
     missing = [p for p in batch if p.id not in cached]
     if missing:
+        reseed_generator(models.generator, config.seed, f"samples-{k}", missing[0].id)
         started = time.perf_counter()
         groups = sample_solutions(models.generator, [p.question for p in missing], k, temperature=config.temperature,
                                   max_steps=config.max_steps, max_step_tokens=config.max_step_tokens)

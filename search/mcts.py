@@ -6,8 +6,9 @@ One simulation per tree per round, all trees at once:
    with the highest ``Q(c) + c_puct * P(c) * sqrt(N(parent)) / (1 + N(c))`` among non-terminal children, until
    a node that was never expanded. ``P`` is the step's geometric-mean token probability. A node whose children are
    all terminal is exhausted (no expansion). With ``parallel_leaves > 1`` a tree contributes several
-   leaves per round; a virtual loss (one visit of value -1 per selected path) steers the later picks
-   away, and is removed before the real backup.
+   leaves per round, each one simulation of its budget (fewer rounds, the same number of simulations); a
+   virtual loss (one visit of value -1 per selected path) steers the later picks away, and is removed before
+   the real backup.
 2. **expand**: one generator call samples ``children`` next steps for every selected leaf of every tree.
 3. **evaluate**: a terminal child (final answer, EOS, empty step or depth limit) gets the reward +1 / -1
    from `data.is_equivalent` against the gold answer (``reward="gold"``, for training data). A
@@ -149,11 +150,11 @@ def run_mcts(
                 if budgets[t] == 0 and not _commit(tree, roots, budgets, t, rngs[t], config):
                     done[t] = True
                     break
-                picked = _select_leaves(tree, roots[t], expanded[t], exhausted[t], rngs[t], config)
+                picked = _select_leaves(tree, roots[t], expanded[t], exhausted[t], rngs[t], config, budgets[t])
                 if not picked:  # nothing left to expand below the search root: commit now, or stop
                     budgets[t] = 0
             if picked:
-                budgets[t] -= 1
+                budgets[t] -= len(picked)  # each selected leaf is one simulation
                 leaves.extend((t, node_id) for node_id in picked)
         if not leaves:
             break
@@ -195,9 +196,10 @@ def _commit(tree: Tree, roots: list[int], budgets: list[int], t: int, rng: rando
 
 
 def _select_leaves(tree: Tree, start: int, expanded: set[int], exhausted: set[int], rng: random.Random,
-                   config: MCTSConfig) -> list[int]:
+                   config: MCTSConfig, budget: int) -> list[int]:
+    """Up to ``parallel_leaves`` distinct leaves below ``start``, and no more than the ``budget`` of simulations left."""
     picked: list[int] = []
-    for _ in range(config.parallel_leaves):
+    for _ in range(min(config.parallel_leaves, budget)):
         leaf = _select(tree, start, expanded, exhausted, rng, config.c_puct)
         if leaf is None or leaf in picked:
             break

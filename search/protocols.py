@@ -7,10 +7,11 @@ PRMs the second. Both work on many states per call, so that search can batch acr
 
 from __future__ import annotations
 
+import zlib
 from dataclasses import dataclass, field
 from typing import Protocol, Sequence, runtime_checkable
 
-__all__ = ["scorer_head", "State", "StepSample", "StepGenerator", "StepScorer"]
+__all__ = ["reseed_generator", "scorer_head", "State", "StepSample", "StepGenerator", "StepScorer"]
 
 
 @dataclass(frozen=True)
@@ -48,7 +49,13 @@ class StepSample:
 
 @runtime_checkable
 class StepGenerator(Protocol):
-    """Samples ``n`` next steps for each state, in one batched call."""
+    """Samples ``n`` next steps for each state, in one batched call.
+
+    A generator may also have ``reseed(seed: int)``, which restarts its sampling stream: runs that work in
+    batches call it (through `reseed_generator`) before each batch, so that a batch's samples depend on the
+    batch alone, not on what the process sampled before it (a resumed run then redraws what an uninterrupted
+    run would have drawn). Optional: without it a generator keeps one stream for its lifetime.
+    """
 
     def expand(
         self, states: Sequence[State], n: int, *, temperature: float, max_step_tokens: int
@@ -61,6 +68,14 @@ class StepScorer(Protocol):
     its ``head`` attribute (`scorer_head`): ``"tanh"`` for [-1, 1]; any other head, or none, for [0, 1]."""
 
     def score(self, questions: Sequence[str], step_lists: Sequence[Sequence[str]]) -> list[list[float]]: ...
+
+
+def reseed_generator(generator: object, seed: int, *keys: object) -> None:
+    """Call ``generator.reseed`` (when it has one) with a seed derived from ``seed`` and ``keys`` (such as the
+    first problem id of a batch): stable across processes and Python versions, unlike ``hash``."""
+    reseed = getattr(generator, "reseed", None)
+    if reseed is not None:
+        reseed(zlib.crc32(repr((seed, *keys)).encode("utf-8")))
 
 
 def scorer_head(scorer: object) -> str:

@@ -23,6 +23,7 @@ from data.records import append_jsonl, check_resumable, done_ids, write_config, 
 from search.mcts import MCTSConfig, SearchTimer, require_positive, run_mcts
 from search.tree import Tree, read_trees, tree_summary
 from search.omegaprm import OmegaPRMConfig, run_omegaprm
+from search.protocols import reseed_generator
 from search.shepherd import ShepherdConfig, run_shepherd
 from search.tree_grpo import TreeGRPOConfig, run_tree_grpo
 
@@ -32,7 +33,9 @@ log = logging.getLogger(__name__)
 
 ALGOS = ("mcts", "tree-grpo", "shepherd", "omegaprm")
 
-# Keys that may differ between a run and its resumption (they do not change what a tree is).
+# Keys that may differ between a run and its resumption (they do not change what a tree is). Each batch reseeds the
+# generator from --seed and its first problem id, so a run resumed with the same --batch_problems redraws the trees an
+# uninterrupted run draws; another --batch_problems groups the problems otherwise and draws other, equally likely, trees.
 _RESUMABLE_KEYS = {"output", "quiet", "limit", "batch_problems", "device"}
 
 
@@ -93,14 +96,14 @@ class SearchConfig:
         return _subset(ShepherdConfig, self)
 
     def omegaprm(self) -> OmegaPRMConfig:
-        config = _subset(OmegaPRMConfig, self)
-        config.c_puct = self.omega_c_puct  # MCTS's c_puct (1.5) is another constant
-        return config
+        # MCTS's c_puct (1.5) is another constant: OmegaPRM's is --omega_c_puct, checked as its own.
+        return _subset(OmegaPRMConfig, self, c_puct=self.omega_c_puct)
 
 
-def _subset(cls, config: SearchConfig):
+def _subset(cls, config: SearchConfig, **values):
+    """``cls`` built from the fields of ``config`` it shares (``values`` given in place of some)."""
     names = {f.name for f in fields(cls)}
-    return cls(**{k: v for k, v in asdict(config).items() if k in names})
+    return cls(**{**{k: v for k, v in asdict(config).items() if k in names}, **values})
 
 
 def parse_shard(shard: str) -> tuple[int, int]:
@@ -187,6 +190,7 @@ def run_search(config: SearchConfig, make_generator: Callable[[SearchConfig], ob
                    disable=config.quiet)
         for start in range(0, len(todo), config.batch_problems):
             batch = todo[start : start + config.batch_problems]
+            reseed_generator(generator, config.seed, batch[0].id)
             trees = _search_batch(batch, generator, scorer, config, timer)
             append_jsonl(out, (tree.to_record() for tree in trees))
             if start == 0:  # once, after the first trees: a run that failed before them may start over

@@ -68,6 +68,8 @@ def test_virtual_loss_is_removed_after_selection(virtual_loss):
         for leaf in (n for n in tree.nodes if n.terminal and n.visits):
             assert leaf.value_sum == pytest.approx((1.0 if leaf.correct else -1.0) * leaf.visits)
         assert tree.root.visits == sum(n.visits for n in tree.nodes if n.parent == 0)
+        # each leaf picked in a round is one simulation: no more expansions than the budget
+        assert sum(1 for n in tree.nodes if n.children) <= config.simulations
 
 
 def test_rollouts_are_stored_as_chains_and_timer_counts_model_time():

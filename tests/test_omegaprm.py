@@ -70,6 +70,10 @@ def test_mc_labels_of_an_omegaprm_run_are_good_up_to_the_first_error(tmp_path):
     assert summary["problems"] == 8
     trees = list(read_trees(tmp_path / "run" / "trees.jsonl"))  # counts and searches survive the round trip
     assert trees[0].config["c_puct"] == 0.125 and trees[0].config["algo"] == "omegaprm"
+    # --omega_c_puct is OmegaPRM's constant and is checked; MCTS's --c_puct is not OmegaPRM's concern
+    assert SearchConfig(algo="omegaprm", c_puct=-0.5).omegaprm().c_puct == 0.125
+    with pytest.raises(ValueError, match="OmegaPRM c_puct must be at least 0, got -1"):
+        SearchConfig(algo="omegaprm", omega_c_puct=-1.0).omegaprm()
     records, report = label_trees(trees, "mc-labels", get_format("tiny"))
     expected = [(tree, leaf) for tree in trees for leaf in omega_labelled_leaves(tree)]
     assert report.records == len(records) == len(expected) > 0

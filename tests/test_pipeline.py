@@ -15,6 +15,9 @@ TINY = {
     "train": {"algo": "step-dpo", "max_steps": 1, "batch_size": 2},
     "eval": {"limit": 3, "methods": "greedy,maj@2,beam@1x2"},
 }
+# A round that really runs needs step-dpo pairs (a tree with both a right and a wrong step): six problems give some;
+# four, with the search's per-batch draws, gave none.
+ROUND = {**TINY, "search": {**TINY["search"], "limit": 6}}
 
 
 def test_flags_render_a_section_as_cli_options():
@@ -45,6 +48,13 @@ def test_recipe_errors_name_the_file_and_key(tmp_path):
             load_pipeline_config(path)
     path.write_text("search: {batch-problems: 8, config: configs/search_mcts.yaml}\n")  # flags' other spellings
     assert load_pipeline_config(path).search["batch-problems"] == 8
+    search_file = tmp_path / "search.yaml"  # fresh rounds count from the recipe's offset, not a search file's
+    search_file.write_text("offset: 100\n")
+    path.write_text(f"fresh_problems: true\nsearch: {{limit: 4, config: {search_file}}}\n")
+    with pytest.raises(ValueError, match=r"bad.yaml: fresh_problems counts .*search.yaml sets offset: 100"):
+        load_pipeline_config(path)
+    path.write_text(f"fresh_problems: true\nsearch: {{limit: 4, offset: 100, config: {search_file}}}\n")
+    assert load_pipeline_config(path).search["offset"] == 100
     path.write_text("search: {limit: 4}\n")  # the CLI's --fresh_problems / --no-fresh_problems, or neither (None)
     assert load_pipeline_config(path, {"fresh_problems": True}).fresh_problems is True
     assert load_pipeline_config(path, {"fresh_problems": None}).fresh_problems is False
@@ -61,7 +71,7 @@ def test_a_tiny_round_runs_every_stage_and_a_rerun_skips_them(tmp_path):
         calls.append(argv[0])
         return main(["--quiet", *argv])
 
-    config = PipelineConfig(output=str(tmp_path), **TINY)
+    config = PipelineConfig(output=str(tmp_path), **ROUND)
     report = run_pipeline(config, run_command=run, log=lambda _: None)
     assert calls == ["search", "label", "label", "label", "train-prm", "eval-prm", "eval", "train", "eval"]
     assert [entry["round"] for entry in report["rounds"]] == [0, 1]
@@ -79,7 +89,7 @@ def test_a_tiny_round_runs_every_stage_and_a_rerun_skips_them(tmp_path):
     calls.clear()
     again = run_pipeline(config, run_command=run, log=lambda _: None)
     assert calls == [] and again["rounds"] == report["rounds"]
-    changed = PipelineConfig(output=str(tmp_path), **{**TINY, "train": {**TINY["train"], "beta": 0.9}})
+    changed = PipelineConfig(output=str(tmp_path), **{**ROUND, "train": {**TINY["train"], "beta": 0.9}})
     with pytest.raises(ValueError, match="stage round 1 train .* finished with other settings"):
         run_pipeline(changed, run_command=run, log=lambda _: None)
     assert calls == []
@@ -90,11 +100,11 @@ def test_a_tiny_round_runs_every_stage_and_a_rerun_skips_them(tmp_path):
     # the markers hold the run folder as {output}: a moved run is still done
     moved = tmp_path.parent / (tmp_path.name + "-moved")
     tmp_path.rename(moved)
-    again = run_pipeline(PipelineConfig(output=str(moved), **TINY), run_command=run, log=lambda _: None)
+    again = run_pipeline(PipelineConfig(output=str(moved), **ROUND), run_command=run, log=lambda _: None)
     assert calls == [] and [entry["eval"] for entry in again["rounds"]] == [entry["eval"] for entry in report["rounds"]]
     (moved / "round-1" / "eval" / ".done").write_text("done\n")
     with pytest.raises(ValueError, match=r"\.done: not a stage marker"):
-        run_pipeline(PipelineConfig(output=str(moved), **TINY), run_command=run, log=lambda _: None)
+        run_pipeline(PipelineConfig(output=str(moved), **ROUND), run_command=run, log=lambda _: None)
 
 
 def test_each_round_starts_from_the_policy_the_round_before_trained(tmp_path):

@@ -135,3 +135,21 @@ def test_sigkill_mid_run_then_resume_gives_exactly_one_tree_per_problem(tmp_path
     ids = [t.problem_id for t in trees]
     assert len(ids) == 12 and len(set(ids)) == 12
     assert json.loads(result.stdout)["problems"] == 12
+
+
+def test_a_resumed_run_draws_the_trees_an_uninterrupted_run_draws(tmp_path):
+    """Each batch reseeds the generator from --seed and its first problem id, so a run stopped after its first
+    batch and resumed writes the same trees as one that never stopped (the sampling stream does not restart at
+    batch 1's draws)."""
+    from reasoner.backends import make_generator
+    from reasoner.models import load_policy
+
+    policy = load_policy()
+    make = lambda config: make_generator(policy, "hf", seed=config.seed)  # noqa: E731
+    settings = dict(limit=4, max_depth=6, batch_problems=2)
+    run_search(_config(tmp_path / "whole", **settings), make)
+    run_search(_config(tmp_path / "resumed", **{**settings, "limit": 2}), make)  # stopped after one batch
+    run_search(_config(tmp_path / "resumed", **settings), make)
+    whole, resumed = (list(read_jsonl(tmp_path / name / "run" / "trees.jsonl")) for name in ("whole", "resumed"))
+    assert [r["problem_id"] for r in resumed] == [r["problem_id"] for r in whole]
+    assert resumed == whole

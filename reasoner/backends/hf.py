@@ -113,6 +113,11 @@ class HFStepGenerator:
                 results[index].append(sample)
         return results
 
+    def reseed(self, seed: int) -> None:
+        """Restart the sampling stream at ``seed`` (the `StepGenerator` protocol's optional hook; the prefix KV
+        cache is kept, as it holds no randomness)."""
+        self.generator.manual_seed(seed)
+
     def encode(self, text: str) -> list[int]:
         """Token ids of ``text`` with the tokenizer's BOS (if it adds one), as the model was trained."""
         return encode_prefix(self.tokenizer, text)
