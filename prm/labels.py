@@ -153,7 +153,9 @@ def _merged(tree: Tree) -> list[_Prefix]:
 
 def _pair(tree: Tree, fmt: StepFormat, parent: _Prefix, chosen: str, rejected: str, q_chosen: float,
           q_rejected: float, source: str) -> dict:
-    return {"prompt": fmt.render(tree.question, parent.steps), "chosen": chosen, "rejected": rejected,
+    prompt = fmt.render(tree.question, parent.steps)
+    gap = fmt.gap_after(prompt)  # so that prompt + chosen is the text the policy wrote ("Step 2:" + " Tom ...")
+    return {"prompt": prompt, "chosen": gap + chosen, "rejected": gap + rejected,
             "q_chosen": q_chosen, "q_rejected": q_rejected, "problem_id": tree.problem_id,
             "depth": len(parent.steps), "source": source}
 
@@ -208,7 +210,8 @@ def _sibling_pairs(tree: Tree, fmt: StepFormat, report: LabelReport, *, source: 
 
 def _joined(fmt: StepFormat, steps: list[str], first: int) -> str:
     """Steps ``first``, ``first + 1``, ... as the policy wrote them after a pair's prompt (which ends with the
-    first step's header): joined with the step delimiter, every step after the first with its header."""
+    first step's open header; the record adds its `header_gap`): joined with the step delimiter, every step after
+    the first with its header."""
     return fmt.delimiter.join([steps[0]] + [fmt.header(first + k) + step for k, step in enumerate(steps[1:], 1)])
 
 
@@ -274,7 +277,8 @@ def _dpo(tree: Tree, fmt: StepFormat, report: LabelReport, *, rng: random.Random
     if len(picks) > max_pairs:
         picks = rng.sample(picks, max_pairs)
     prompt = fmt.render(tree.question, ())
-    return [{"prompt": prompt, "chosen": _joined(fmt, list(right[i]), 0), "rejected": _joined(fmt, list(wrong[j]), 0),
+    gap = fmt.gap_after(prompt)
+    return [{"prompt": prompt, "chosen": gap + _joined(fmt, list(right[i]), 0), "rejected": gap + _joined(fmt, list(wrong[j]), 0),
              "q_chosen": 1.0, "q_rejected": -1.0, "problem_id": tree.problem_id, "depth": 0, "source": "dpo"}
             for i, j in picks]
 

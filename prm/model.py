@@ -47,17 +47,23 @@ def encode_steps(tokenizer: Any, step_format: StepFormat, prompt: str, steps: Se
                  max_length: int | None = None) -> tuple[list[int], list[int], int]:
     """Token ids of prompt + steps, the index of each step's last token (its delimiter), and the prompt length.
 
-    ``prompt`` is rendered text (``step_format.prompt(question)``); ``first_index`` is the number of the first
-    step (for headers such as ``Step k:``). Pieces are tokenised separately (prompt with BOS, then
-    ``header + step + delimiter`` per step) so a step-end position never merges with the next step's text.
+    ``prompt`` is rendered text (``step_format.prompt(question)``, or a prefix ending with the first step's open
+    header: ``step_format.render(question, earlier_steps)``); ``first_index`` is the number of the first step (for
+    headers such as ``Step k:``). Pieces are tokenised separately (prompt with BOS, then ``header + step +
+    delimiter`` per step) so a step-end position never merges with the next step's text.
     Steps that do not fit in ``max_length`` get no position.
     """
     ids = encode_prefix(tokenizer, prompt)
     prompt_length = len(ids)
     ends = []
     for index, step in enumerate(steps, start=first_index):
-        piece = ("" if index == first_index and prompt.endswith(step_format.header(index)) else
-                 step_format.header(index)) + step.strip() + step_format.delimiter
+        if index == first_index and step_format.gap_after(prompt):  # the prompt ends with this step's open header
+            header = step_format.header_gap
+        elif index == first_index and prompt.endswith(step_format.header(index)):
+            header = ""
+        else:
+            header = step_format.header(index)
+        piece = header + step.strip() + step_format.delimiter
         ids = ids + tokenizer(piece, add_special_tokens=False)["input_ids"]
         if max_length is not None and len(ids) > max_length:
             return ids[:max_length], ends, prompt_length

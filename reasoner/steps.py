@@ -13,6 +13,12 @@ Formats:
   * ``step-dpo``: ``{question}\\nLet's think step by step.\\n`` then ``Step k: ...`` lines (delimiter ``\\n``).
 
 Invariant relied on by KV-prefix reuse: ``render(q, steps[:k])`` is a text prefix of ``render(q, steps)``.
+
+A rendered prefix ends with the next step's header *without* its trailing whitespace (``...\nStep 3:``, as
+Step-DPO's ``initial_reason_steps`` do): the space is carried by the step's first token (`` Tom``), which is
+how every training row tokenizes ``Step 3: Tom``. A prefix ending in a lone space token is one the model never
+saw in training, and it would sample the step's first word without its space. Completions written after such a
+prefix (a pair's ``chosen`` / ``rejected``) start with that whitespace (`header_gap`).
 """
 
 from __future__ import annotations
@@ -48,15 +54,31 @@ class StepFormat:
         """The text written before step ``index`` (0-based)."""
         return self.step_header.format(k=index + 1) if self.step_header else ""
 
+    @property
+    def header_gap(self) -> str:
+        """The whitespace a header ends with (``" "`` for ``Step {k}: ``): left off the open header that ends a
+        rendered prefix, written at the start of the step after it instead (module docstring)."""
+        return self.step_header[len(self.step_header.rstrip()):]
+
+    def open_header(self, index: int) -> str:
+        """The header of step ``index`` as a rendered prefix ends with it: without its trailing whitespace."""
+        return self.header(index).rstrip()
+
+    def gap_after(self, prompt: str) -> str:
+        """What a completion of ``prompt`` must start with: `header_gap` when ``prompt`` ends with an open header
+        (a rendered prefix of a format with headers), else nothing (a prompt that ends in whitespace, such as the
+        bare question template, or a prefix written with the whole header)."""
+        return self.header_gap if self.step_header and prompt[-1:] and not prompt[-1].isspace() else ""
+
     def render(self, question: str, steps: Sequence[str]) -> str:
-        """Prompt + every step with its header and delimiter + the header of the next step.
+        """Prompt + every step with its header and delimiter + the open header of the next step (`open_header`).
 
         The result is exactly what the model continues from to produce the next step.
         """
         parts = [self.prompt(question)]
         for index, step in enumerate(steps):
             parts.append(self.header(index) + step.strip() + self.delimiter)
-        parts.append(self.header(len(steps)))
+        parts.append(self.open_header(len(steps)))
         return "".join(parts)
 
     def render_solution(self, steps: Sequence[str]) -> str:

@@ -288,3 +288,26 @@ def test_dpo_pairs_whole_solutions_that_train_dpo_reads(tmp_path, capsys):
                          (["--kind", "svpo", "--max-pairs", "2"], "--max-pairs only applies to --kind dpo and mcts-dpo")):
         assert main(["label", str(run), *flags, "--output", str(out)]) == 2
         assert error in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("kind", ["step-dpo", "svpo", "mcts-dpo", "dpo"])
+def test_step_dpo_format_pairs_read_as_the_policy_wrote_them(kind):
+    """With a headed format the prompt ends with the open header ("Step 2:", as Step-DPO's data does) and each
+    completion starts with the header's space, so that prompt + chosen is the policy's text and the pair tokenizes
+    as that whole text does (the way the policy saw it in training): never a lone space token before the step."""
+    from reasoner.models import encode_prefix, load_policy
+    from reasoner.trainers.pairs import tokenize_pair
+
+    fmt, tokenizer = get_format("step-dpo"), load_policy().tokenizer
+    tree = _hand_tree([("A", [("The answer is 5", True), ("The answer is 7", False)]),
+                       ("B", [("The answer is 5", True), ("The answer is 7", False), ("The answer is 7", False)])])
+    records, _ = label_trees([tree], kind, fmt)
+    assert records
+    for record in records:
+        assert record["prompt"].endswith(f"Step {record['depth'] + 1}:")
+        for side in ("chosen", "rejected"):
+            assert record[side].startswith(" ") and not record[side].startswith("  ")
+        text = record["prompt"] + record["chosen"]
+        assert fmt.parse(text + fmt.delimiter)[1][record["depth"]] == record["chosen"].split(fmt.delimiter)[0].strip()
+        ids = tokenize_pair(tokenizer, fmt, record["prompt"], record["chosen"], record["rejected"])
+        assert ids["prompt"] + ids["chosen"] == encode_prefix(tokenizer, text + fmt.delimiter)

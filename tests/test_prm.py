@@ -17,7 +17,7 @@ from prm.metrics import best_threshold, first_error_scores, predicted_first_erro
 from prm.model import ValueModel, encode_steps
 from prm.trainer import PRMArgs, load_label_examples, point_loss, rank_loss, train_prm
 from reasoner.cli import main
-from reasoner.models import load_policy
+from reasoner.models import encode_prefix, load_policy
 from reasoner.steps import get_format
 from scripted import ConstantScorer, ScriptedGenerator
 from search.mcts import MCTSConfig, run_mcts
@@ -110,6 +110,14 @@ def test_encode_steps_reads_at_delimiters_and_pairs_parse_back(policy):
     for name in ("tiny", "newline2", "step-dpo"):
         fmt = get_format(name)
         assert fmt.parse(fmt.render("Tom has {3} apples.", ["3 + 4 = 7", "7 - 1 = 6"])) == ("Tom has {3} apples.", ["3 + 4 = 7", "7 - 1 = 6"])
+    # after a prompt that ends with an open header ("Step 2:") the step is read as " Tom ...", the way it was written;
+    # after the bare template, with its whole header
+    fmt = get_format("step-dpo")
+    prompt = fmt.render("Q?", ["3 + 4 = 7"])
+    ids, ends, _ = encode_steps(tok, fmt, prompt, ["Tom has 7 - 1 = 6", "The answer is 6"], first_index=1)
+    assert ids == encode_prefix(tok, prompt + " Tom has 7 - 1 = 6\nStep 3: The answer is 6\n") and len(ends) == 2
+    ids, _, _ = encode_steps(tok, fmt, fmt.prompt("Q?"), ["3 + 4 = 7"])
+    assert ids == encode_prefix(tok, fmt.prompt("Q?")) + tok("Step 1: 3 + 4 = 7\n", add_special_tokens=False)["input_ids"]
 
 
 @pytest.mark.parametrize("features", [False, True])

@@ -36,15 +36,18 @@ __all__ = ["tokenize_pair", "group_pairs", "collate_shared", "collate_unshared",
 def tokenize_pair(tokenizer: Any, step_format: StepFormat, prompt: str, chosen: str, rejected: str,
                   max_prompt_length: int = 512) -> dict[str, list[int]]:
     """Token ids of a pair: ``prompt`` (rendered, BOS added; left-truncated to ``max_prompt_length``) and each
-    completion written with the step delimiter after every step (no EOS: a step, not the end of a solution)."""
+    completion written with the step delimiter after every step (no EOS: a step, not the end of a solution), and
+    with the header's whitespace first when the prompt ends with an open header (``Step 2:`` + `` Tom``, as the
+    policy wrote it; `StepFormat.gap_after`)."""
     prompt_ids = encode_prefix(tokenizer, prompt)
     if len(prompt_ids) > max_prompt_length:
         prompt_ids = prompt_ids[:1] + prompt_ids[-(max_prompt_length - 1):]
+    gap = step_format.gap_after(prompt)
 
     def completion(text: str) -> list[int]:
         steps = text.split(step_format.delimiter) if step_format.delimiter in text else [text]
         body = step_format.delimiter.join(s.strip() for s in steps if s.strip()) + step_format.delimiter
-        return tokenizer(body, add_special_tokens=False)["input_ids"]
+        return tokenizer(gap + body, add_special_tokens=False)["input_ids"]
 
     return {"prompt": prompt_ids, "chosen": completion(chosen), "rejected": completion(rejected)}
 
