@@ -31,3 +31,20 @@ def test_tree_grpo_is_deterministic():
     a = [t.to_record() for t in run_tree_grpo(PROBLEMS, ScriptedGenerator(seed=9), config)]
     b = [t.to_record() for t in run_tree_grpo(PROBLEMS, ScriptedGenerator(seed=9), config)]
     assert a == b
+
+
+def test_each_micro_batch_of_an_optimizer_step_samples_its_own_stream():
+    """With gradient accumulation the micro-batches of one optimizer step share ``global_step``; each must still
+    draw its own trees (stream = step * accumulation + micro-batch); without accumulation the stream is the step."""
+    from types import SimpleNamespace
+
+    from reasoner.trainers.common import sampling_step
+
+    for accumulation, expected in ((2, [0, 1, 2, 3]), (1, [0, 1])):
+        trainer = SimpleNamespace(state=SimpleNamespace(global_step=0),
+                                  args=SimpleNamespace(gradient_accumulation_steps=accumulation))
+        streams = []
+        for step in sorted(list(range(len(expected) // accumulation)) * accumulation):
+            trainer.state.global_step = step
+            streams.append(sampling_step(trainer))
+        assert streams == expected

@@ -11,9 +11,9 @@ from typing import Any
 
 import torch
 
-__all__ = ["training_arguments", "resume_checkpoint", "mixed_precision", "TRAINING_DTYPE", "check_deepspeed_config", "single_process_environment", "TrainingKnobs",
-           "AveragedMetrics", "close_process_group", "exit_process", "sample_with_current_policy", "sampling_seed",
-           "step_generators", "zero_loss"]
+__all__ = ["training_arguments", "resume_checkpoint", "mixed_precision", "TRAINING_DTYPE", "check_deepspeed_config",
+           "single_process_environment", "TrainingKnobs", "AveragedMetrics", "close_process_group", "exit_process",
+           "sample_with_current_policy", "sampling_seed", "sampling_step", "step_generators", "zero_loss"]
 
 
 @dataclass
@@ -208,6 +208,17 @@ def sample_with_current_policy(model: Any, sampler: Any, problems: Any, make_gen
             return sampler(problems, make_generator(unwrapped, step * count + index), step)
         finally:
             unwrapped.train()
+
+
+def sampling_step(trainer: Any) -> int:
+    """The sampling step of the micro-batch ``trainer`` is about to compute: ``global_step * accumulation + i`` for
+    its i-th micro-batch of the optimizer step (``global_step`` alone when there is no accumulation), so that every
+    micro-batch of a step draws its own trees rather than replaying the first one's random numbers."""
+    step = trainer.state.global_step
+    last_step, last_index = getattr(trainer, "_micro_batch", (None, -1))
+    index = last_index + 1 if last_step == step else 0
+    trainer._micro_batch = (step, index)
+    return step * trainer.args.gradient_accumulation_steps + index
 
 
 def sampling_seed(seed: int, stream: int) -> int:

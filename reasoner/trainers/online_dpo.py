@@ -19,7 +19,7 @@ import copy
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
-from reasoner.trainers.common import TrainingKnobs, sample_with_current_policy, zero_loss
+from reasoner.trainers.common import TrainingKnobs, sample_with_current_policy, sampling_step, zero_loss
 from reasoner.trainers.preference import PairCollator, PairGroups, PreferenceArgs, PreferenceTrainer, check_smoothing
 
 __all__ = ["OnlineDPOArgs", "OnlineDPOTrainer", "train_online_dpo"]
@@ -78,7 +78,7 @@ class OnlineDPOTrainer(PreferenceTrainer):
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         problems = inputs["problems"]
-        pairs = sample_with_current_policy(model, self.sampler, problems, self.make_generator, self.state.global_step,
+        pairs = sample_with_current_policy(model, self.sampler, problems, self.make_generator, sampling_step(self),
                                            (self.args.process_index, self.args.world_size))
         self._record(pairs=len(pairs))
         if not pairs:

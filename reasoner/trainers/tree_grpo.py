@@ -27,7 +27,7 @@ from transformers import Trainer
 from reasoner.losses import clipped_policy_loss, tree_grpo_advantages
 from reasoner.models import encode_prefix
 from reasoner.trainers.pairs import pad_rows, response_token_logps
-from reasoner.trainers.common import AveragedMetrics, TrainingKnobs, sample_with_current_policy, zero_loss
+from reasoner.trainers.common import AveragedMetrics, TrainingKnobs, sample_with_current_policy, sampling_step, zero_loss
 
 __all__ = ["TreeGRPOArgs", "TreeGRPOTrainer", "train_tree_grpo"]
 
@@ -74,7 +74,7 @@ class TreeGRPOTrainer(AveragedMetrics, Trainer):
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         problems = inputs["problems"]
-        leaves = sample_with_current_policy(model, self.sampler, problems, self.make_generator, self.state.global_step,
+        leaves = sample_with_current_policy(model, self.sampler, problems, self.make_generator, sampling_step(self),
                                            (self.args.process_index, self.args.world_size))
         rewards = [leaf["reward"] for leaf in leaves]
         advantages = tree_grpo_advantages(rewards, [leaf["prompt"] for leaf in leaves],
