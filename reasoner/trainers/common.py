@@ -35,11 +35,16 @@ class TrainingKnobs:
 TRAINING_DTYPE = "float32"
 
 
-def mixed_precision() -> bool:
+def on_cpu(device: str | None) -> bool:
+    """Whether training runs on the CPU: no CUDA here, or ``--device cpu`` asked for it."""
+    return not torch.cuda.is_available() or str(device or "").startswith("cpu")
+
+
+def mixed_precision(device: str | None = None) -> bool:
     """Whether training runs its passes in bf16 autocast over fp32 weights: on a CUDA GPU that supports bf16
     (also what ``"bf16": {"enabled": "auto"}`` resolves to in the DeepSpeed configs). Never on CPU, where
     bf16 is ~160x slower than fp32."""
-    return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+    return not on_cpu(device) and torch.cuda.is_bf16_supported()
 
 
 def resume_checkpoint(args: Any) -> str | None:
@@ -68,7 +73,8 @@ def training_arguments(args: Any, **overrides: Any):
     """TrainingArguments from a config with ``output``, ``epochs``, ``batch_size``, ``learning_rate``,
     ``lr_scheduler``, ``warmup_steps``, ``logging_steps``, ``save_steps``, ``seed``, ``report_to``,
     ``deepspeed`` (and optionally ``max_steps``, ``weight_decay``, ``gradient_accumulation_steps``,
-    ``max_grad_norm``); CPU unless CUDA is there (then bf16 autocast over fp32 weights, `mixed_precision`),
+    ``max_grad_norm``); CPU when CUDA is not there or ``--device cpu`` (else bf16 autocast over fp32 weights,
+    `mixed_precision`),
     no dataloader workers, our own columns kept."""
     from transformers import TrainingArguments
 
@@ -84,7 +90,8 @@ def training_arguments(args: Any, **overrides: Any):
         weight_decay=getattr(args, "weight_decay", 0.0), max_grad_norm=getattr(args, "max_grad_norm", 1.0),
         logging_steps=args.logging_steps, save_steps=args.save_steps, save_total_limit=2, seed=args.seed,
         data_seed=args.seed, report_to=[] if args.report_to == "none" else [args.report_to],
-        deepspeed=args.deepspeed, use_cpu=not torch.cuda.is_available(), bf16=mixed_precision(), dataloader_num_workers=0,
+        deepspeed=args.deepspeed, use_cpu=on_cpu(getattr(args, "device", None)),
+        bf16=mixed_precision(getattr(args, "device", None)), dataloader_num_workers=0,
         remove_unused_columns=False, disable_tqdm=False,
     )
     values.update(overrides)
