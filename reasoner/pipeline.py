@@ -8,9 +8,9 @@ log line. Layout under ``output``::
     round-R/search/  labels/  prm/  policy/  eval/
     report.json  report.md  report.png
 
-A stage that finished leaves ``.done`` (JSON: the command and its seconds) in its folder and is skipped on
-re-run, provided the recipe still gives it the same commands (else the re-run is refused: its results came from
-other settings); a stage cut short resumes where its command resumes (search and eval append per batch, training
+A stage that finished leaves ``.done`` (JSON: the command, its seconds and the digest of every ``--config`` file
+it read) in its folder and is skipped on re-run, provided the recipe still gives it the same commands and those
+files are unchanged (else the re-run is refused: its results came from other settings); a stage cut short resumes where its command resumes (search and eval append per batch, training
 resumes from its checkpoints only with ``resume: true`` in its section). Round R's search and training start
 from round R-1's policy; the value model's backbone is ``prm.policy`` when the recipe names one (the demo's
 ``embedded-verifier``), else the round's policy. Every round searches the same problems, unless ``fresh_problems``:
@@ -206,9 +206,16 @@ class _Stages:
                                  f"(it ran: {what}); use another output or the recipe it ran with, or delete this "
                                  ".done to run the stage again (its command then resumes or refuses by its own "
                                  "rules; later stages are redone only if their .done is deleted too)")
+            edited = [path for path, digest in _config_digests(commands).items()
+                      if path in done.get("config_files", {}) and done["config_files"][path] != digest]
+            if edited:
+                raise ValueError(f"{marker}: stage {name} finished with {edited[0]} as it was then; the file has "
+                                 "changed since, so its results no longer follow from this recipe; restore the file, "
+                                 "use another output, or delete this .done to run the stage again")
             self.seconds[name] = done.get("seconds", 0.0)
             self.log(f"── {name}: done already ({folder}), skipped")
             return
+        digests = _config_digests(commands)  # as the stage reads them, before it runs
         started = time.perf_counter()
         for argv in commands:
             self.log(f"── {name}: reasoner {' '.join(argv)}")
@@ -217,11 +224,21 @@ class _Stages:
                 raise StageFailed(f"stage {name} failed (exit {code}): reasoner {' '.join(argv)}", code)
         self.seconds[name] = round(time.perf_counter() - started, 1)
         folder.mkdir(parents=True, exist_ok=True)
-        marker.write_text(json.dumps({"commands": self.portable(commands), "seconds": self.seconds[name]}) + "\n")
+        marker.write_text(json.dumps({"commands": self.portable(commands), "seconds": self.seconds[name],
+                                      "config_files": digests}) + "\n")
         self.log(f"── {name}: finished in {self.seconds[name]:.0f} s")
 
 
 OUTPUT = "{output}"
+
+
+def _config_digests(commands: list[list[str]]) -> dict[str, str]:
+    """SHA-256 of every ``--config FILE`` the commands read (say ``search.config``), by the path as written: a
+    stage's marker keeps them, so that a finished stage is not skipped once the file it ran with has changed."""
+    import hashlib
+
+    paths = [argv[i + 1] for argv in commands for i, arg in enumerate(argv[:-1]) if arg == "--config"]
+    return {path: hashlib.sha256(Path(path).read_bytes()).hexdigest() for path in paths if Path(path).is_file()}
 
 
 def _read_marker(marker: Path) -> dict:

@@ -259,3 +259,21 @@ def test_report_md_names_every_rounds_value_model(tmp_path):
     assert "| 1 | 0.910 | 0.800 |" in text and "| 2 | 0.920 | 0.800 |" in text and "eval-prm` on synthetic:test" in text
     _write_summary({**report, "prm_rounds": prm[:1], "prm": prm[0]}, tmp_path)
     assert "Value model on synthetic:test: step AUC 0.910" in (tmp_path / "report.md").read_text()
+
+
+def test_a_finished_stage_is_not_skipped_once_its_config_file_changed(tmp_path):
+    """A stage's .done keeps the digest of every --config file it read: an edited search config is refused with
+    the file's name rather than skipped (its trees came from the old settings); unchanged, the stage is skipped."""
+    search_file = tmp_path / "search.yaml"
+    search_file.write_text("simulations: 6\n")
+    config = PipelineConfig(output=str(tmp_path / "run"), **{**TINY, "search": {**TINY["search"], "config": str(search_file)}})
+    commands = []
+    run_pipeline(config, run_command=lambda argv: commands.append(argv) or 0, log=lambda _: None)
+    assert any(argv[0] == "search" for argv in commands)
+    commands.clear()
+    run_pipeline(config, run_command=lambda argv: commands.append(argv) or 0, log=lambda _: None)
+    assert commands == []
+    search_file.write_text("simulations: 60\n")
+    with pytest.raises(ValueError, match=r"search/\.done: stage round 1 search finished with .*search\.yaml as it was then"):
+        run_pipeline(config, run_command=lambda argv: commands.append(argv) or 0, log=lambda _: None)
+    assert commands == []
