@@ -32,7 +32,8 @@ import torch
 from torch import nn
 
 from data.records import read_json_file
-from reasoner.models import encode_prefix, pad_right, resolve_device, resolve_dtype, standalone_state_dict, token_logps
+from reasoner.models import (encode_continuation, encode_prefix, pad_right, resolve_device, resolve_dtype,
+                             standalone_state_dict, token_logps)
 from reasoner.steps import StepFormat, get_format
 
 __all__ = ["ValueModel", "encode_steps", "score_solutions", "step_features", "load_value_model", "HEADS", "VALUE_HEAD_FILE"]
@@ -64,7 +65,7 @@ def encode_steps(tokenizer: Any, step_format: StepFormat, prompt: str, steps: Se
         else:
             header = step_format.header(index)
         piece = header + step.strip() + step_format.delimiter
-        ids = ids + tokenizer(piece, add_special_tokens=False)["input_ids"]
+        ids = ids + encode_continuation(tokenizer, piece)
         if max_length is not None and len(ids) > max_length:
             return ids[:max_length], ends, prompt_length
         ends.append(len(ids) - 1)

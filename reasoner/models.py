@@ -21,7 +21,7 @@ import torch
 from data.records import read_json_file
 from reasoner.steps import StepFormat, get_format
 
-__all__ = ["Policy", "load_policy", "save_policy", "encode_prefix", "pad_right", "token_logps", "EMBEDDED_POLICY",
+__all__ = ["Policy", "load_policy", "save_policy", "encode_prefix", "encode_continuation", "pad_right", "token_logps", "EMBEDDED_POLICY",
            "EMBEDDED_VERIFIER", "embedded_model_dir",
            "resolve_device", "resolve_dtype", "standalone_state_dict"]
 
@@ -136,6 +136,42 @@ def encode_prefix(tokenizer: Any, text: str) -> list[int]:
     """Token ids of a rendered prefix: BOS added by the tokenizer unless a chat template already wrote it."""
     bos = tokenizer.bos_token
     return tokenizer(text, add_special_tokens=not (bos and text.startswith(bos)))["input_ids"]
+
+
+_ANCHOR = "\n"  # what every continuation piece follows in our formats, or text that tokenizes apart from it
+
+
+def encode_continuation(tokenizer: Any, text: str) -> list[int]:
+    """Token ids of ``text`` as they come when ``text`` follows earlier text (a completion after its prompt, a step
+    after the one before), so that rows built piece by piece match the whole text the generator encodes.
+
+    Byte-level BPE tokenizers (GPT-2, Llama 3, Qwen, the embedded policy's) tokenize a piece alone as in context.
+    SentencePiece-style ones (Llama 2, Mistral: a dummy-prefix ``▁``) start any text they are given with a space,
+    so ``Step 2: ...`` alone becomes ``▁Step`` where the model, mid-text, sees ``Step``: for those the piece is
+    tokenized after an anchor (``"\n"``) whose tokens are then dropped.
+    """
+    ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+    if not text or not _adds_dummy_prefix(tokenizer):
+        return ids
+    anchor = tokenizer(_ANCHOR, add_special_tokens=False)["input_ids"]
+    anchored = tokenizer(_ANCHOR + text, add_special_tokens=False)["input_ids"]
+    return anchored[len(anchor):] if anchored[:len(anchor)] == anchor else ids
+
+
+def _adds_dummy_prefix(tokenizer: Any) -> bool:
+    """Whether ``tokenizer`` tokenizes a piece alone differently from the same piece after a newline (checked once
+    per tokenizer object, on a plain word)."""
+    known = getattr(tokenizer, "_reasoner_dummy_prefix", None)
+    if known is None:
+        alone = tokenizer("word", add_special_tokens=False)["input_ids"]
+        anchor = tokenizer(_ANCHOR, add_special_tokens=False)["input_ids"]
+        after = tokenizer(_ANCHOR + "word", add_special_tokens=False)["input_ids"]
+        known = after[:len(anchor)] == anchor and after[len(anchor):] != alone
+        try:
+            tokenizer._reasoner_dummy_prefix = known
+        except AttributeError:  # a tokenizer that takes no attributes: checked again next time
+            pass
+    return known
 
 
 def pad_right(sequences: Sequence[Sequence[int]], pad_id: int, device: torch.device | str = "cpu"

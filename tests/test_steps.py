@@ -66,3 +66,53 @@ def test_final_step_detection():
     assert is_final_step("so $\\boxed{3}$")
     assert is_final_step("#### 7")
     assert not is_final_step("17 - 3 = 14")
+
+
+@pytest.fixture(scope="module")
+def sentencepiece_style_tokenizer():
+    """A BPE tokenizer with a Metaspace pre-tokenizer (Llama 2 / Mistral style: any text it is given starts with
+    a ``▁`` dummy prefix), trained here on synthetic problems: no download."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    from data.synthetic import load_split
+
+    tok = Tokenizer(models.BPE(unk_token="<unk>", byte_fallback=True))
+    # newlines stand alone, as Llama 2's byte-fallback <0x0A> does; "▁" before the start of any text it is given
+    tok.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.Split("\n", behavior="isolated"),
+                                                 pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="first")])
+    tok.decoder = decoders.Metaspace(replacement="▁", prepend_scheme="first")
+    texts = [f"{p.question}\n{p.solution}\nStep 1: Let's think step by step." for p in load_split("train", limit=300)]
+    tok.train_from_iterator(texts, trainers.BpeTrainer(vocab_size=500, special_tokens=["<unk>", "<s>", "</s>"]))
+    return PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<s>", eos_token="</s>", unk_token="<unk>",
+                                   pad_token="</s>")
+
+
+@pytest.mark.parametrize("name", sorted(FORMATS))
+def test_rows_built_piece_by_piece_match_the_whole_text_with_a_dummy_prefix_tokenizer(name, sentencepiece_style_tokenizer):
+    """SFT rows, pair completions and value-model pieces are tokenized piece by piece; with a tokenizer that puts a
+    ``▁`` before any text it is given, each piece must still come out as it does inside the whole text the
+    generator encodes (``Step`` after a newline, not ``▁Step``)."""
+    from prm.model import encode_steps
+    from reasoner.models import encode_continuation, encode_prefix
+    from reasoner.trainers.pairs import tokenize_pair
+    from reasoner.trainers.sft import sft_example
+
+    tokenizer, fmt = sentencepiece_style_tokenizer, get_format(name)
+    assert tokenizer("Step", add_special_tokens=False)["input_ids"] != encode_continuation(tokenizer, "Step")
+    whole = lambda text: encode_prefix(tokenizer, text)  # noqa: E731
+    row = sft_example(tokenizer, fmt, "Q?", STEPS)["input_ids"]
+    assert row[:-1] == whole(fmt.prompt("Q?") + fmt.render_solution(STEPS))
+    prompt = fmt.render("Q?", STEPS[:1])
+    chosen = fmt.gap_after(prompt) + STEPS[1]
+    pair = tokenize_pair(tokenizer, fmt, prompt, chosen, chosen)
+    assert pair["prompt"] + pair["chosen"] == whole(prompt + chosen + fmt.delimiter)
+    ids, _, _ = encode_steps(tokenizer, fmt, fmt.prompt("Q?"), STEPS)
+    assert ids == whole(fmt.prompt("Q?") + fmt.render_solution(STEPS))
+
+
+def test_byte_level_tokenizers_tokenize_pieces_alone():
+    from reasoner.models import encode_continuation, load_policy
+
+    tokenizer = load_policy().tokenizer
+    assert encode_continuation(tokenizer, "Step 2: Tom") == tokenizer("Step 2: Tom", add_special_tokens=False)["input_ids"]

@@ -21,7 +21,7 @@ from torch.utils.data import Dataset
 
 from data.records import STEP_REWARD_FIELDS, STEP_REWARD_KINDS, RecordError, read_jsonl
 from reasoner.losses import full_step_dpo_loss
-from reasoner.models import encode_prefix
+from reasoner.models import encode_continuation, encode_prefix
 from reasoner.trainers.pairs import pad_rows, response_token_logps
 from reasoner.trainers.preference import PreferenceTrainer
 
@@ -53,8 +53,7 @@ class StepRewardGroups(Dataset):
                     raise RecordError(path, line, f"a response has {len(steps)} steps but {len(rewards)} step rewards")
                 ids, per_token = [], []
                 for index, (step, reward) in enumerate(zip(steps, rewards)):
-                    piece = tokenizer(step_format.header(index) + step.strip() + step_format.delimiter,
-                                      add_special_tokens=False)["input_ids"]
+                    piece = encode_continuation(tokenizer, step_format.header(index) + step.strip() + step_format.delimiter)
                     ids.extend(piece)
                     per_token.extend([float(reward) or 1e-6] * len(piece))
                 completions.append(ids)

@@ -26,7 +26,7 @@ from typing import Any, Sequence
 
 import torch
 
-from reasoner.models import encode_prefix, pad_right, token_logps
+from reasoner.models import encode_continuation, encode_prefix, pad_right, token_logps
 from reasoner.steps import StepFormat
 
 __all__ = ["tokenize_pair", "group_pairs", "collate_shared", "collate_unshared", "pair_logps", "token_logps",
@@ -47,7 +47,7 @@ def tokenize_pair(tokenizer: Any, step_format: StepFormat, prompt: str, chosen: 
     def completion(text: str) -> list[int]:
         steps = text.split(step_format.delimiter) if step_format.delimiter in text else [text]
         body = step_format.delimiter.join(s.strip() for s in steps if s.strip()) + step_format.delimiter
-        return tokenizer(gap + body, add_special_tokens=False)["input_ids"]
+        return encode_continuation(tokenizer, gap + body)
 
     return {"prompt": prompt_ids, "chosen": completion(chosen), "rejected": completion(rejected)}
 

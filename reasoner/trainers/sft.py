@@ -14,7 +14,7 @@ import torch
 from torch.utils.data import Dataset
 
 from data.problems import Problem
-from reasoner.models import encode_prefix
+from reasoner.models import encode_continuation, encode_prefix
 from reasoner.steps import StepFormat
 from reasoner.trainers.common import TrainingKnobs
 
@@ -35,7 +35,7 @@ def solution_steps(problem: Problem, step_format: StepFormat) -> list[str]:
 def sft_example(tokenizer, step_format: StepFormat, question: str, steps: Sequence[str], max_length: int = 1024) -> dict[str, list[int]]:
     """``input_ids`` and ``labels`` (prompt masked with -100) of one prompt + solution + EOS."""
     prompt_ids = encode_prefix(tokenizer, step_format.prompt(question))  # render_solution writes every header
-    completion_ids = tokenizer(step_format.render_solution(steps), add_special_tokens=False)["input_ids"]
+    completion_ids = encode_continuation(tokenizer, step_format.render_solution(steps))
     completion_ids = completion_ids + [tokenizer.eos_token_id]
     input_ids = (prompt_ids + completion_ids)[:max_length]
     labels = ([-100] * len(prompt_ids) + completion_ids)[:max_length]

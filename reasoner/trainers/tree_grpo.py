@@ -25,7 +25,7 @@ import torch
 from transformers import Trainer
 
 from reasoner.losses import clipped_policy_loss, tree_grpo_advantages
-from reasoner.models import encode_prefix
+from reasoner.models import encode_continuation, encode_prefix
 from reasoner.trainers.pairs import pad_rows, response_token_logps
 from reasoner.trainers.common import AveragedMetrics, TrainingKnobs, sample_with_current_policy, sampling_step, zero_loss
 
@@ -108,7 +108,7 @@ class TreeGRPOTrainer(AveragedMetrics, Trainer):
                 "prompt": encode_prefix(self.tokenizer, self.step_format.prompt(problems[leaf["prompt"]].question)),
                 "completions": [], "pairs": [], "members": []})
             text = self.step_format.render_solution(leaf["steps"])
-            group["completions"].append(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+            group["completions"].append(encode_continuation(self.tokenizer, text))
             group["members"].append(position)
         return list(by_prompt.values())
 
