@@ -150,8 +150,8 @@ def run_eval(config: EvalConfig, make_generator: Callable[[EvalConfig], Any],
     check_resumable(out / "config.yaml", asdict(config), _RESUMABLE_KEYS, what="eval", fillable_keys=("value",),
                     added_keys={"offset": 0})
     problems = load_problems(config.problems, limit=config.limit, offset=config.offset, needed_for="evaluate")
-    todo_of = {m.name: [p for p in problems if p.id not in done_ids(out / "predictions" / f"{m.name}.jsonl")]
-               for m in methods}
+    done_of = {m.name: done_ids(out / "predictions" / f"{m.name}.jsonl") for m in methods}  # each file read once
+    todo_of = {m.name: [p for p in problems if p.id not in done_of[m.name]] for m in methods}
     models = _Models(config, make_generator, make_scorer)
     if any(todo_of.values()):  # load now, so that a mistyped --policy / --value fails before any record
         models.load(scorer=any(todo_of[m.name] for m in methods if m.needs_value))
