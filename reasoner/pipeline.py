@@ -97,11 +97,11 @@ def load_pipeline_config(path: str | Path, overrides: dict[str, Any] | None = No
     if values.get("fresh_problems") and not isinstance(search.get("limit"), int):
         raise ValueError(f"{path}: fresh_problems needs search.limit in the recipe itself (the problems each "
                          "round takes; not from search.config)")
-    if values.get("fresh_problems") and search.get("config") and "offset" not in search:
+    if values.get("fresh_problems") and search.get("config") and not search.get("offset"):
         from reasoner.config import load_yaml
 
         file_offset = load_yaml(search["config"]).get("offset")
-        if file_offset is not None:  # round 1 would start there, later rounds' --offset past 0: overlapping rounds
+        if file_offset:  # round 1 (no --offset flag) would start there, later rounds past 0: overlapping rounds
             raise ValueError(f"{path}: fresh_problems counts each round's --offset from search.offset in the recipe, "
                              f"but {search['config']} sets offset: {file_offset}; move it into the recipe's search section")
     prm = values.get("prm") or {}

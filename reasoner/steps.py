@@ -58,17 +58,20 @@ class StepFormat:
     def header_gap(self) -> str:
         """The whitespace a header ends with (``" "`` for ``Step {k}: ``): left off the open header that ends a
         rendered prefix, written at the start of the step after it instead (module docstring)."""
-        return self.step_header[len(self.step_header.rstrip()):]
+        return self.step_header[len(self.step_header.rstrip(" \t")):]
 
     def open_header(self, index: int) -> str:
-        """The header of step ``index`` as a rendered prefix ends with it: without its trailing whitespace."""
-        return self.header(index).rstrip()
+        """The header of step ``index`` as a rendered prefix ends with it: without its trailing spaces."""
+        return self.header(index)[:len(self.header(index)) - len(self.header_gap)]
 
     def gap_after(self, prompt: str) -> str:
         """What a completion of ``prompt`` must start with: `header_gap` when ``prompt`` ends with an open header
-        (a rendered prefix of a format with headers), else nothing (a prompt that ends in whitespace, such as the
-        bare question template, or a prefix written with the whole header)."""
-        return self.header_gap if self.step_header and prompt[-1:] and not prompt[-1].isspace() else ""
+        (a rendered prefix of a format with headers: ``...Step 3:``), else nothing (the bare question template, or
+        a prefix written with the whole header)."""
+        if not self.header_gap:
+            return ""
+        open_part = re.escape(self.step_header[:len(self.step_header) - len(self.header_gap)])
+        return self.header_gap if re.search(open_part.replace(re.escape("{k}"), r"\d+") + r"\Z", prompt) else ""
 
     def render(self, question: str, steps: Sequence[str]) -> str:
         """Prompt + every step with its header and delimiter + the open header of the next step (`open_header`).

@@ -53,8 +53,14 @@ def test_recipe_errors_name_the_file_and_key(tmp_path):
     path.write_text(f"fresh_problems: true\nsearch: {{limit: 4, config: {search_file}}}\n")
     with pytest.raises(ValueError, match=r"bad.yaml: fresh_problems counts .*search.yaml sets offset: 100"):
         load_pipeline_config(path)
+    path.write_text(f"fresh_problems: true\nsearch: {{limit: 4, offset: 0, config: {search_file}}}\n")
+    with pytest.raises(ValueError, match=r"search.yaml sets offset: 100"):  # offset 0 passes no flag: the file's wins
+        load_pipeline_config(path)
     path.write_text(f"fresh_problems: true\nsearch: {{limit: 4, offset: 100, config: {search_file}}}\n")
     assert load_pipeline_config(path).search["offset"] == 100
+    search_file.write_text("offset: 0\n")  # a harmless offset in the file
+    path.write_text(f"fresh_problems: true\nsearch: {{limit: 4, config: {search_file}}}\n")
+    assert load_pipeline_config(path).fresh_problems
     path.write_text("search: {limit: 4}\n")  # the CLI's --fresh_problems / --no-fresh_problems, or neither (None)
     assert load_pipeline_config(path, {"fresh_problems": True}).fresh_problems is True
     assert load_pipeline_config(path, {"fresh_problems": None}).fresh_problems is False

@@ -81,6 +81,26 @@ def test_each_algorithm_trains_and_logs(algo, pair_files, tmp_path):
     assert any(not torch.equal(before[k], after[k]) for k in before)
 
 
+@pytest.mark.parametrize("algo, reference", [("step-dpo", "precomputed"), ("step-dpo", "model"), ("svpo", "precomputed")])
+def test_in_mixed_precision_the_reference_runs_in_the_policys_autocast(algo, reference, pair_files, tmp_path, monkeypatch):
+    """On a GPU training runs fp32 weights under bf16 autocast (`mixed_precision`); the reference forwards, which
+    the Trainer does not wrap, and SVPO's call of the inner policy must run in the same autocast, or the untrained
+    policy's log-ratio to its own reference is not 0. Emulated here with CPU bf16 autocast (the Trainer's
+    ``bf16=True`` on CPU)."""
+    import reasoner.trainers.common as common
+
+    monkeypatch.setattr(common, "mixed_precision", lambda device=None: True)
+    args = PreferenceArgs(algo=algo, data=str(pair_files / f"{algo}.jsonl"), output=str(tmp_path / algo), max_steps=1,
+                          batch_size=4, logging_steps=1, learning_rate=1e-3, warmup_steps=0, save_steps=100,
+                          reference=reference)
+    _, trainer = train_preference(load_policy(), load_pairs(args.data), args)
+    assert trainer.args.bf16
+    first = next(h for h in trainer.state.log_history if "loss" in h)
+    # bf16 leaves ~1e-4 between two code paths of one model (SVPO reads hidden states); the reference in fp32 against
+    # the policy in bf16 gave 1.4e-3 here
+    assert first["rewards_margin"] == pytest.approx(0.0, abs=3e-4)
+
+
 def test_frozen_reference_model_matches_precomputed(pair_files, tmp_path):
     losses = []
     for reference in ("precomputed", "model"):

@@ -145,7 +145,14 @@ def test_a_resumed_run_draws_the_trees_an_uninterrupted_run_draws(tmp_path):
     from reasoner.models import load_policy
 
     policy = load_policy()
-    make = lambda config: make_generator(policy, "hf", seed=config.seed)  # noqa: E731
+    seeds = []
+
+    def make(config):
+        generator = make_generator(policy, "hf", seed=config.seed)
+        reseed = generator.reseed
+        generator.reseed = lambda seed: seeds.append(seed) or reseed(seed)
+        return generator
+
     settings = dict(limit=4, max_depth=6, batch_problems=2)
     run_search(_config(tmp_path / "whole", **settings), make)
     run_search(_config(tmp_path / "resumed", **{**settings, "limit": 2}), make)  # stopped after one batch
@@ -153,3 +160,4 @@ def test_a_resumed_run_draws_the_trees_an_uninterrupted_run_draws(tmp_path):
     whole, resumed = (list(read_jsonl(tmp_path / name / "run" / "trees.jsonl")) for name in ("whole", "resumed"))
     assert [r["problem_id"] for r in resumed] == [r["problem_id"] for r in whole]
     assert resumed == whole
+    assert len(seeds) == 4 and seeds[0] != seeds[1] and seeds[:2] == seeds[2:]  # a stream per batch, redrawn

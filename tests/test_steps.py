@@ -52,6 +52,8 @@ def test_gap_after_an_open_header_only():
     assert fmt.gap_after(fmt.prompt("Q")) == ""  # the bare template: the completion writes "Step 1: ..." itself
     assert fmt.gap_after("Q\nStep 2: ") == ""  # a prefix written with the whole header
     assert get_format("tiny").gap_after("Question: Q\nAnswer:\n12 + 5 = 17") == ""
+    custom = StepFormat("custom", "Q: {question} =>", "\n", "Step {k}: ")  # a template that ends in no whitespace
+    assert custom.gap_after(custom.prompt("q")) == "" and custom.gap_after(custom.render("q", ["a"])) == " "
 
 
 def test_round_trip_dict_and_errors():

@@ -12,7 +12,7 @@ from typing import Any
 import torch
 
 __all__ = ["training_arguments", "resume_checkpoint", "mixed_precision", "TRAINING_DTYPE", "check_deepspeed_config",
-           "single_process_environment", "TrainingKnobs", "AveragedMetrics", "close_process_group", "exit_process",
+           "single_process_environment", "TrainingKnobs", "bf16_autocast", "AveragedMetrics", "close_process_group", "exit_process",
            "sample_with_current_policy", "sampling_seed", "sampling_step", "step_generators", "zero_loss"]
 
 
@@ -44,7 +44,15 @@ def mixed_precision(device: str | None = None) -> bool:
     """Whether training runs its passes in bf16 autocast over fp32 weights: on a CUDA GPU that supports bf16
     (also what ``"bf16": {"enabled": "auto"}`` resolves to in the DeepSpeed configs). Never on CPU, where
     bf16 is ~160x slower than fp32."""
-    return not on_cpu(device) and torch.cuda.is_bf16_supported()
+    return not on_cpu(device) and torch.cuda.is_bf16_supported(including_emulation=False)
+
+
+def bf16_autocast(enabled: bool, device: torch.device | str):
+    """The bf16 autocast the Trainer puts around the policy's own forward when it trains in mixed precision
+    (``TrainingArguments.bf16``), for the forwards it does not wrap: reference log-probs (precomputed, or from a
+    frozen copy) and SVPO's direct call of the inner policy. Without it the reference runs in fp32 and the
+    policy in bf16, and the log-ratio of an untrained policy to its reference is not 0."""
+    return torch.autocast(device_type=torch.device(device).type, dtype=torch.bfloat16, enabled=bool(enabled))
 
 
 def resume_checkpoint(args: Any) -> str | None:

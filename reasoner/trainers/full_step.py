@@ -22,6 +22,7 @@ from torch.utils.data import Dataset
 from data.records import STEP_REWARD_FIELDS, STEP_REWARD_KINDS, RecordError, read_jsonl
 from reasoner.losses import full_step_dpo_loss
 from reasoner.models import encode_continuation, encode_prefix
+from reasoner.trainers.common import bf16_autocast
 from reasoner.trainers.pairs import pad_rows, response_token_logps
 from reasoner.trainers.preference import PreferenceTrainer
 
@@ -70,14 +71,16 @@ class StepRewardGroups(Dataset):
         return self.groups[index]
 
     @torch.no_grad()
-    def compute_reference(self, model: torch.nn.Module, pad_id: int, batch_size: int = 16) -> None:
-        """Per-token reference log-probs of every response, with the starting policy, once."""
+    def compute_reference(self, model: torch.nn.Module, pad_id: int, batch_size: int = 16, bf16: bool = False) -> None:
+        """Per-token reference log-probs of every response, with the starting policy, once (in bf16 autocast when
+        training will run in it, `bf16_autocast`)."""
         was_training = model.training
         model.eval()
         device = next(model.parameters()).device
         for start in range(0, len(self.groups), batch_size):
             groups = self.groups[start:start + batch_size]
-            per_response = response_token_logps(model, groups, pad_id, device)
+            with bf16_autocast(bf16, device):
+                per_response = response_token_logps(model, groups, pad_id, device)
             offset = 0
             for group in groups:
                 k = len(group["completions"])

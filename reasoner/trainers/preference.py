@@ -36,7 +36,7 @@ from transformers import Trainer, set_seed
 
 from data.records import PAIR_FIELDS, PAIR_KINDS, read_jsonl
 from reasoner.losses import dpo_loss, step_apo_loss, svpo_loss, visit_smoothing
-from reasoner.trainers.common import AveragedMetrics, TrainingKnobs
+from reasoner.trainers.common import AveragedMetrics, TrainingKnobs, bf16_autocast
 from reasoner.trainers.pairs import collate_shared, collate_unshared, group_pairs, pair_logps, tokenize_pair
 
 __all__ = ["PreferenceArgs", "PreferenceTrainer", "PairGroups", "PolicyWithValueHead", "train_preference",
@@ -156,8 +156,10 @@ class PairGroups(Dataset):
         return self.groups[index]
 
     @torch.no_grad()
-    def compute_reference(self, model: nn.Module, pad_id: int, batch_size: int = 32, shared: bool = True) -> None:
-        """Fill every pair's reference log-probs with ``model`` (the starting policy), once."""
+    def compute_reference(self, model: nn.Module, pad_id: int, batch_size: int = 32, shared: bool = True,
+                          bf16: bool = False) -> None:
+        """Fill every pair's reference log-probs with ``model`` (the starting policy), once (in bf16 autocast when
+        training will run in it, `bf16_autocast`)."""
         from tqdm.auto import tqdm
 
         was_training = model.training
@@ -166,7 +168,8 @@ class PairGroups(Dataset):
         collate = collate_shared if shared else collate_unshared
         for start in tqdm(range(0, len(self.groups), batch_size), desc="reference log-probs", unit="batch"):
             groups = self.groups[start:start + batch_size]
-            chosen, rejected = pair_logps(model, collate(groups, pad_id).to(device))
+            with bf16_autocast(bf16, device):
+                chosen, rejected = pair_logps(model, collate(groups, pad_id).to(device))
             offset = 0
             for group in groups:
                 n = len(group["pairs"])
@@ -246,11 +249,12 @@ class PreferenceTrainer(AveragedMetrics, Trainer):
         q_chosen, q_rejected = inputs["q_chosen"].to(device), inputs["q_rejected"].to(device)
         ref_chosen, ref_rejected = inputs["ref_chosen"].to(device), inputs["ref_rejected"].to(device)
         if self.reference_model is not None:
-            with torch.no_grad():
+            with torch.no_grad(), bf16_autocast(self.args.bf16, device):
                 ref_chosen, ref_rejected = pair_logps(self.reference_model, batch)
         unwrapped = getattr(model, "module", model)
         if options.algo == "svpo":
-            chosen, rejected, hidden = pair_logps(unwrapped.policy, batch, return_hidden=True)
+            with bf16_autocast(self.args.bf16, device):  # the inner policy: past the Trainer's autocast forward
+                chosen, rejected, hidden = pair_logps(unwrapped.policy, batch, return_hidden=True)
             ends = torch.tensor([[row, end] for row, _, end in batch.spans], device=device)
             read = hidden[ends[:, 0], ends[:, 1]].to(unwrapped.value_head.weight.dtype)
             values = torch.tanh(unwrapped.value_head(read).squeeze(-1))
@@ -324,6 +328,7 @@ def train_preference(policy: Any, records: Sequence[Any], args: PreferenceArgs, 
     if args.reference not in ("precomputed", "model"):
         raise ValueError(f"--reference must be precomputed or model, not {args.reference!r}")
     pad_id = policy.tokenizer.pad_token_id or 0
+    training_args = training_arguments(args)
     reference_model = None
     scored_once = policy.model if reference is None else reference  # precomputed: before the first step, so no copy
     if args.algo == "full-step-dpo":
@@ -332,13 +337,13 @@ def train_preference(policy: Any, records: Sequence[Any], args: PreferenceArgs, 
         if args.reference != "precomputed":
             raise ValueError("full-step-dpo uses precomputed reference log-probs")
         dataset = StepRewardGroups(records, policy.tokenizer, policy.step_format, path=args.data)
-        dataset.compute_reference(scored_once, pad_id)
+        dataset.compute_reference(scored_once, pad_id, bf16=training_args.bf16)
         trainer_class, collator = FullStepDPOTrainer, collate_groups(pad_id)
     else:
         dataset = PairGroups(records, policy.tokenizer, policy.step_format, args.max_pairs_per_group,
                              args.max_prompt_length)
         if args.reference == "precomputed":
-            dataset.compute_reference(scored_once, pad_id, shared=args.prefix_sharing)
+            dataset.compute_reference(scored_once, pad_id, shared=args.prefix_sharing, bf16=training_args.bf16)
         else:
             reference_model = copy.deepcopy(policy.model) if reference is None else reference
             reference_model = reference_model.eval().requires_grad_(False)
@@ -346,7 +351,6 @@ def train_preference(policy: Any, records: Sequence[Any], args: PreferenceArgs, 
     set_seed(args.seed)  # before SVPO's value head is initialised: Trainer seeds only once the model exists
     model = PolicyWithValueHead(policy.model) if args.algo == "svpo" else policy.model
     model.train()
-    training_args = training_arguments(args)
     trainer = trainer_class(model=model, args=training_args, train_dataset=dataset, data_collator=collator,
                             callbacks=list(callbacks), preference=args, reference_model=reference_model)
     trainer.train(resume_from_checkpoint=resume_checkpoint(args))

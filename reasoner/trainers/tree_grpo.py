@@ -27,7 +27,8 @@ from transformers import Trainer
 from reasoner.losses import clipped_policy_loss, tree_grpo_advantages
 from reasoner.models import encode_continuation, encode_prefix
 from reasoner.trainers.pairs import pad_rows, response_token_logps
-from reasoner.trainers.common import AveragedMetrics, TrainingKnobs, sample_with_current_policy, sampling_step, zero_loss
+from reasoner.trainers.common import (AveragedMetrics, TrainingKnobs, bf16_autocast, sample_with_current_policy,
+                                      sampling_step, zero_loss)
 
 __all__ = ["TreeGRPOArgs", "TreeGRPOTrainer", "train_tree_grpo"]
 
@@ -88,7 +89,7 @@ class TreeGRPOTrainer(AveragedMetrics, Trainer):
         groups = self._groups(problems, [leaves[i] for i in keep])
         pad = self.tokenizer.pad_token_id or 0
         logps, entropy = (pad_rows(rows) for rows in response_token_logps(model, groups, pad, device, with_entropy=True))
-        with torch.no_grad():
+        with torch.no_grad(), bf16_autocast(self.args.bf16, device):
             reference = pad_rows(response_token_logps(self.reference_model, groups, pad, device))
         mask = pad_rows([torch.ones(len(c), device=device) for g in groups for c in g["completions"]])
         order = [i for g in groups for i in g["members"]]
