@@ -40,15 +40,22 @@ def evaluate_prm(scorer: Any, problems: str = "synthetic:test", limit: int | Non
                  threshold: float | None = None, batch_size: int = 256, progress: bool = True,
                  calibrate_on: str | None = None, calibrate_limit: int | None = 500) -> dict:
     """Step AUC, first-error accuracies and F1 of ``scorer`` on gold + corrupted solutions of a synthetic split."""
-    source = "given" if threshold is not None else ("model" if getattr(scorer, "threshold", None) is not None else "default")
+    source = "given" if threshold is not None else _threshold_source(scorer)
     if calibrate_on is not None:
         if calibrate_on == problems:
             raise ValueError("calibrate the threshold on another split than the one evaluated")
         calibration = evaluate_prm(scorer, calibrate_on, calibrate_limit, seed, batch_size=batch_size, progress=progress)
         threshold, source = calibration["best_threshold"], f"best F1 on {calibrate_on} (first {calibrate_limit})"
+        if threshold is None:  # no defined F1 there (no wrong or no correct solution): the scorer's own threshold
+            source = f"{source[:-1]}; undefined there, so {_threshold_source(scorer)})"
     result = _evaluate(scorer, problems, limit, seed, threshold, batch_size, progress)
     result["threshold_source"] = source
     return result
+
+
+def _threshold_source(scorer: Any) -> str:
+    """Where the threshold of a scorer used without ``--threshold`` comes from: its calibrated one, or the head's."""
+    return "model" if getattr(scorer, "threshold", None) is not None else "default"
 
 
 def _evaluate(scorer: Any, problems: str, limit: int | None, seed: int, threshold: float | None, batch_size: int,
