@@ -39,6 +39,7 @@ def match_brace(text: str, open_index: int) -> int:
 
 
 _BOX_RE = re.compile(r"\\(?:boxed|fbox)(?![A-Za-z])")
+_BOX_TOKEN_RE = re.compile(r"[^\s$]+")
 
 
 _BOX_GAP_RE = re.compile(
@@ -46,24 +47,61 @@ _BOX_GAP_RE = re.compile(
 )
 
 
+def _closing_braces(text: str) -> dict[int, int]:
+    """Index of the closing ``}`` of every ``{`` that has one (escaped braces skipped), in one linear pass:
+    the same answer ``match_brace`` gives for each, without rescanning the text once per ``{``."""
+    closing: dict[int, int] = {}
+    stack: list[int] = []
+    i, n = 0, len(text)
+    while i < n:
+        char = text[i]
+        if char == "\\":
+            i += 2
+            continue
+        if char == "{":
+            stack.append(i)
+        elif char == "}" and stack:
+            closing[stack.pop()] = i
+        i += 1
+    return closing
+
+
+def _box_spans(text: str, braced_only: bool) -> list[tuple[int, int, str]]:
+    """``(start, end, content)`` of the boxes in ``text``, in order; unclosed ``\\boxed{`` are skipped.
+
+    ``braced_only``: only ``\\boxed{...}`` and boxes nested inside a box are skipped (``boxed_run``);
+    otherwise every box start counts, ``\\boxed 5`` included (``last_boxed``)."""
+    if "\\boxed" not in text and "\\fbox" not in text:
+        return []
+    closing: dict[int, int] | None = None
+    spans: list[tuple[int, int, str]] = []
+    position = 0
+    for match in _BOX_RE.finditer(text):
+        if match.start() < position:
+            continue
+        i = match.end()
+        while i < len(text) and (text[i] == " " or not braced_only and text[i] == "\t"):
+            i += 1
+        if i < len(text) and text[i] == "{":
+            if closing is None:
+                closing = _closing_braces(text)
+            end = closing.get(i, -1)
+            if end < 0:
+                continue
+            spans.append((match.start(), end + 1, text[i + 1 : end].strip()))
+            if braced_only:
+                position = end + 1
+        elif not braced_only:
+            token = _BOX_TOKEN_RE.match(text, i)
+            content = token.group(0).rstrip(".,;") if token else ""
+            spans.append((match.start(), token.end() if token else i, content))
+    return spans
+
+
 def boxed_run(text: str) -> list[str]:
     """Contents of the last ``\\boxed{}`` and of the boxes right before it that only separators
     (commas, 'and', 'or', spaces, math delimiters) keep apart: ``\\boxed{1} and \\boxed{2}`` -> [1, 2]."""
-    spans: list[tuple[int, int, str]] = []
-    position = 0
-    while True:
-        match = _BOX_RE.search(text, position)
-        if not match:
-            break
-        brace = match.end()
-        while brace < len(text) and text[brace] == " ":
-            brace += 1
-        end = match_brace(text, brace) if brace < len(text) and text[brace] == "{" else -1
-        if end < 0:
-            position = match.end()
-            continue
-        spans.append((match.start(), end + 1, text[brace + 1 : end].strip()))
-        position = end + 1
+    spans = _box_spans(text, braced_only=True)
     run: list[str] = []
     for index in range(len(spans) - 1, -1, -1):
         start, end, content = spans[index]
@@ -76,22 +114,23 @@ def boxed_run(text: str) -> list[str]:
 
 def last_boxed(text: str) -> str | None:
     """Content of the last complete, non-empty ``\\boxed{...}`` / ``\\fbox{...}`` (or ``\\boxed 5``), else None."""
-    starts = [match.end() for match in _BOX_RE.finditer(text)]
-    for start in reversed(starts):
-        i = start
-        while i < len(text) and text[i] in " \t":
-            i += 1
-        if i < len(text) and text[i] == "{":
-            end = match_brace(text, i)
-            if end < 0:
-                continue
-            content = text[i + 1 : end].strip()
-        else:
-            token = re.match(r"[^\s$]+", text[i:])
-            content = token.group(0).rstrip(".,;") if token else ""
+    for _, _, content in reversed(_box_spans(text, braced_only=False)):
         if content:
             return content
     return None
+
+
+def final_boxed(text: str) -> str | None:
+    """The boxed final answer: the last box, together with the boxes right before it that only separators
+    keep apart (``boxed_run``), joined with ``", "``: ``\\boxed{1} and \\boxed{-2}`` -> ``1, -2``. None when
+    there is no complete, non-empty box."""
+    last = last_boxed(text)
+    if last is None:
+        return None
+    run = boxed_run(text)
+    if len(run) > 1 and run[-1] == last:
+        return ", ".join(run)
+    return last
 
 
 # --------------------------------------------------------------------------- canonicalize
@@ -135,6 +174,20 @@ _TRAILING_TEXT_RE = re.compile(r"\\text\{([^{}]*)\}\s*(?:\^\s*\{?\s*[23]\s*\}?)?
 _UNIT_TEXT_RE = re.compile(r"[A-Za-z][A-Za-z .\-/]*")
 _UNIT_WORD_RE = re.compile(r"[A-Za-z]{2,}\.?(?:\^\{?[23]\}?)?")
 _ATTACHED_UNIT_RE = re.compile(r"([+-]?\d+(?:\.\d+)?)([A-Za-z]{3,})")
+# A plain (not \text{}) word after a value is a unit when it is one of these short unit names or has 4+
+# letters: ``4 ab``, ``2 xy``, ``6xyz`` are products of variables, not a number and a unit.
+_SHORT_UNITS = frozenset(
+    "cm mm km nm in ft yd mi kg mg lb lbs oz ml hr hrs min mins day yr yrs wk wks mph kph kmh cc sq cu deg "
+    "gal qt pt ton am pm usd eur gbp cup tsp tbs mo ms kw kwh hz khz mhz ghz kb mb gb tb px "
+    "men kid boy cat dog cow pig hen egg car bus box bag pen toy hat pie jar".split()
+)
+# Scale words change the value: never dropped as units; after a number they multiply it (1.5 million).
+_SCALES = {"hundred": 2, "thousand": 3, "million": 6, "billion": 9, "trillion": 12}
+_SCALE_WORDS = frozenset([*_SCALES, *(word + "s" for word in _SCALES), "dozen", "dozens"])
+_SCALED_NUMBER_RE = re.compile(
+    r"(?<![\d.,])(\d{1,3}(?:,\d{3})+|\d+)(\.\d+)? ?(?:\\text\{ ?(hundred|thousand|million|billion|trillion)s? ?\}"
+    r"|(hundred|thousand|million|billion|trillion)s?\b)"
+)
 _TEXT_RE = re.compile(r"\\text\{([^{}]*)\}")
 _BRACED_COMMAND_RE = re.compile(r"\\(frac|binom|sqrt)(?![A-Za-z])")
 _SINGLE_SUBSCRIPT_RE = re.compile(r"_\{\s*([A-Za-z0-9])\s*\}")
@@ -190,17 +243,48 @@ def _brace_arguments(text: str, depth: int = 0) -> str:
 
 
 def _is_unit_word(token: str) -> bool:
-    return bool(_UNIT_WORD_RE.fullmatch(token)) and re.sub(r"[^A-Za-z]", "", token).lower() not in _MATH_WORDS
+    """A plain word that reads as a unit: a known short unit name, or 4+ letters (not a math or scale word)."""
+    if not _UNIT_WORD_RE.fullmatch(token):
+        return False
+    word = re.sub(r"[^A-Za-z]", "", token).lower()
+    if word in _MATH_WORDS or word in _SCALE_WORDS:
+        return False
+    return len(word) >= 4 or word in _SHORT_UNITS
+
+
+def _scaled(match: re.Match) -> str:
+    digits, fraction = match.group(1).replace(",", ""), (match.group(2) or ".")[1:]
+    shift = _SCALES[match.group(3) or match.group(4)]
+    whole = (digits + fraction[:shift].ljust(shift, "0")).lstrip("0") or "0"
+    return whole + ("." + fraction[shift:] if len(fraction) > shift else "")
+
+
+def _apply_scale_words(text: str) -> str:
+    """``1.5 million`` -> ``1500000``, ``3 \\text{ thousand}`` -> ``3000``, ``1.2345 thousand`` -> ``1234.5``
+    (the decimal point is moved: exact)."""
+    if not any(word in text for word in _SCALES):
+        return text
+    return _SCALED_NUMBER_RE.sub(_scaled, text)
 
 
 def _strip_units(text: str) -> str:
-    """Drop a trailing unit (``5 \\text{ cm}^2``, ``125 miles``, ``10 square units``, ``10weeks``)."""
+    """Drop a trailing unit (``5 \\text{ cm}^2``, ``125 miles``, ``10 square units``, ``10weeks``, ``5 cm``).
+
+    Products of variables stay (``4 ab``, ``6xyz``; ``10cm`` too), and scale words are applied, never dropped
+    (``1.5 million == 1500000``)."""
+    text = _apply_scale_words(text)
     for _ in range(4):
         match = _TRAILING_TEXT_RE.search(text)
         if match:
             head = text[: match.start()].rstrip()
             unit = match.group(1).strip()
-            if head and head[-1] not in ",=+-([{" and (not unit or _UNIT_TEXT_RE.fullmatch(unit)):
+            words = unit.lower().replace("-", " ").replace("/", " ").split()
+            if (
+                head
+                and head[-1] not in ",=+-([{"
+                and (not unit or _UNIT_TEXT_RE.fullmatch(unit))
+                and not any(word.strip(".") in _SCALE_WORDS for word in words)
+            ):
                 text = head
                 continue
         tokens = text.rstrip().split(" ")
@@ -211,7 +295,11 @@ def _strip_units(text: str) -> str:
             text = " ".join(tokens[:cut])
             continue
         match = _ATTACHED_UNIT_RE.fullmatch(text.strip())
-        if match and not any(match.group(2).lower().startswith(word) for word in _MATH_WORDS):
+        if (
+            match
+            and not any(match.group(2).lower().startswith(word) for word in _MATH_WORDS)
+            and _is_unit_word(match.group(2))
+        ):
             text = match.group(1)
             continue
         break
@@ -288,9 +376,21 @@ def canonicalize(answer: str) -> str:
     return text
 
 
-_SPACE_RE = re.compile(r"(\\[A-Za-z]+)\s+(?=[A-Za-z])|\s+")
+_SPACE_RE = re.compile(r"(\\[A-Za-z]+)\s+(?=[A-Za-z])|(?<=\d)(\s+)(?=\d)|\s+")
+_DIGIT_SPACE_DIGIT_RE = re.compile(r"\d\s+\d")
+_SPACE_THOUSANDS_ITEM_RE = re.compile(r"(?<![\w.^])\d{1,3}(?:\s\d{3})+(?!\d|\s*/)")
+
+
+def _space_replacement(match: re.Match) -> str:
+    if match.group(1):
+        return match.group(1) + " "
+    return " " if match.group(2) else ""
 
 
 def compact(text: str) -> str:
-    """``text`` without spaces, except the one a LaTeX command needs before a letter (``\\pi r``)."""
-    return _SPACE_RE.sub(lambda match: match.group(1) + " " if match.group(1) else "", text)
+    """``text`` without spaces, except the one a LaTeX command needs before a letter (``\\pi r``) and one
+    between two digits (``1 1/2`` is a mixed number, not ``11/2``; ``1 2`` is not ``12``). Space thousands
+    separators (``1 000``, ``12 345 678``) are removed."""
+    if _DIGIT_SPACE_DIGIT_RE.search(text):
+        text = _SPACE_THOUSANDS_ITEM_RE.sub(lambda match: "".join(match.group(0).split()), text)
+    return _SPACE_RE.sub(_space_replacement, text)

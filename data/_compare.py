@@ -185,6 +185,13 @@ def _many_equal(a: Many, b: Many, oracle: Oracle) -> bool:
 
 def _mixed_equal(a: Node, b: Node, oracle: Oracle) -> bool:
     """Comparisons across node types that can still agree (tried in both orders)."""
+    if (
+        isinstance(a, Many)
+        and not isinstance(b, Many)
+        and not any(isinstance(item, Assign) for item in a.items)
+        and all(trees_equal(item, b, oracle) for item in a.items)
+    ):
+        return True  # repeats ignored: one answer written twice (15\frac{39}{40}, \frac{639}{40}) is that answer
     if isinstance(a, Many) and isinstance(b, Seq) and b.open == "(" and b.close == ")":
         return _ordered_equal(a.items, b.items, oracle)  # 6, 31, -1  vs  (6, 31, -1)
     if isinstance(a, Many) and isinstance(b, SetOf):

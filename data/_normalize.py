@@ -192,6 +192,7 @@ _MATRIX_RE = re.compile(r"\\begin\{([pbBvV]?matrix|array)\}(.*)\\end\{\1\}", re.
 _WORDS_RE = re.compile(r"[A-Za-z][A-Za-z' ]*")
 _BASE_NUMERAL_RE = re.compile(r"\d[0-9A-Fa-f]*_\{?\d+\}?")
 _CLOCK_TIME_RE = re.compile(r"\d{1,2}:\d{2}(?::\d{2})?")
+_SPACED_NUMBERS_RE = re.compile(r"[+-]?\d+(?:\.\d+)?(?: [+-]?\d+(?:\.\d+)?)+")  # "1 2": not 12, not 1+2
 _REALS_RE = re.compile(r"\\mathbb\s*\{?R\}?|\\R(?![A-Za-z])")
 _EMPTY_SET = frozenset({"\\emptyset", "\\varnothing", "\\{\\}", "{}"})
 
@@ -228,6 +229,8 @@ def make_leaf(text: str) -> Node:
         key, text = key[1:], text.lstrip("+ ")
     if not pct and _BASE_NUMERAL_RE.fullmatch(key) and "_" in key:
         return Text(key.replace("{", "").replace("}", ""))
+    if _SPACED_NUMBERS_RE.fullmatch(key):  # only the same writing matches (latex2sympy would read 1+2)
+        return Text(key + ("%" if pct else ""))
     if not pct and _CLOCK_TIME_RE.fullmatch(key):  # 12:00 is a time, not a ratio
         return Text(key.lstrip("0") or "0")
     if not pct and re.fullmatch(r"[A-Z]", key):  # multiple-choice letter

@@ -5,10 +5,16 @@
 ``{"id": 7, "equal": true}``; ``{"id": 8, "ping": true}`` by ``{"id": 8, "pong": true}``. The parent
 kills the worker when an answer is late, so a pathological expression costs one restart, never a hang.
 
-Leaves are parsed with ``latex2sympy2_extended`` (an ANTLR grammar, no ``eval``) and compared
-numerically: at 40 significant digits, exact expressions must agree to 1e-25 relative, expressions
-holding a decimal (a sympy ``Float``) to 1e-4 relative. Expressions with free symbols are compared at
-several fixed rational points (probabilistic identity test), ``simplify`` is only a last resort.
+Leaves are parsed with ``latex2sympy2_extended`` (an ANTLR grammar, no ``eval``). Two exact expressions
+(no decimal) are compared exactly: their difference must be 0, decided with rational arithmetic when it
+evaluates to a rational, else by evaluating the difference itself with adaptive precision (sympy raises its
+working precision until 40 digits of the difference are known, up to 150 digits; a difference that still
+cancels completely counts as 0), so ``2^{100} != 2^{100}-1`` and ``\frac{1}{10^{40}} != 0``. Only where
+that is not possible (sums, integrals, limits, or no sample point gives a number) are the two sides' 40-digit
+values compared, to 1e-25 relative. Expressions holding a decimal (a sympy ``Float``) must agree to 1e-4
+relative. Values are never compared with an absolute tolerance (only 0 is close to 0). Expressions
+with free symbols are compared at several fixed rational points (probabilistic identity test), ``simplify``
+is only a last resort.
 The process caps its own address space (2 GiB) and CPU time, and exits when its parent goes away.
 """
 
@@ -25,6 +31,8 @@ CPU_LIMIT_SECONDS = 900  # cumulative; the parent restarts a worker that hits it
 EXACT_REL_TOL = 1e-25
 APPROX_REL_TOL = 1e-4
 PRECISION_DIGITS = 40
+_MAX_WORKING_DIGITS = 150  # evalf may raise its working precision this far to resolve a cancelling difference
+_ZERO_ACCURACY_BITS = 8  # an evaluated difference known to fewer bits than this cancelled out: it is 0
 
 
 def _limit_resources() -> None:
@@ -91,17 +99,20 @@ def _has_huge_integer(expr: sympy.Basic) -> bool:
     return any(abs(atom.p) > 10**_MAX_INTEGER_DIGITS for atom in expr.atoms(sympy.Integer))
 
 
+def _substitutions(symbols: list[sympy.Symbol]) -> list[dict]:
+    """The fixed rational sample points for ``symbols`` (one empty substitution when there are none)."""
+    if not symbols:
+        return [{}]
+    return [
+        {symbol: _POINTS[(k + 2 * j) % len(_POINTS)] + sympy.Rational(j, 7) for j, symbol in enumerate(symbols)}
+        for k in range(4)
+    ]
+
+
 def _point_values(expr: sympy.Basic, symbols: list[sympy.Symbol]) -> list[sympy.Expr | None]:
     """``expr`` evaluated at the fixed sample points (None where the value is not a finite number)."""
-    if symbols:
-        substitutions = [
-            {symbol: _POINTS[(k + 2 * j) % len(_POINTS)] + sympy.Rational(j, 7) for j, symbol in enumerate(symbols)}
-            for k in range(4)
-        ]
-    else:
-        substitutions = [{}]
     values: list[sympy.Expr | None] = []
-    for substitution in substitutions:
+    for substitution in _substitutions(symbols):
         try:
             value = expr.evalf(PRECISION_DIGITS, subs=substitution or None)
             real, imag = value.as_real_imag()
@@ -116,11 +127,67 @@ def _point_values(expr: sympy.Basic, symbols: list[sympy.Symbol]) -> list[sympy.
 
 
 def _close(a: sympy.Expr, b: sympy.Expr, approx: bool) -> bool:
+    """Relative closeness of two numeric values (no absolute tolerance: only 0 is close to 0)."""
     difference = abs(sympy.N(a - b, PRECISION_DIGITS))
     scale = max(abs(sympy.N(a, PRECISION_DIGITS)), abs(sympy.N(b, PRECISION_DIGITS)))
-    if approx:
-        return bool(difference <= APPROX_REL_TOL * scale)
-    return bool(difference <= EXACT_REL_TOL * scale or difference < 1e-30)
+    return bool(difference <= (APPROX_REL_TOL if approx else EXACT_REL_TOL) * scale)
+
+
+_UNEVALUATED = (sympy.Integral, sympy.Sum, sympy.Product, sympy.Limit, sympy.Derivative)
+
+
+def _zero_part(part: sympy.Expr) -> bool | None:
+    """Whether one (real or imaginary) part of an evaluated difference is 0; None when it is not a number."""
+    if part.is_zero:
+        return True
+    if not isinstance(part, sympy.Float) or not part.is_finite:
+        return None
+    # a Float's precision is the accuracy evalf reached: a difference that cancelled at every working
+    # precision up to ``maxn`` digits comes back with (almost) no accurate bit, e.g. ``-0.e-171``
+    return part._prec < _ZERO_ACCURACY_BITS
+
+
+def _zero_difference(difference: sympy.Expr, substitution: dict) -> bool | None:
+    """Whether an exact difference is 0 (at ``substitution``): True, False, or None when it cannot be evaluated."""
+    if not substitution and difference.is_Rational:
+        return bool(difference == 0)
+    try:
+        value = difference.evalf(PRECISION_DIGITS, subs=substitution or None, maxn=_MAX_WORKING_DIGITS)
+        if value.has(sympy.zoo, sympy.nan, sympy.oo, -sympy.oo):
+            return None
+        if value.is_Rational:
+            return bool(value == 0)
+        real, imag = value.as_real_imag()
+        verdicts = (_zero_part(real), _zero_part(imag))
+    except (TypeError, ValueError, ArithmeticError, AttributeError, RecursionError, NotImplementedError):
+        return None
+    if False in verdicts:
+        return False
+    return None if None in verdicts else True
+
+
+def _exactly_equal(a: sympy.Expr, b: sympy.Expr) -> bool | None:
+    """Exact comparison of two expressions without decimals: their difference must be 0 (at every sample
+    point when they have free symbols). None when the difference cannot be evaluated anywhere, or holds a
+    sum / integral / limit (then the numeric comparison of the two sides decides)."""
+    difference = a - b
+    if difference.has(*_UNEVALUATED):  # sums, integrals: evalf at high precision can take minutes
+        return None
+    if not difference.is_Rational:
+        try:
+            difference = difference.doit()  # latex2sympy leaves 2^{100}, 1000! unevaluated; integers stay exact
+        except Exception:  # noqa: BLE001 - sympy raises many kinds; the numeric comparison decides
+            return None
+    if _has_huge_integer(difference):
+        return None
+    symbols = sorted(difference.free_symbols, key=str)
+    decided = 0
+    for substitution in _substitutions(symbols):
+        verdict = _zero_difference(difference, substitution)
+        if verdict is False:
+            return False
+        decided += verdict is True
+    return True if decided else None
 
 
 def _numerically_equal(a: sympy.Basic, b: sympy.Basic, approx: bool) -> bool | None:
@@ -155,7 +222,9 @@ def exprs_equal(a: sympy.Basic | MatrixBase, b: sympy.Basic | MatrixBase, approx
         return False
     if a.has(sympy.oo, -sympy.oo, sympy.zoo, sympy.nan) or b.has(sympy.oo, -sympy.oo, sympy.zoo, sympy.nan):
         return False
-    verdict = _numerically_equal(a, b, approx)
+    verdict = None if approx else _exactly_equal(a, b)
+    if verdict is None:
+        verdict = _numerically_equal(a, b, approx)
     if verdict is not None:
         return verdict
     if sympy.count_ops(a) + sympy.count_ops(b) > 200:  # simplify is too slow to be worth it on big input

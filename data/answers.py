@@ -1,11 +1,15 @@
 """Final answers: find them in a solution text (``extract_answer``) and compare them (``is_equivalent``).
 
 Extraction order (``extract_answer``): the last complete ``\\boxed{...}`` / ``\\fbox{...}`` (nested braces
-matched; ``\\boxed 5`` works too); else the text after the last ``####`` (GSM8K; commas between digits
+matched; ``\\boxed 5`` works too), together with the boxes right before it that only separators keep apart
+(``\\boxed{1} and \\boxed{-2}`` -> ``1, -2``, so boxing several candidates is a multi-part answer, not a
+hedge that the last one wins); else the text after the last ``####`` (GSM8K; commas between digits
 removed; a markdown heading such as ``#### Step 2`` is skipped); else the last "The final answer is ...",
-"The answer is ...", "answer is: ...", "Answer: ..." (the rest of that line: the first ``$...$`` if it
-starts with one, else up to the end of the sentence; trailing ``.``/``$`` stripped); else the last
-number in the text (commas removed); else None.
+"The answer is ...", "answer is: ...", "Answer: ..." (the rest of that line: its leading ``$...$`` if it
+starts with one (``\\$`` inside does not end it), joined with the ``$...$`` that follow it separated only by
+commas / 'and' / 'or' (``$5$ or $6$`` -> ``5, 6``), else up to the end of the sentence; trailing
+``.``/``$`` stripped); else the last number in the text (commas removed; ``-.5`` keeps its sign and point);
+else None.
 
 Equivalence conventions (``is_equivalent(pred, gold)``; symmetric; ``pred=None`` is never equivalent):
 
@@ -16,15 +20,19 @@ Equivalence conventions (``is_equivalent(pred, gold)``; symmetric; ``pred=None``
 * Tolerance: a hand-written decimal matches a rational whose expansion does not terminate when within
   1e-4 relative (``0.3333 == 1/3``, ``2.6667 == 8/3``, but ``0.333 != 1/3``, ``0.67 != 2/3``). When sympy
   evaluates an expression that holds a decimal, the same 1e-4 relative tolerance applies (``1.4142 ==
-  \\sqrt2``, ``3.1416 == \\pi``, ``3.14 != \\pi``); exact symbolic values must agree to 1e-25 relative.
-* Thousands separators: ``1,000 == 1000 == 1{,}000 == 1,\\!000 == 1 000``. Commas inside brackets
+  \\sqrt2``, ``3.1416 == \\pi``, ``3.14 != \\pi``); exact symbolic values are compared exactly (``2^{100} !=
+  2^{100}-1``, ``\\frac{1}{10^{40}} != 0``; see ``data._sympy_worker``).
+* Thousands separators: ``1,000 == 1000 == 1{,}000 == 1,\\!000 == 1 000``; other spaces between digits are
+  kept (``1 1/2 != 11/2``, ``1 2 != 12``). Commas inside brackets
   separate items (``(1,000)`` is a pair), and ``32, 349`` (with a space) is two answers. A decimal comma
   is NOT supported: ``1,5`` is the two answers 1 and 5.
 * Percent: ``x%`` (``x\\%``, ``x percent``, ``x pct``) equals ``x`` and also ``x/100`` when the other side
   has no percent sign and is a plain number (``50\\% == 50 == 0.5``); without a percent sign on either
   side ``0.5 != 50``.
 * Units and text: a trailing unit is dropped (``5 \\text{ cm}^2``, ``5\\mbox{ inches}``, ``125 miles``,
-  ``10 square units``, ``10weeks``; but ``10cm`` stays a product), as are ``\\$``, ``$``, ``\\text{}`` /
+  ``10 square units``, ``10weeks``, ``5 cm``; but ``10cm``, ``4 ab`` and ``6xyz`` stay products: a plain word
+  is a unit when it is a short unit name or has 4+ letters); scale words are applied, never dropped
+  (``1.5 million == 1500000 != 1.5``, ``3 \\text{ thousand} == 3000``), as are ``\\$``, ``$``, ``\\text{}`` /
   ``\\mbox{}`` wrappers (``\\text{5} == 5``), ``\\left``/``\\right``, ``\\!``/``\\,``, ``\\displaystyle``, a
   leading ``+`` and a trailing period; ``\\dfrac``/``\\tfrac`` mean ``\\frac``. Word answers compare
   case-insensitively (``\\text{Evelyn} == evelyn``); multiple choice ``(B) == \\text{(B)} == B``; a numeral
@@ -34,7 +42,7 @@ Equivalence conventions (``is_equivalent(pred, gold)``; symmetric; ``pred=None``
 * Structures: ``(a, b)`` is ordered and brackets must match (``(0,1) != [0,1]``; tuples and intervals
   share this rule); ``\\langle a, b \\rangle == (a, b)``; a one-row / one-column matrix equals the tuple of
   its entries; ``\\{...\\}`` is a set (order and repeats ignored); answers separated by commas, 'or' or
-  'and' are unordered, repeats ignored (``1, 2 == 2, 1``), but match a parenthesised tuple only in order
+  'and' are unordered, repeats ignored (``1, 2 == 2, 1``; ``5, 5 == 5``), but match a parenthesised tuple only in order
   (``6, 31, -1 == (6,31,-1)``); ``\\cup`` unions compare part by part, then as sympy sets (``(0,1] \\cup (1,2) == (0,2)``);
   ``a \\pm b`` is the two answers ``a+b, a-b``; ``\\mathbb{R} == (-\\infty, \\infty)``.
 * Equations: a lone variable (or ``f(x)``) on the left is dropped (``x = 3 == 3``, ``y = 2x+3 == 2x+3``);
@@ -65,7 +73,7 @@ from dataclasses import dataclass
 from fractions import Fraction
 from functools import lru_cache
 
-from data._canonical import MAX_ANSWER_CHARS, MAX_NESTING, canonicalize, compact, last_boxed
+from data._canonical import MAX_ANSWER_CHARS, MAX_NESTING, canonicalize, compact, final_boxed
 from data._compare import FastOracle, trees_equal
 from data._normalize import NeedsSympy, Node, parse_tree
 from data._numbers import looks_hostile, nesting_depth, numbers_equal
@@ -78,19 +86,37 @@ MAX_SYMPY_CHARS = 1000  # longer canonical answers are not sent to sympy (its pa
 # --------------------------------------------------------------------------- extraction
 _ANSWER_PHRASE_RE = re.compile(r"\b(?:final\s+answer|answer)\b\**\s*(?:is\b\s*:?|:)", re.IGNORECASE)
 _HEADING_RE = re.compile(r"[A-Za-z]{2,}")  # "#### Step 2" in a model's markdown is not a GSM8K answer
-_LEADING_MATH_RE = re.compile(r"\$\$(.+?)\$\$|\$(.+?)\$|\\\((.+?)\\\)|\\\[(.+?)\\\]")
+# ``\$`` (an escaped dollar, ``$\$18.90$``) does not end a ``$...$`` span
+_LEADING_MATH_RE = re.compile(
+    r"\$\$((?:\\.|[^$\\])+)\$\$|\$((?:\\.|[^$\\])+)\$|\\\((.+?)\\\)|\\\[(.+?)\\\]"
+)
+_MATH_GAP_RE = re.compile(r"(?:\s|[,;]|\band\b|\bor\b)+")  # between two answers: "$5$ or $6$" -> "5, 6"
 _SENTENCE_END_RE = re.compile(r"\.(?:\s|$)")
-_LAST_NUMBER_RE = re.compile(r"-?\d[\d,]*\.?\d*")
+_LAST_NUMBER_RE = re.compile(r"-?(?:\d[\d,]*(?:\.\d*)?|\.\d+)")
+# the first non-blank line after an answer phrase (at most 4,000 characters of it: bounded work per phrase)
+_PHRASE_LINE_RE = re.compile(r"[ \t*:]*\s*([^\n]{0,4000})")
 _DIGIT_COMMA_RE = re.compile(r"(?<=\d),(?=\d)")
 
 
-def _answer_phrase_value(rest: str) -> str | None:
-    """The answer following an "answer is" phrase: its first ``$...$`` or its sentence."""
-    rest = rest.lstrip(" \t*:")
-    line = next((line.strip() for line in rest.split("\n") if line.strip()), "")
+def _math_content(match: re.Match) -> str:
+    return next(group for group in match.groups() if group is not None).strip()
+
+
+def _answer_phrase_value(text: str, start: int) -> str | None:
+    """The answer following an "answer is" phrase that ends at ``start``: its leading ``$...$`` (with the
+    ``$...$`` after it that only separators keep apart, joined with ``", "``) or its sentence."""
+    line = _PHRASE_LINE_RE.match(text, start).group(1).strip()
     math = _LEADING_MATH_RE.match(line)
     if math:
-        line = next(group for group in math.groups() if group is not None)
+        parts = [_math_content(math)]
+        while True:
+            gap = _MATH_GAP_RE.match(line, math.end())
+            following = _LEADING_MATH_RE.match(line, gap.end()) if gap else None
+            if following is None:
+                break
+            parts.append(_math_content(following))
+            math = following
+        line = ", ".join(part.strip().strip("*").strip().rstrip(".$").strip() for part in parts if part)
     else:
         line = _SENTENCE_END_RE.split(line, maxsplit=1)[0]
     line = line.strip().strip("*").strip().rstrip(".$").strip()
@@ -100,13 +126,14 @@ def _answer_phrase_value(rest: str) -> str | None:
 def extract_answer(text: str) -> str | None:
     """The final answer written in a model's or a reference solution's text; None when there is none.
 
-    Priority: last ``\\boxed{}``/``\\fbox{}``, then ``#### N`` (GSM8K), then the last "the answer is"
-    phrase, then the last number (see the module docstring for the details).
+    Priority: last ``\\boxed{}``/``\\fbox{}`` (with the boxes right before it that only separators keep
+    apart, joined with ``", "``), then ``#### N`` (GSM8K), then the last "the answer is" phrase, then the
+    last number (see the module docstring for the details). Linear in the length of ``text``.
     """
     if not text:
         return None
     text = str(text)
-    boxed = last_boxed(text)
+    boxed = final_boxed(text)
     if boxed is not None:
         return boxed
     if "####" in text:
@@ -116,7 +143,7 @@ def extract_answer(text: str) -> str | None:
         if line and not _HEADING_RE.match(line):
             return line
     for match in reversed(list(_ANSWER_PHRASE_RE.finditer(text))):
-        value = _answer_phrase_value(text[match.end() :])
+        value = _answer_phrase_value(text, match.end())
         if value:
             return value
     numbers = _LAST_NUMBER_RE.findall(text)

@@ -167,6 +167,24 @@ CASES: list[tuple[str | None, str, bool]] = [
     ("-\\infty", "\\infty", F), ("\\pm 2", "2, -2", T), ("x = \\pm 2", "-2, 2", T), ("\\frac{1}{2}\\%", "0.005", T),
     ("123456789012345678901234567890", "123456789012345678901234567891", F), ("2 \\div 4", "0.5", T),
     ("\\dfrac{3}{4} \\text{ cup}", "0.75", T), ("\\theta = \\frac{\\pi}{3}", "\\frac{\\pi}{3}", T), ("= 5", "5", T),
+    # exact symbolic values are compared exactly, not to 1e-25 relative / 1e-30 absolute (review of data/)
+    ("2^{100}", "2^{100}-1", F), (str(math.comb(100, 50) + 1), "\\binom{100}{50}", F),
+    (str(math.comb(100, 50) + 1000), "\\binom{100}{50}", F), (str(math.comb(100, 50)), "\\binom{100}{50}", T),
+    ("\\frac{1}{6^{50}}", "\\frac{5}{6^{50}}", F), ("\\frac{1}{2^{100}}", "\\frac{1}{2^{101}}", F),
+    ("\\frac{1}{10^{40}}", "0", F), ("e^{-100}", "0", F), ("1000!", "1000!+1", F), ("2^{100}", str(2**100 - 1), F),
+    ("2^{100}+\\sqrt{2}", "\\sqrt{2}+2^{100}", T), ("x+10^{-40}", "x", F), ("\\sqrt{11+6\\sqrt{2}}", "3+\\sqrt{2}", T),
+    ("1+2i", "i(3-i)", F), ("\\frac{1}{2^{100}}", "2^{-100}", T),
+    # unit stripping keeps variables and applies scale words
+    ("6xyz", "6", F), ("3abc", "3", F), ("4 ab", "4", F), ("2 xy", "2", F), ("2 ab", "2ab", T), ("1.5 million", "1.5", F),
+    ("1.5 million", "1500000", T), ("3 thousand", "3", F), ("3 \\text{ thousand}", "3", F), ("3 \\text{ thousand}", "3000", T),
+    ("\\text{2.5 billion dollars}", "2500000000", T), ("1.2345 thousand", "1234.5", T), ("5 cm", "5", T),
+    ("3 apples", "3", T), ("10lbs", "10", T), ("7 \\text{ ab}", "7", T),
+    # a space between digits is kept (mixed numbers), except in space thousands separators
+    ("11/2", "1 1/2", F), ("21/4", "2 1/4", F), ("1 2", "12", F), ("1 2", "3", F), ("2 1/4", "9/4", T),
+    ("(1 000, 2)", "(1000, 2)", T), ("12 345 678", "12345678", T),
+    # repeats ignored: the same answer written twice is that answer (MATH-500 test/prealgebra: two boxes)
+    ("1, 1", "1", T), ("15\\frac{39}{40}, \\frac{639}{40}", "\\frac{639}{40}", T), ("(1,2), (1,2)", "(1,2)", T),
+    ("3, 4, 5", "5", F), ("12 men", "12", T),
     # not answers / safety
     (None, "1", F), ("", "1", F), ("  ", "0", F), ("__import__('os').system('echo hi')", "1", F), ("1", "", F),
 ]
@@ -203,6 +221,21 @@ EXTRACTION_CASES = [
     ("I think it costs 1,000 dollars.", "1000"),
     ("the values are 3 and -4.5", "-4.5"),
     ("no digits here", None),
+    # several boxed answers kept apart only by separators are one multi-part answer
+    ("The answer is \\boxed{3}, \\boxed{4}, \\boxed{5}", "3, 4, 5"),
+    ("The roots are \\boxed{1} and \\boxed{-2}.", "1, -2"),
+    ("$\\boxed{(2, 2)}$ \\quad \\text{and} \\quad $\\boxed{(6, 2)}$", "(2, 2), (6, 2)"),
+    ("we get \\boxed{3} so the total is \\boxed{4}", "4"),
+    # several $...$ right after an answer phrase, and an escaped dollar inside one
+    ("The answer is $5$ or $6$.", "5, 6"),
+    ("The answer is $-2$ and $1$.", "-2, 1"),
+    ("The answer is $5$, since $x = 5$ works.", "5"),
+    ("Final Answer: The final answer is $\\$18.90$. I hope it is correct.", "\\$18.90"),
+    ("The final answer is $$\\$36$$.", "\\$36"),
+    # the last-number fallback keeps a leading-dot decimal and its sign
+    ("the value is -.5", "-.5"),
+    ("so the probability is .75", ".75"),
+    ("it is 3.5.", "3.5"),
     ("", None),
 ]
 
@@ -217,6 +250,33 @@ def test_extract_then_compare_round_trip():
     assert not is_equivalent(extract_answer("Thus the answer is 5."), "6")
 
 
+@pytest.mark.parametrize("text,gold,expected", [
+    ("The answer is \\boxed{3}, \\boxed{4}, \\boxed{5}", "5", F),  # a hedge over three boxes is not the answer 5
+    ("The answer is \\boxed{3}, \\boxed{4}, \\boxed{5}", "3, 4, 5", T),
+    ("The answer is $5$ or $6$.", "5", F),
+    ("The roots are \\boxed{1} and \\boxed{-2}.", "1,-2", T),
+    ("The answer is $-2$ and $1$.", "-2,1", T),
+    ("Final Answer: The final answer is $\\$18.90$. I hope it is correct.", "18.90", T),
+    ("The final answer is $\\$18$.", "18", T),
+])
+def test_extract_then_compare_multi_part(text, gold, expected):
+    assert is_equivalent(extract_answer(text), gold) is expected
+
+
+@pytest.mark.parametrize("text", [
+    "\\boxed{" * 14_300,  # 100 KB of unclosed boxes: was quadratic (about a minute)
+    "\\fbox{x" * 14_300,
+    "{" * 100_000 + "\\boxed{1",
+    "\\boxed\n" * 14_300,
+    "Answer: .\n" * 10_000,
+    "answer: . " * 10_000,
+])
+def test_extract_answer_is_fast_on_hostile_text(text):
+    start = time.perf_counter()
+    extract_answer(text)
+    assert time.perf_counter() - start < 2.0  # typically < 0.1 s; generous for a busy machine
+
+
 # ----------------------------------------------------------------------------- real data
 def _rows(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
@@ -228,7 +288,7 @@ def test_math500_reference_solutions_match_their_answers():
     misses = [(row["unique_id"], extract_answer(row["solution"]), row["answer"]) for row in rows
               if not is_equivalent(extract_answer(row["solution"]), row["answer"])]
     assert len(rows) == 500
-    assert len(misses) <= 5, misses  # >= 99%; currently 0
+    assert not misses, misses
 
 
 @pytest.mark.skipif(not MATH500.exists(), reason="MATH-500 file not found")
@@ -245,6 +305,15 @@ def test_gsm8k_extraction_matches_gold():
     rows = _rows(GSM8K)
     golds = [row["answer"].rsplit("####", 1)[1].strip().replace(",", "") for row in rows]
     assert [extract_answer(row["answer"]) for row in rows] == golds
+
+
+@pytest.mark.skipif(not GSM8K.exists(), reason="GSM8K file not found")
+def test_gsm8k_golds_in_minerva_format_are_extracted():
+    """``Final Answer: The final answer is $\\$N$. I hope it is correct.`` (the Minerva few-shot format)."""
+    golds = [row["answer"].rsplit("####", 1)[1].strip().replace(",", "") for row in _rows(GSM8K)]
+    texts = [f"Final Answer: The final answer is $\\${gold}$. I hope it is correct." for gold in golds]
+    assert [extract_answer(text) for text in texts] == [f"\\${gold}" for gold in golds]
+    assert all(is_equivalent(extract_answer(text), gold) for text, gold in zip(texts, golds))
 
 
 @pytest.mark.skipif(not GSM8K.exists(), reason="GSM8K file not found")
@@ -298,7 +367,8 @@ def _hostile_cases(directory: Path) -> list[str]:
         "(1+x)^{100000}",
         "__import__('os').system('touch pwned')",
         f"__import__('os').system('touch {directory / 'pwned'}')",
-        "x^{x^{x^{x^{x}}}}",  # passes the lexical guards; the worker is killed at the timeout
+        "x^{x^{x^{x^{x}}}}",  # passes the lexical guards
+        "\\sum_{k=1}^{n} k^{k}",  # passes the lexical guards; sympy needs minutes: the worker is killed at the timeout
         "2^{2^{2^{2^{2^{2}}}}}",
         "\\sqrt{" * 60 + "2" + "}" * 60,
         "100000!",
@@ -375,7 +445,7 @@ def test_worker_timeout_is_reported_as_false_and_recovers():
     warm_up(1)
     before = worker_stats()["timeouts"]
     start = time.perf_counter()
-    assert is_equivalent("x^{x^{x^{x^{x}}}}", "2", timeout=0.5) is False
+    assert is_equivalent("\\sum_{k=1}^{n} k^{k}", "2", timeout=0.5) is False  # > 40 s in sympy
     assert time.perf_counter() - start < 0.5 + 2.0
     assert worker_stats()["timeouts"] == before + 1
     assert is_equivalent("\\frac{\\pi}{2}", "\\pi/2")
