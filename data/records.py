@@ -8,11 +8,14 @@ before it writes, and `read_jsonl` can skip it, so a resumed run loses nothing a
 from __future__ import annotations
 
 import json
+import math
 import os
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
-__all__ = ["RecordError", "append_jsonl", "write_jsonl", "read_jsonl", "done_ids", "repair_tail", "require_fields"]
+__all__ = [
+    "RecordError", "append_jsonl", "write_jsonl", "read_jsonl", "done_ids", "repair_tail", "require_fields", "json_safe",
+]
 
 
 class RecordError(ValueError):
@@ -21,6 +24,20 @@ class RecordError(ValueError):
     def __init__(self, path: str | os.PathLike, line: int, problem: str):
         self.path, self.line, self.problem = str(path), line, problem
         super().__init__(f"{path}:{line}: {problem}")
+
+
+def json_safe(value: Any) -> Any:
+    """``value`` with every non-finite float (NaN, ±inf) inside dicts, lists and tuples replaced by None.
+
+    ``json.dumps`` writes NaN as a bare ``NaN``, which is not JSON: jq, JavaScript and strict parsers reject
+    the whole file. An undefined metric (an AUC with one class empty) is written as ``null`` instead."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, Mapping):
+        return {key: json_safe(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(item) for item in value]
+    return value
 
 
 def repair_tail(path: str | os.PathLike) -> int:

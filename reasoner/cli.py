@@ -17,7 +17,7 @@ import traceback
 from pathlib import Path
 from typing import Sequence
 
-from data.records import RecordError
+from data.records import RecordError, json_safe
 from prm.labels import KINDS as LABEL_KINDS  # light: no torch
 from reasoner.cli_data import cmd_bench, cmd_check, cmd_data_export, cmd_data_show, cmd_label, cmd_tree_show
 from reasoner.cli_eval import cmd_demo, cmd_eval, cmd_pipeline, search_generator, search_scorer
@@ -117,6 +117,7 @@ def cmd_eval_prm(args: argparse.Namespace) -> int:
     found = evaluate_prm(scorer, args.problems, args.limit, seed=args.seed, threshold=args.threshold,
                          calibrate_on=args.calibrate_on, progress=not args.quiet)
     result = {"prm": args.prm, "scorer": "policy-likelihood" if args.policy_likelihood else "value-model", **found}
+    result = json_safe(result)  # an undefined metric (one class empty) is null, not a bare NaN
     print(json.dumps(result, indent=2))
     if args.output:
         Path(args.output).write_text(json.dumps(result, indent=2) + "\n")

@@ -364,6 +364,11 @@ def before_after_table(report: dict) -> str:
     return "\n".join(lines)
 
 
+def _figure(value: float | None) -> str:
+    """A metric with 3 decimals; ``n/a`` when it is undefined (eval-prm writes null, e.g. an AUC with one class)."""
+    return "n/a" if value is None or value != value else f"{value:.3f}"
+
+
 def _write_summary(report: dict, out: Path) -> None:
     from eval.report import plot_accuracy_vs_tokens
 
@@ -371,12 +376,12 @@ def _write_summary(report: dict, out: Path) -> None:
     prm_rounds = report.get("prm_rounds") or []
     where = " on " + prm_rounds[-1]["problems"] if prm_rounds and prm_rounds[-1].get("problems") else ""
     if len(prm_rounds) == 1:
-        lines += [f"Value model{where}: step AUC {prm_rounds[0]['step_auc']:.3f}, "
-                  f"first-error F1 {prm_rounds[0]['first_error_f1']:.3f}.", ""]
+        lines += [f"Value model{where}: step AUC {_figure(prm_rounds[0]['step_auc'])}, "
+                  f"first-error F1 {_figure(prm_rounds[0]['first_error_f1'])}.", ""]
     elif prm_rounds:  # each round's eval used that round's value model (round 0: round 1's)
         lines += [f"Value model of each round (`eval-prm`{where}):", "", "| round | step AUC | first-error F1 |",
                   "|---|---:|---:|"]
-        lines += [f"| {entry['round']} | {entry['step_auc']:.3f} | {entry['first_error_f1']:.3f} |"
+        lines += [f"| {entry['round']} | {_figure(entry['step_auc'])} | {_figure(entry['first_error_f1'])} |"
                   for entry in prm_rounds] + [""]
     lines += [f"Wall time of all stages: {report['wall_seconds']:.0f} s.", "", "![accuracy vs tokens](report.png)", ""]
     (out / "report.md").write_text("\n".join(lines))

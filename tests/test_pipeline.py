@@ -265,6 +265,9 @@ def test_report_md_names_every_rounds_value_model(tmp_path):
     assert "| 1 | 0.910 | 0.800 |" in text and "| 2 | 0.920 | 0.800 |" in text and "eval-prm` on synthetic:test" in text
     _write_summary({**report, "prm_rounds": prm[:1], "prm": prm[0]}, tmp_path)
     assert "Value model on synthetic:test: step AUC 0.910" in (tmp_path / "report.md").read_text()
+    undefined = {**prm[0], "first_error_f1": None}  # eval-prm writes null when F1 is undefined (one class empty)
+    _write_summary({**report, "prm_rounds": [undefined], "prm": undefined}, tmp_path)
+    assert "step AUC 0.910, first-error F1 n/a." in (tmp_path / "report.md").read_text()
 
 
 def test_a_finished_stage_is_not_skipped_once_its_config_file_changed(tmp_path):

@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from data.records import RecordError, append_jsonl, done_ids, read_jsonl, repair_tail, write_jsonl
+from data.records import RecordError, append_jsonl, done_ids, json_safe, read_jsonl, repair_tail, write_jsonl
 
 
 def test_append_and_read_round_trip(tmp_path):
@@ -82,3 +82,9 @@ def test_check_resumable_protects_only_folders_that_hold_results(tmp_path):
     config.write_text("simulations: [3\n")
     with pytest.raises(RecordError, match=r"config.yaml:\d+: invalid YAML"):
         check_resumable(config, {"simulations": 3}, ())
+
+
+def test_json_safe_writes_undefined_metrics_as_null():
+    value = {"auc": float("nan"), "rows": [1.5, float("inf"), (float("-inf"), "x")], "n": 3, "ok": True}
+    text = json.dumps(json_safe(value), allow_nan=False)
+    assert json.loads(text) == {"auc": None, "rows": [1.5, None, [None, "x"]], "n": 3, "ok": True}
