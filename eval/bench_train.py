@@ -50,11 +50,12 @@ def run_bench(policy: str | None = None, pairs_file: str | None = None, prompts:
 
     from reasoner.losses import dpo_loss
     from reasoner.models import load_policy
+    from reasoner.trainers.common import TRAINING_DTYPE, bf16_autocast, mixed_precision
     from reasoner.trainers.pairs import collate_shared, collate_unshared, group_pairs, pair_logps, tokenize_pair
     from reasoner.trainers.preference import load_pairs
 
     torch.manual_seed(seed)
-    loaded = load_policy(policy)
+    loaded = load_policy(policy, dtype=TRAINING_DTYPE)  # fp32 weights, bf16 autocast on a GPU: as `reasoner train`
     model, tokenizer, fmt = loaded.model, loaded.tokenizer, loaded.step_format
     records = load_pairs(pairs_file) if pairs_file else synthetic_step_pairs(prompts, rejected_per_prompt, fmt, seed)
     tokenized = [tokenize_pair(tokenizer, fmt, r["prompt"], r["chosen"], r["rejected"]) for r in records]
@@ -73,12 +74,18 @@ def run_bench(policy: str | None = None, pairs_file: str | None = None, prompts:
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-6)
     inputs = {name: [make(batch) for batch in batches] for name, make in layouts.items()}
 
+    device = next(model.parameters()).device
+    autocast = mixed_precision(str(device))
+
     def step(batch) -> None:
-        chosen, rejected = pair_logps(model, batch)
-        losses, _, _ = dpo_loss(chosen, rejected, chosen.detach(), rejected.detach())
+        with bf16_autocast(autocast, device):
+            chosen, rejected = pair_logps(model, batch)
+            losses, _, _ = dpo_loss(chosen, rejected, chosen.detach(), rejected.detach())
         losses.mean().backward()
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)  # CUDA kernels run asynchronously: time the finished step
 
     for name in layouts:  # warm-up
         step(inputs[name][0])
