@@ -101,6 +101,32 @@ def test_in_mixed_precision_the_reference_runs_in_the_policys_autocast(algo, ref
     assert first["rewards_margin"] == pytest.approx(0.0, abs=3e-4)
 
 
+@pytest.mark.parametrize("device, problem", [("cuda:1", "CUDA_VISIBLE_DEVICES=1 and --device cuda"),
+                                             ("gpu", "not a torch device")])
+def test_a_training_device_the_trainer_would_not_honour_is_refused_before_loading(device, problem):
+    """A single Trainer process trains on cuda:0: ``--device cuda:1`` would load on GPU 1 and train on GPU 0."""
+    from reasoner.cli import main
+
+    with pytest.raises(ValueError, match=problem):
+        PreferenceArgs(algo="step-dpo", data="pairs.jsonl", device=device)
+    assert main(["train", "step-dpo", "--data", "missing.jsonl", "--device", device]) != 0
+    for fine in (None, "cpu", "cuda", "cuda:0"):
+        PreferenceArgs(algo="step-dpo", data="pairs.jsonl", device=fine)
+
+
+def test_several_visible_gpus_without_a_launcher_train_on_one(tmp_path, capsys):
+    """No torch.nn.DataParallel: it would split only plain tensors of our packed batches. Simulated by the GPU count
+    TrainingArguments found (the CPU here has none)."""
+    from reasoner.trainers.common import one_gpu_per_process, training_arguments
+
+    args = training_arguments(PreferenceArgs(algo="step-dpo", data="pairs.jsonl", output=str(tmp_path), batch_size=4))
+    assert args.n_gpu == 0 and one_gpu_per_process(args).n_gpu == 0
+    args._n_gpu = 4
+    assert args.train_batch_size == 16
+    one_gpu_per_process(args)
+    assert args.n_gpu == 1 and args.train_batch_size == 4 and "torchrun" in capsys.readouterr().err
+
+
 def test_frozen_reference_model_matches_precomputed(pair_files, tmp_path):
     losses = []
     for reference in ("precomputed", "model"):

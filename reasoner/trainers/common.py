@@ -12,7 +12,7 @@ from typing import Any
 import torch
 
 __all__ = ["training_arguments", "resume_checkpoint", "mixed_precision", "TRAINING_DTYPE", "check_deepspeed_config",
-           "single_process_environment", "TrainingKnobs", "bf16_autocast", "AveragedMetrics", "close_process_group", "exit_process",
+           "single_process_environment", "TrainingKnobs", "check_training_device", "one_gpu_per_process", "bf16_autocast", "AveragedMetrics", "close_process_group", "exit_process",
            "sample_with_current_policy", "sampling_seed", "sampling_step", "step_generators", "zero_loss"]
 
 
@@ -26,13 +26,31 @@ class TrainingKnobs:
     seed: int = 0
     report_to: str = field(default="none", metadata={"help": "none, tensorboard, wandb, ... (transformers)"})
     deepspeed: str | None = field(default=None, metadata={"help": "configs/deepspeed/zero2.json or zero3.json"})
-    device: str | None = None
+    device: str | None = field(default=None, metadata={"help": "cpu or cuda (default: cuda when there is a GPU)"})
     resume: bool = field(default=False, metadata={"help": "continue from the last checkpoint in --output"})
+
+    def __post_init__(self) -> None:
+        check_training_device(self.device)
 
 
 # Trained weights stay fp32 (the optimizer's updates, about lr times a weight, are below bf16's resolution for
 # most weights); on a GPU the forward and backward passes run in bf16 under autocast (`mixed_precision`).
 TRAINING_DTYPE = "float32"
+
+
+def check_training_device(device: str | None) -> None:
+    """Refuse a training ``--device`` the Trainer would not honour, before anything is loaded: a single training
+    process always trains on ``cuda:0`` of the visible GPUs (``transformers.TrainingArguments``), so
+    ``--device cuda:1`` would load the model on GPU 1 and then train it on GPU 0."""
+    if device is None:
+        return
+    try:
+        parsed = torch.device(device)
+    except RuntimeError as exc:
+        raise ValueError(f"--device {device}: not a torch device (use cpu or cuda)") from exc
+    if parsed.type == "cuda" and parsed.index not in (None, 0):
+        raise ValueError(f"--device {device}: training runs on the first visible GPU; to train on GPU {parsed.index}, "
+                         f"run with CUDA_VISIBLE_DEVICES={parsed.index} and --device cuda")
 
 
 def on_cpu(device: str | None) -> bool:
@@ -87,6 +105,7 @@ def training_arguments(args: Any, **overrides: Any):
     from transformers import TrainingArguments
 
     _check_report_to(args.report_to)
+    check_training_device(getattr(args, "device", None))
     if args.deepspeed:
         check_deepspeed_config(args.deepspeed)
         single_process_environment()
@@ -106,7 +125,21 @@ def training_arguments(args: Any, **overrides: Any):
     # TrainingArguments opens the process group under a launcher; close it at exit, once per process.
     atexit.unregister(close_process_group)
     atexit.register(close_process_group)
-    return TrainingArguments(**values)
+    return one_gpu_per_process(TrainingArguments(**values))
+
+
+def one_gpu_per_process(training_args: Any) -> Any:
+    """Keep a single training process on one GPU. With several GPUs visible and no launcher, the Trainer would wrap
+    the model in ``torch.nn.DataParallel``, which splits only plain tensor arguments along dim 0 (not our packed
+    pair and tree batches) and replicates the model every step; multi-GPU training here is ``torchrun``'s DDP
+    (README, Scaling out). The same override the Trainer itself applies to model-parallel models."""
+    from transformers.training_args import ParallelMode
+
+    if training_args.parallel_mode == ParallelMode.NOT_DISTRIBUTED:
+        print(f"{training_args.n_gpu} GPUs are visible: this process trains on one (cuda:0); for data-parallel "
+              "training on all of them run the command under torchrun --nproc_per_node N", file=sys.stderr)
+        training_args._n_gpu = 1
+    return training_args
 
 
 def close_process_group() -> None:
