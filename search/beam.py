@@ -119,7 +119,9 @@ def tree_answer(tree: Tree, key: str = "q") -> Node:
     a value model and a small simulation budget the best-valued path has often not reached its answer yet,
     and pruning it would hand the win to an early, low-valued answer. The caller finishes such a path.
     A tree searched step by step (``commit_simulations > 0``) is read from its last committed node on (from its
-    parent when that node is a dead end).
+    parent when that node is a dead end). Where some children were visited, only those compete: with
+    ``leaf_value="leaf"`` an open child stays unvisited (its Q the default 0, no value at all) until selection
+    reaches it, and would otherwise beat every visited sibling whose value is below 0.
     """
     node = tree.root
     committed = tree.config.get("committed")
@@ -132,6 +134,7 @@ def tree_answer(tree: Tree, key: str = "q") -> Node:
                     if not (tree.nodes[c].terminal and tree.nodes[c].answer is None)]
         if not children:
             break
+        children = [child for child in children if child.visits > 0] or children
         node = max(children, key=lambda child: (getattr(child, key), child.visits))
     return node
 

@@ -125,14 +125,15 @@ class Tree:
     def best_child(self, node_id: int, key: str = "q") -> Node | None:
         """The child with the highest ``key`` (``q``, ``visits``, ``prior``, ``value``); ties go to more visits.
 
-        None when ``node_id`` has no children. A ``None`` attribute (an unset ``value``) ranks lowest.
+        None when ``node_id`` has no children. A ``None`` attribute (an unset ``value``) ranks lowest, and so does
+        the Q of a child never visited (``leaf_value="leaf"`` leaves open children so): its 0 is not a value.
         """
         children = self.nodes[node_id].children
         if not children:
             return None
 
         def rank(node: Node) -> tuple[float, int]:
-            score = getattr(node, key)
+            score = None if key == "q" and not node.visits else getattr(node, key)
             return (-math.inf if score is None else score, node.visits)
 
         return max((self.nodes[c] for c in children), key=rank)

@@ -85,6 +85,21 @@ def test_tree_answer_follows_q_and_skips_dead_ends():
     assert tree_answer(tree).id == open_leaf.id
 
 
+def test_tree_answer_never_prefers_an_unvisited_child_to_a_visited_one():
+    """``leaf_value="leaf"`` leaves open children unvisited with Q = 0: not a value, so not above a visited -0.3."""
+    tree = Tree("p", "q", "7")
+    visited = tree.add_child(0, "a")
+    tree.backup(visited.id, -0.3)
+    unvisited = tree.add_child(0, "b")
+    answer = tree.add_child(visited.id, "The answer is 7", terminal=True, answer="7")
+    tree.backup(answer.id, -0.2)
+    tree.add_child(visited.id, "c")  # unvisited, below the visited child too
+    assert tree.nodes[unvisited.id].q == 0 and tree_answer(tree).id == answer.id
+    fresh = Tree("p", "q", "7")
+    first, _ = fresh.add_child(0, "a"), fresh.add_child(0, "b")  # nothing visited yet: the first child, as before
+    assert tree_answer(fresh).id == first.id
+
+
 def test_mcts_decoder_uses_the_value_not_the_gold_answer():
     with pytest.raises(ValueError, match="StepScorer"):
         run_mcts(PROBLEMS[:1], ScriptedGenerator(PROBLEMS), MCTSConfig(reward="value"))

@@ -114,6 +114,16 @@ def test_a_training_device_the_trainer_would_not_honour_is_refused_before_loadin
         PreferenceArgs(algo="step-dpo", data="pairs.jsonl", device=fine)
 
 
+def test_precision_fp32_turns_the_gpus_bf16_autocast_off(tmp_path, monkeypatch):
+    import reasoner.trainers.common as common
+
+    monkeypatch.setattr(common, "mixed_precision", lambda device=None: True)  # a bf16 GPU
+    make = lambda **kw: PreferenceArgs(algo="step-dpo", data="pairs.jsonl", output=str(tmp_path), **kw)  # noqa: E731
+    assert common.training_arguments(make()).bf16 and not common.training_arguments(make(precision="fp32")).bf16
+    with pytest.raises(ValueError, match="--precision fp16: use one of auto, fp32"):
+        make(precision="fp16")
+
+
 def test_several_visible_gpus_without_a_launcher_train_on_one(tmp_path, capsys):
     """No torch.nn.DataParallel: it would split only plain tensors of our packed batches. Simulated by the GPU count
     TrainingArguments found (the CPU here has none)."""

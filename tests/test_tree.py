@@ -93,6 +93,11 @@ def test_best_child_greedy_path_and_ties():
         tie.backup(high.id, 0.5)
     assert tie.best_child(0).id == high.id  # equal Q: more visits wins
     assert tie.best_child(0, key="value").id == high.id
+    opened = tie.add_child(0, "c", prior=2.0)  # never visited (leaf_value="leaf"): its Q of 0 is no value
+    tie.backup(low.id, -3.0)
+    tie.backup(high.id, -3.0)
+    assert tie.nodes[high.id].q < 0 and tie.best_child(0).id == high.id
+    assert tie.best_child(0, key="prior").id == opened.id and opened.visits == 0  # other keys: every child as before
 
 
 def test_is_solved_and_summary():

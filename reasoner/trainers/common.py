@@ -27,15 +27,20 @@ class TrainingKnobs:
     report_to: str = field(default="none", metadata={"help": "none, tensorboard, wandb, ... (transformers)"})
     deepspeed: str | None = field(default=None, metadata={"help": "configs/deepspeed/zero2.json or zero3.json"})
     device: str | None = field(default=None, metadata={"help": "cpu or cuda (default: cuda when there is a GPU)"})
+    precision: str = field(default="auto", metadata={
+        "help": "auto: bf16 autocast over fp32 weights on a GPU with bf16, fp32 elsewhere; fp32: fp32 passes everywhere"})
     resume: bool = field(default=False, metadata={"help": "continue from the last checkpoint in --output"})
 
     def __post_init__(self) -> None:
         check_training_device(self.device)
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"--precision {self.precision}: use one of {', '.join(PRECISIONS)}")
 
 
 # Trained weights stay fp32 (the optimizer's updates, about lr times a weight, are below bf16's resolution for
 # most weights); on a GPU the forward and backward passes run in bf16 under autocast (`mixed_precision`).
 TRAINING_DTYPE = "float32"
+PRECISIONS = ("auto", "fp32")
 
 
 def check_training_device(device: str | None) -> None:
@@ -100,8 +105,7 @@ def training_arguments(args: Any, **overrides: Any):
     ``lr_scheduler``, ``warmup_steps``, ``logging_steps``, ``save_steps``, ``seed``, ``report_to``,
     ``deepspeed`` (and optionally ``max_steps``, ``weight_decay``, ``gradient_accumulation_steps``,
     ``max_grad_norm``); CPU when CUDA is not there or ``--device cpu`` (else bf16 autocast over fp32 weights,
-    `mixed_precision`),
-    no dataloader workers, our own columns kept."""
+    `mixed_precision`, unless ``--precision fp32``), no dataloader workers, our own columns kept."""
     from transformers import TrainingArguments
 
     _check_report_to(args.report_to)
@@ -118,7 +122,8 @@ def training_arguments(args: Any, **overrides: Any):
         logging_steps=args.logging_steps, save_steps=args.save_steps, save_total_limit=2, seed=args.seed,
         data_seed=args.seed, report_to=[] if args.report_to == "none" else [args.report_to],
         deepspeed=args.deepspeed, use_cpu=on_cpu(getattr(args, "device", None)),
-        bf16=mixed_precision(getattr(args, "device", None)), dataloader_num_workers=0,
+        bf16=mixed_precision(getattr(args, "device", None)) and getattr(args, "precision", "auto") != "fp32",
+        dataloader_num_workers=0,
         remove_unused_columns=False, disable_tqdm=False,
     )
     values.update(overrides)
