@@ -171,17 +171,17 @@ def span_logps(per_token: torch.Tensor, spans: Sequence[tuple[int, int, int]]) -
     return torch.stack([per_token[row, start:end].sum() for row, start, end in spans])
 
 
-def pair_logps(model: Any, batch: PairBatch, return_hidden: bool = False):
-    """Summed log-probs of chosen and rejected per pair, [n_pairs] each (plus the last hidden states and
-    the span list on request, for value heads read at the completions' last tokens)."""
+def pair_logps(model: Any, batch: PairBatch, return_output: bool = False):
+    """Summed log-probs of chosen and rejected per pair, [n_pairs] each (plus the model's whole output on
+    request, e.g. the values a policy-with-value-head computes in its forward, read at the completions' ends)."""
     kwargs: dict[str, Any] = {"input_ids": batch.input_ids, "attention_mask": batch.attention_mask}
     if batch.position_ids is not None:
         kwargs["position_ids"] = batch.position_ids
-    output = model(**kwargs, output_hidden_states=return_hidden)
+    output = model(**kwargs)
     completions = span_logps(token_logps(output.logits, batch.input_ids), batch.spans)
     chosen, rejected = completions[batch.chosen], completions[batch.rejected]
-    if return_hidden:
-        return chosen, rejected, output.hidden_states[-1]
+    if return_output:
+        return chosen, rejected, output
     return chosen, rejected
 
 

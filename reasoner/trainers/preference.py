@@ -33,6 +33,7 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset
 from transformers import Trainer, set_seed
+from transformers.utils import ModelOutput
 
 from data.records import PAIR_FIELDS, PAIR_KINDS, read_jsonl
 from reasoner.losses import dpo_loss, step_apo_loss, svpo_loss, visit_smoothing
@@ -194,6 +195,15 @@ class PairCollator:
                 "ref_rejected": ref[:, 1], "visits_chosen": visits[:, 0], "visits_rejected": visits[:, 1]}
 
 
+@dataclass
+class PolicyValueOutput(ModelOutput):
+    """What `PolicyWithValueHead` returns: the policy's logits [batch, seq, vocab] and the value at every position
+    [batch, seq] (a ModelOutput, so that wrappers rebuild it field by field)."""
+
+    logits: torch.Tensor | None = None
+    token_values: torch.Tensor | None = None
+
+
 class PolicyWithValueHead(nn.Module):
     """A causal LM plus a tanh value head on its last hidden state (SVPO trains both together)."""
 
@@ -206,7 +216,15 @@ class PolicyWithValueHead(nn.Module):
         nn.init.zeros_(self.value_head.bias)
 
     def forward(self, **kwargs):
-        return self.policy(**kwargs)
+        """The policy's output plus ``token_values``: tanh of the value head at every position of the last hidden
+        state, [batch, seq], in fp32. The head runs inside forward so that a wrapper sees it as part of the
+        model: DistributedDataParallel syncs the gradients only of a graph built by its own forward (a policy
+        or head called past it trains each process apart)."""
+        output = self.policy(**kwargs, output_hidden_states=True)
+        hidden = output.hidden_states[-1]
+        with torch.autocast(device_type=hidden.device.type, enabled=False):
+            values = torch.tanh(self.value_head(hidden.to(self.value_head.weight.dtype)).squeeze(-1))
+        return PolicyValueOutput(logits=output.logits, token_values=values)
 
     def save(self, directory: str, state_dict: dict[str, torch.Tensor] | None = None) -> None:
         """The policy via ``save_pretrained`` (safetensors) and the head as ``value_head.safetensors``.
@@ -251,13 +269,10 @@ class PreferenceTrainer(AveragedMetrics, Trainer):
         if self.reference_model is not None:
             with torch.no_grad(), bf16_autocast(self.args.bf16, device):
                 ref_chosen, ref_rejected = pair_logps(self.reference_model, batch)
-        unwrapped = getattr(model, "module", model)
         if options.algo == "svpo":
-            with bf16_autocast(self.args.bf16, device):  # the inner policy: past the Trainer's autocast forward
-                chosen, rejected, hidden = pair_logps(unwrapped.policy, batch, return_hidden=True)
+            chosen, rejected, output = pair_logps(model, batch, return_output=True)  # through the wrapper's forward
             ends = torch.tensor([[row, end] for row, _, end in batch.spans], device=device)
-            read = hidden[ends[:, 0], ends[:, 1]].to(unwrapped.value_head.weight.dtype)
-            values = torch.tanh(unwrapped.value_head(read).squeeze(-1))
+            values = output.token_values[ends[:, 0], ends[:, 1]].float()
             losses, parts = svpo_loss(chosen, rejected, ref_chosen, ref_rejected, values[batch.chosen],
                                       values[batch.rejected], q_chosen, q_rejected, beta=options.beta,
                                       label_smoothing=options.label_smoothing,
