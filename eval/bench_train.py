@@ -72,9 +72,9 @@ def run_bench(policy: str | None = None, pairs_file: str | None = None, prompts:
     }
     model.train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-6)
-    inputs = {name: [make(batch) for batch in batches] for name, make in layouts.items()}
-
     device = next(model.parameters()).device
+    inputs = {name: [make(batch).to(device) for batch in batches] for name, make in layouts.items()}
+
     autocast = mixed_precision(str(device))
 
     def step(batch) -> None:

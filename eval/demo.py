@@ -32,7 +32,7 @@ def run_demo(output: str = "runs/demo", quick: bool = False,
     """Run the demo pipeline, print the before/after table and where the report is; returns 0."""
     import json
 
-    from reasoner.pipeline import before_after_table, load_pipeline_config, run_pipeline
+    from reasoner.pipeline import before_after_table, load_pipeline_config, metric_text, run_pipeline
 
     config = load_pipeline_config(DEMO_RECIPE, {"output": output})
     if quick:
@@ -48,8 +48,8 @@ def run_demo(output: str = "runs/demo", quick: bool = False,
     print()
     print(before_after_table(report))
     if report["prm"]:
-        print(f"value model on synthetic:test: step AUC {report['prm']['step_auc']:.3f}, "
-              f"first-error F1 {report['prm']['first_error_f1']:.3f}")
+        print(f"value model on synthetic:test: step AUC {metric_text(report['prm']['step_auc'])}, "
+              f"first-error F1 {metric_text(report['prm']['first_error_f1'])}")
     print(f"stages: {report['wall_seconds']:.0f} s; this run: {report['demo_seconds_this_run']:.0f} s; "
           f"report: {output}/report.json, report.md, report.png")
     return 0

@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-__all__ = ["PipelineConfig", "StageFailed", "load_pipeline_config", "run_pipeline"]
+__all__ = ["PipelineConfig", "StageFailed", "before_after_table", "load_pipeline_config", "metric_text", "run_pipeline"]
 
 
 class StageFailed(RuntimeError):
@@ -364,7 +364,7 @@ def before_after_table(report: dict) -> str:
     return "\n".join(lines)
 
 
-def _figure(value: float | None) -> str:
+def metric_text(value: float | None) -> str:
     """A metric with 3 decimals; ``n/a`` when it is undefined (eval-prm writes null, e.g. an AUC with one class)."""
     return "n/a" if value is None or value != value else f"{value:.3f}"
 
@@ -376,12 +376,12 @@ def _write_summary(report: dict, out: Path) -> None:
     prm_rounds = report.get("prm_rounds") or []
     where = " on " + prm_rounds[-1]["problems"] if prm_rounds and prm_rounds[-1].get("problems") else ""
     if len(prm_rounds) == 1:
-        lines += [f"Value model{where}: step AUC {_figure(prm_rounds[0]['step_auc'])}, "
-                  f"first-error F1 {_figure(prm_rounds[0]['first_error_f1'])}.", ""]
+        lines += [f"Value model{where}: step AUC {metric_text(prm_rounds[0]['step_auc'])}, "
+                  f"first-error F1 {metric_text(prm_rounds[0]['first_error_f1'])}.", ""]
     elif prm_rounds:  # each round's eval used that round's value model (round 0: round 1's)
         lines += [f"Value model of each round (`eval-prm`{where}):", "", "| round | step AUC | first-error F1 |",
                   "|---|---:|---:|"]
-        lines += [f"| {entry['round']} | {_figure(entry['step_auc'])} | {_figure(entry['first_error_f1'])} |"
+        lines += [f"| {entry['round']} | {metric_text(entry['step_auc'])} | {metric_text(entry['first_error_f1'])} |"
                   for entry in prm_rounds] + [""]
     lines += [f"Wall time of all stages: {report['wall_seconds']:.0f} s.", "", "![accuracy vs tokens](report.png)", ""]
     (out / "report.md").write_text("\n".join(lines))

@@ -134,7 +134,8 @@ def tree_answer(tree: Tree, key: str = "q") -> Node:
                     if not (tree.nodes[c].terminal and tree.nodes[c].answer is None)]
         if not children:
             break
-        children = [child for child in children if child.visits > 0] or children
+        if key == "q":
+            children = [child for child in children if child.visits > 0] or children
         node = max(children, key=lambda child: (getattr(child, key), child.visits))
     return node
 

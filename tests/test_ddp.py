@@ -69,6 +69,7 @@ def inputs(tmp_path_factory):
 
 
 COMMANDS = {
+    "sft": ["train", "sft", "--data", "synthetic:train", "--limit", "16", *STEPS],
     "step-dpo": ["train", "step-dpo", "--data", "{in}/pairs.jsonl", *STEPS],
     "svpo": ["train", "svpo", "--data", "{in}/pairs.jsonl", *STEPS],
     "train-prm": ["train-prm", "--data", "{in}/mc-labels.jsonl", *STEPS],

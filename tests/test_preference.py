@@ -103,14 +103,16 @@ def test_in_mixed_precision_the_reference_runs_in_the_policys_autocast(algo, ref
 
 @pytest.mark.parametrize("device, problem", [("cuda:1", "CUDA_VISIBLE_DEVICES=1 and --device cuda"),
                                              ("gpu", "not a torch device")])
-def test_a_training_device_the_trainer_would_not_honour_is_refused_before_loading(device, problem):
+def test_a_training_device_the_trainer_would_not_honour_is_refused_before_loading(device, problem, capsys):
     """A single Trainer process trains on cuda:0: ``--device cuda:1`` would load on GPU 1 and train on GPU 0."""
     from reasoner.cli import main
 
     with pytest.raises(ValueError, match=problem):
         PreferenceArgs(algo="step-dpo", data="pairs.jsonl", device=device)
     assert main(["train", "step-dpo", "--data", "missing.jsonl", "--device", device]) != 0
-    for fine in (None, "cpu", "cuda", "cuda:0"):
+    error = capsys.readouterr().err
+    assert problem in error and "no such file" not in error  # refused on the flag, before the data is read
+    for fine in (None, "auto", "cpu", "cuda", "cuda:0"):
         PreferenceArgs(algo="step-dpo", data="pairs.jsonl", device=fine)
 
 

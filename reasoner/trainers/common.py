@@ -47,7 +47,7 @@ def check_training_device(device: str | None) -> None:
     """Refuse a training ``--device`` the Trainer would not honour, before anything is loaded: a single training
     process always trains on ``cuda:0`` of the visible GPUs (``transformers.TrainingArguments``), so
     ``--device cuda:1`` would load the model on GPU 1 and then train it on GPU 0."""
-    if device is None:
+    if device is None or device == "auto":
         return
     try:
         parsed = torch.device(device)
