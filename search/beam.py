@@ -31,7 +31,7 @@ from data.problems import Problem
 from search.decode import aggregate, rollout
 from search.mcts import MCTSConfig, run_mcts
 from search.protocols import State, StepGenerator, StepScorer, scorer_head
-from search.tree import Node, Tree
+from search.tree import Node, Tree, child_rank
 
 __all__ = ["BeamResult", "beam_search", "mcts_decode", "tree_answer"]
 
@@ -119,9 +119,9 @@ def tree_answer(tree: Tree, key: str = "q") -> Node:
     a value model and a small simulation budget the best-valued path has often not reached its answer yet,
     and pruning it would hand the win to an early, low-valued answer. The caller finishes such a path.
     A tree searched step by step (``commit_simulations > 0``) is read from its last committed node on (from its
-    parent when that node is a dead end). Where some children were visited, only those compete: with
+    parent when that node is a dead end). Children are ranked by `search.tree.child_rank`: with
     ``leaf_value="leaf"`` an open child stays unvisited (its Q the default 0, no value at all) until selection
-    reaches it, and would otherwise beat every visited sibling whose value is below 0.
+    reaches it, and ranks below every visited sibling, even one whose value is below 0.
     """
     node = tree.root
     committed = tree.config.get("committed")
@@ -134,9 +134,7 @@ def tree_answer(tree: Tree, key: str = "q") -> Node:
                     if not (tree.nodes[c].terminal and tree.nodes[c].answer is None)]
         if not children:
             break
-        if key == "q":
-            children = [child for child in children if child.visits > 0] or children
-        node = max(children, key=lambda child: (getattr(child, key), child.visits))
+        node = max(children, key=lambda child: child_rank(child, key))
     return node
 
 

@@ -22,7 +22,7 @@ from typing import Any, Iterable, Iterator
 
 from data.records import RecordError, read_jsonl
 
-__all__ = ["Node", "Tree", "read_trees", "tree_summary"]
+__all__ = ["Node", "Tree", "child_rank", "read_trees", "tree_summary"]
 
 _TREE_FIELDS = ("problem_id", "question", "answer", "nodes")
 _NODE_FIELDS = ("id", "parent", "step", "depth", "prior", "visits", "value_sum", "terminal")
@@ -55,6 +55,14 @@ class Node:
     def q(self) -> float:
         """Mean backed-up value, 0.0 when the node was never visited."""
         return self.value_sum / self.visits if self.visits else 0.0
+
+
+def child_rank(node: Node, key: str = "q") -> tuple[float, int]:
+    """How a read-out ranks a child: its ``key`` (``q``, ``visits``, ``prior``, ``value``), ties to more visits. A
+    ``None`` attribute (an unset ``value``) ranks lowest, and so does the Q of a child never visited
+    (``leaf_value="leaf"`` leaves open children so): its 0 is not a value."""
+    score = None if key == "q" and not node.visits else getattr(node, key)
+    return (-math.inf if score is None else score, node.visits)
 
 
 class Tree:
@@ -125,18 +133,13 @@ class Tree:
     def best_child(self, node_id: int, key: str = "q") -> Node | None:
         """The child with the highest ``key`` (``q``, ``visits``, ``prior``, ``value``); ties go to more visits.
 
-        None when ``node_id`` has no children. A ``None`` attribute (an unset ``value``) ranks lowest, and so does
-        the Q of a child never visited (``leaf_value="leaf"`` leaves open children so): its 0 is not a value.
+        None when ``node_id`` has no children; ranked by `child_rank`.
         """
         children = self.nodes[node_id].children
         if not children:
             return None
 
-        def rank(node: Node) -> tuple[float, int]:
-            score = None if key == "q" and not node.visits else getattr(node, key)
-            return (-math.inf if score is None else score, node.visits)
-
-        return max((self.nodes[c] for c in children), key=rank)
+        return max((self.nodes[c] for c in children), key=lambda node: child_rank(node, key))
 
     def greedy_path(self, key: str = "q") -> list[Node]:
         """The path search commits to, root to leaf: the steps a step-by-step search committed to

@@ -109,7 +109,6 @@ def training_arguments(args: Any, **overrides: Any):
     from transformers import TrainingArguments
 
     _check_report_to(args.report_to)
-    check_training_device(getattr(args, "device", None))
     if args.deepspeed:
         check_deepspeed_config(args.deepspeed)
         single_process_environment()
