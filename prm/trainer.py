@@ -288,7 +288,7 @@ class PRMTrainer(AveragedMetrics, Trainer):
         metrics = {f"{metric_key_prefix}_loss": sum(loss for loss, _, _ in rows) / total,
                    f"{metric_key_prefix}_step_auc": roc_auc([v for row in path_values for v in row],
                                                             [ok for row in path_labels for ok in row]),
-                   f"{metric_key_prefix}_threshold": float("nan") if threshold is None else threshold,
+                   f"{metric_key_prefix}_threshold": threshold,
                    f"{metric_key_prefix}_first_error_f1": f1}
         if self.eval_problems:
             from prm.evaluate import evaluate_prm

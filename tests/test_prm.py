@@ -312,3 +312,22 @@ def test_policy_likelihood_scorer_is_a_strong_training_free_baseline(policy, cap
     assert all(0.0 < v <= 1.0 for v in values) and values == sorted(values, reverse=True)  # a running minimum
     assert main(["eval-prm", "embedded", "--policy-likelihood", "--limit", "5"]) == 0
     assert '"scorer": "policy-likelihood"' in capsys.readouterr().out
+
+
+def test_undefined_held_out_metrics_are_logged_as_null(label_files, tmp_path):
+    """Held-out paths that are all correct leave the AUC, threshold and F1 undefined: the trainer logs them as
+    None, so ``trainer_state.json`` stays strict JSON (a bare NaN is not), and the head keeps its threshold."""
+    records = [json.loads(line) for line in (label_files / "mc-labels.jsonl").read_text().splitlines()]
+    all_correct = tmp_path / "all-correct.jsonl"
+    all_correct.write_text("".join(json.dumps({**r, "labels": [True] * len(r["labels"])}) + "\n" for r in records))
+    args = PRMArgs(data=str(all_correct), output=str(tmp_path / "prm"), max_steps=2, batch_size=8, warmup_steps=0,
+                   logging_steps=1, save_steps=2, eval_steps=2, eval_fraction=0.25)
+    train_prm(args)
+
+    def refuse(constant):
+        raise ValueError(f"{constant} is not JSON")
+
+    state = json.loads((tmp_path / "prm" / "checkpoint-2" / "trainer_state.json").read_text(), parse_constant=refuse)
+    evals = [h for h in state["log_history"] if "eval_step_auc" in h]
+    assert evals and evals[-1]["eval_step_auc"] is None and evals[-1]["eval_threshold"] is None
+    assert all(isinstance(h["loss"], float) for h in state["log_history"] if "loss" in h)

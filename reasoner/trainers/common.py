@@ -237,12 +237,16 @@ class AveragedMetrics:
             metrics.setdefault(key, []).append(float(value.detach()) if isinstance(value, torch.Tensor) else float(value))
 
     def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
+        """Also averages the recorded values in; an undefined metric (NaN: an AUC with one class empty) is logged
+        as None, so that ``trainer_state.json`` stays JSON (``json.dump`` writes a bare ``NaN``)."""
+        from data.records import json_safe
+
         metrics = self.__dict__.get("_metrics", {})
         if "loss" in logs:
             for key, values in metrics.items():
                 logs[key] = round(sum(values) / len(values), 5)
             metrics.clear()
-        super().log(logs, start_time)
+        super().log(json_safe(logs), start_time)
 
 
 def sample_with_current_policy(model: Any, sampler: Any, problems: Any, make_generator: Any, step: int,
