@@ -3,8 +3,8 @@
 ``trees_equal`` walks two trees (numbers, tuples, sets, intervals, unions, matrices, equations, relations,
 multiple answers) and asks an ``Oracle`` about what structure alone cannot decide. The in-process
 ``FastOracle`` decides numeric leaves exactly (``Fraction``) and raises ``NeedsSympy`` for everything else;
-the sympy worker (``data._sympy_worker``) runs the very same comparison with an oracle that parses leaves with
-latex2sympy. The conventions are listed in the docstring of ``data.answers``.
+the sympy worker (``data._sympy_worker``) runs the very same comparison with ``data._sympy_compare.SympyOracle``,
+which parses leaves with latex2sympy. The conventions are listed in the docstring of ``data.answers``.
 """
 
 from __future__ import annotations

@@ -21,7 +21,7 @@ Equivalence conventions (``is_equivalent(pred, gold)``; symmetric; ``pred=None``
   1e-4 relative (``0.3333 == 1/3``, ``2.6667 == 8/3``, but ``0.333 != 1/3``, ``0.67 != 2/3``). When sympy
   evaluates an expression that holds a decimal, the same 1e-4 relative tolerance applies (``1.4142 ==
   \\sqrt2``, ``3.1416 == \\pi``, ``3.14 != \\pi``); exact symbolic values are compared exactly (``2^{100} !=
-  2^{100}-1``, ``\\frac{1}{10^{40}} != 0``; see ``data._sympy_worker``).
+  2^{100}-1``, ``\\frac{1}{10^{40}} != 0``; see ``data._sympy_compare``).
 * Thousands separators: ``1,000 == 1000 == 1{,}000 == 1,\\!000 == 1 000``; other spaces between digits are
   kept (``1 1/2 != 11/2``, ``1 2 != 12``). Commas inside brackets
   separate items (``(1,000)`` is a pair), and ``32, 349`` (with a space) is two answers. A decimal comma
