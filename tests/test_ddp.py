@@ -54,13 +54,14 @@ ONLINE = ["--max_steps", "3", "--batch_size", "1", "--learning_rate", "1e-4"]
 
 @pytest.fixture(scope="module")
 def inputs(tmp_path_factory):
-    """Step pairs, MC labels and a problem file for the online trainers (half of them with an unreachable answer,
+    """Step pairs, labels of every kind a trainer reads and a problem file for the online trainers (half of them with an unreachable answer,
     so that some steps give one process nothing to train on)."""
     folder = tmp_path_factory.mktemp("ddp-inputs")
     write_jsonl(folder / "pairs.jsonl", synthetic_step_pairs(16, 2, FMT))
     problems = load_split("train", limit=16)
     trees = run_mcts(problems, ScriptedGenerator(problems, p_correct=0.6, seed=1), MCTSConfig(simulations=8, children=3, seed=1))
-    write_jsonl(folder / "mc-labels.jsonl", label_trees(trees, "mc-labels", FMT)[0])
+    for kind in ("mc-labels", "step-apo", "mcts-dpo", "step-rewards"):
+        write_jsonl(folder / f"{kind}.jsonl", label_trees(trees, kind, FMT)[0])
     (folder / "problems.jsonl").write_text("".join(
         json.dumps({"id": p.id, "question": p.question, "answer": p.answer if i % 2 == 0 else "987654321"}) + "\n"
         for i, p in enumerate(load_split("train", 8))))
@@ -71,6 +72,9 @@ COMMANDS = {
     "sft": ["train", "sft", "--data", "synthetic:train", "--limit", "16", *STEPS],
     "step-dpo": ["train", "step-dpo", "--data", "{in}/pairs.jsonl", *STEPS],
     "svpo": ["train", "svpo", "--data", "{in}/pairs.jsonl", *STEPS],
+    "step-apo": ["train", "step-apo", "--data", "{in}/step-apo.jsonl", *STEPS],
+    "mcts-dpo": ["train", "mcts-dpo", "--data", "{in}/mcts-dpo.jsonl", *STEPS],
+    "full-step-dpo": ["train", "full-step-dpo", "--data", "{in}/step-rewards.jsonl", *STEPS],
     "train-prm": ["train-prm", "--data", "{in}/mc-labels.jsonl", *STEPS],
     "tree-grpo": ["train", "tree-grpo", "--problems", "{in}/problems.jsonl", *ONLINE],
     "mcts-dpo-online": ["train", "mcts-dpo-online", "--problems", "{in}/problems.jsonl", *ONLINE, "--simulations", "16"],
