@@ -74,7 +74,7 @@ class MCTSConfig:
     simulations: int = 40
     children: int = 5
     c_puct: float = 1.5
-    max_depth: int = 12
+    max_depth: int = 12  # the most steps a solution may have (Super_MARIO's N allows N + 1: depth > N ends it)
     temperature: float = 1.0
     rollout_temperature: float = 1.0
     max_step_tokens: int = 48

@@ -56,14 +56,17 @@ class SearchConfig:
     device: str | None = None
     value_model: str | None = field(default=None, metadata={"help": "StepScorer for leaf values (else rollouts)"})
     batch_problems: int = field(default=64, metadata={"help": "trees searched in lockstep"})
-    simulations: int = 40
-    children: int = 5
-    c_puct: float = 1.5
-    max_depth: int = 12
-    temperature: float = 1.0
-    rollout_temperature: float = 1.0
-    max_step_tokens: int = 48
-    parallel_leaves: int = 1
+    simulations: int = field(default=40, metadata={"help": "mcts: simulations per tree (per committed step with "
+                                                            "--commit_simulations)"})
+    children: int = field(default=5, metadata={"help": "mcts: sampled steps per expansion"})
+    c_puct: float = field(default=1.5, metadata={"help": "mcts: exploration constant of PUCT"})
+    max_depth: int = field(default=12, metadata={
+        "help": "the most steps a solution may have: a step at this depth without an answer ends as wrong "
+                "(Super_MARIO's max_depth N allows N + 1: its check is depth > N)"})
+    temperature: float = field(default=1.0, metadata={"help": "sampling temperature of expansions"})
+    rollout_temperature: float = field(default=1.0, metadata={"help": "mcts: sampling temperature of rollouts"})
+    max_step_tokens: int = field(default=48, metadata={"help": "token limit of one step"})
+    parallel_leaves: int = field(default=1, metadata={"help": "mcts: leaves selected per tree per round (virtual loss)"})
     leaf_value: str = field(default="children", metadata={
         "help": "mcts: 'children' backs up a value for every new child (rollouts or --value_model); 'leaf' backs up "
                 "the expanded leaf's own --value_model value plus its terminal children's rewards (Super_MARIO's default)"})
