@@ -6,6 +6,7 @@ import atexit
 import os
 import sys
 import threading
+import zlib
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -278,8 +279,10 @@ def sampling_step(trainer: Any) -> int:
 
 
 def sampling_seed(seed: int, stream: int) -> int:
-    """The sampling generator's seed for one step of one process of an online trainer run with ``--seed seed``."""
-    return seed * 100_003 + stream
+    """The sampling generator's seed for one step of one process of an online trainer run with ``--seed seed``: a
+    CRC-32 of both, so that no two (seed, stream) pairs share a stream (``seed * K + stream`` repeats once a run
+    has K streams), stable across processes and Python versions, as `search.protocols.reseed_generator`."""
+    return zlib.crc32(repr(("online", seed, stream)).encode("utf-8"))
 
 
 def step_generators(policy: Any, seed: int) -> Any:
