@@ -34,7 +34,7 @@ log = logging.getLogger(__name__)
 ALGOS = ("mcts", "tree-grpo", "shepherd", "omegaprm")
 
 # Keys that may differ between a run and its resumption (they do not change what a tree is). Each batch reseeds the
-# generator from --seed and its first problem id (HF backend; vLLM has no reseed), so a run resumed with the same
+# generator from --seed and its first problem id (HF and vLLM backends), so a run resumed with the same
 # --batch_problems redraws the trees an uninterrupted run draws (on a GPU up to kernel nondeterminism); another
 # --batch_problems groups the problems otherwise and draws other, equally likely, trees.
 _RESUMABLE_KEYS = {"output", "quiet", "limit", "batch_problems", "device"}

@@ -2,7 +2,8 @@
 
 Run with ``pytest -m gpu tests/test_vllm_backend.py``. The model is ``$REASONER_VLLM_MODEL`` (a directory or
 hub name), else the embedded tiny policy. ``$REASONER_VLLM_DTYPE`` (default ``float32``) is used by both
-backends so that greedy steps can be compared token for token. Skipped without vLLM or without a GPU.
+backends so that greedy steps can be compared token for token. Skipped without vLLM or without a GPU. The
+generator's own logic (parameters asked for, outputs read back) is tested on CPU in `tests/test_vllm_translation.py`.
 If vLLM has no attention kernel for the embedded policy's head size (36), point ``REASONER_VLLM_MODEL`` at
 a standard small model, e.g. a local copy of HuggingFaceTB/SmolLM2-135M-Instruct.
 """
@@ -114,13 +115,31 @@ def test_prefix_cache_serves_repeated_prompts(vllm_generator, states):
     assert vllm_generator.stats.cached_prompt_tokens > before
 
 
-def test_eval_runs_with_the_vllm_backend(tmp_path):
+def test_eval_runs_with_the_vllm_backend(vllm_generator, tmp_path, monkeypatch):
+    """`reasoner eval --backend vllm` end to end. The module's engine (0.35 of the GPU) and HF model stay loaded,
+    so this engine gets a smaller share through the environment variable every vLLM command reads."""
     import json
 
+    from reasoner.backends.vllm import MEMORY_VARIABLE
     from reasoner.cli import main
 
-    code = main(["--quiet", "eval", "--backend", "vllm", "--limit", "16", "--methods", "greedy,maj@4,beam@1x3",
-                 "--value", "likelihood", "--output", str(tmp_path)])
+    monkeypatch.setenv(MEMORY_VARIABLE, "0.3")
+    code = main(["--quiet", "eval", "--backend", "vllm", "--policy", MODEL, "--limit", "16",
+                 "--methods", "greedy,maj@4,beam@1x3", "--value", "likelihood", "--output", str(tmp_path)])
     assert code == 0
     report = json.loads((tmp_path / "report.json").read_text())
-    assert report["methods"]["greedy"]["n"] == 16 and report["methods"]["greedy"]["accuracy"] > 0.1
+    assert report["methods"]["greedy"]["n"] == 16
+    if USES_EMBEDDED:
+        assert report["methods"]["greedy"]["accuracy"] > 0.1
+
+
+def test_reseeded_sampling_repeats_its_draws(vllm_generator, states):
+    """After `reseed` every request carries its own seed: the same seed draws the same steps again."""
+    def draw(seed):
+        vllm_generator.reseed(seed)
+        return [[s.text for s in group] for group in vllm_generator.expand(states, 4, temperature=1.0,
+                                                                           max_step_tokens=MAX_TOKENS)]
+
+    first = draw(7)
+    assert draw(7) == first
+    assert draw(8) != first

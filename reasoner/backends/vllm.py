@@ -21,12 +21,25 @@ it lives in GPU memory sized by ``gpu_memory_utilization`` instead of a byte bud
 
 Greedy (``temperature == 0``): vLLM requires ``n == 1`` for greedy requests, and greedy samples are all the
 same, so each state is generated once and its sample is copied ``n`` times.
+
+Seeds: until `reseed` is called, sampling draws from the engine's seed. Search and eval call `reseed` before every
+batch (`search.protocols.reseed_generator`); from then on every request gets its own seed, drawn from that batch's
+stream in prompt order (vLLM seeds the request's ``n`` samples ``seed``, ``seed + 1``, ...), so a batch draws the
+same samples whatever ran before it in the process, and a resumed run redraws the uninterrupted run's samples, as
+with the HF backend. Seeded requests cost some sampler speed in vLLM, and the draws are reproducible only up to
+vLLM's batch-dependent numerics (its docs: https://docs.vllm.ai/en/latest/usage/reproducibility.html).
+
+Memory: the engine reserves ``gpu_memory_utilization`` of the GPU (vLLM's default 0.9) for weights and KV blocks.
+When another model shares the GPU (a value model, ``--value likelihood``), lower it with the environment variable
+``REASONER_VLLM_GPU_MEMORY_UTILIZATION`` (e.g. 0.5), which every command that builds a vLLM generator reads.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
+import os
+import random
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
@@ -37,6 +50,7 @@ from search.protocols import State, StepSample
 __all__ = ["VLLMStepGenerator", "VLLMGenerationStats"]
 
 _INSTALL_HINT = "the vllm backend needs vLLM: pip install 'reasoner[vllm]' on a CUDA machine"
+MEMORY_VARIABLE = "REASONER_VLLM_GPU_MEMORY_UTILIZATION"
 
 
 @dataclass
@@ -59,15 +73,16 @@ class VLLMStepGenerator:
         step_format: a `StepFormat` (or its dict), a format name, ``"chat"``, or None to pick it like
             `load_policy`: ``step_format.json`` in the model directory, else the chat format when the
             tokenizer has a chat template, else ``newline2``.
-        seed: engine seed (sampling is reproducible for a fixed seed and call order).
+        seed: engine seed, used until the first `reseed` (see the module docstring).
         top_p: nucleus sampling threshold (1.0 = off).
-        dtype, gpu_memory_utilization, tensor_parallel_size: passed to ``vllm.LLM``.
+        dtype, gpu_memory_utilization, tensor_parallel_size: passed to ``vllm.LLM``; ``gpu_memory_utilization``
+            None reads ``$REASONER_VLLM_GPU_MEMORY_UTILIZATION``, else vLLM's 0.9.
         tokenizer: tokenizer name or path when it differs from ``model``; for a GGUF file vLLM otherwise
             converts the tokenizer stored in the file, which its docs call slow and less reliable than the
             base model's tokenizer.
         gguf_file: a GGUF file name inside ``model``.
         llm: an already built ``vllm.LLM`` to use instead of building one (``model`` then only locates
-            ``step_format.json``).
+            ``step_format.json`` and the EOS ids; without ``model``, ``step_format`` is required).
         **llm_kwargs: further ``vllm.LLM`` arguments (``max_model_len``, ``enforce_eager``, ...).
     """
 
@@ -79,7 +94,7 @@ class VLLMStepGenerator:
         seed: int = 0,
         top_p: float = 1.0,
         dtype: str = "auto",
-        gpu_memory_utilization: float = 0.9,
+        gpu_memory_utilization: float | None = None,
         tensor_parallel_size: int = 1,
         tokenizer: str | None = None,
         gguf_file: str | None = None,
@@ -92,9 +107,12 @@ class VLLMStepGenerator:
             raise ImportError(f"{_INSTALL_HINT} ({exc})") from exc
         from reasoner.models import embedded_model_dir
 
-        embedded = embedded_model_dir(model)
-        directory = embedded or Path(model)
-        where = str(embedded) if embedded else str(model)
+        if llm is not None and model is None and step_format is None:
+            raise ValueError("VLLMStepGenerator(llm=...) needs model= (the directory holding step_format.json) or "
+                             "step_format=: the served model's step format cannot be guessed")
+        embedded = embedded_model_dir(model) if llm is None or model is not None else None
+        directory = embedded or Path(model or ".")
+        where = str(embedded) if embedded else str(model or ".")
         if gguf_file is None and directory.suffix == ".gguf" and directory.is_file():
             where, gguf_file = str(directory.parent), directory.name
         if llm is None:
@@ -107,18 +125,20 @@ class VLLMStepGenerator:
                 enable_prefix_caching=True,
                 seed=seed,
                 dtype=dtype,
-                gpu_memory_utilization=gpu_memory_utilization,
+                gpu_memory_utilization=gpu_memory_share(gpu_memory_utilization),
                 tensor_parallel_size=tensor_parallel_size,
                 **llm_kwargs,
             )
         self.llm = llm
         self.tokenizer = llm.get_tokenizer()
         self.step_format = _resolve_step_format(Path(where), self.tokenizer, step_format)
+        self.eos_ids = _eos_ids(self.tokenizer, where if model is not None or llm is None else None)
         self.top_p = top_p
         self.seed = seed
-        self.name = where if model is not None else "embedded"
+        self.name = where if model is not None else ("embedded" if llm is None else "vllm")
         self.stats = VLLMGenerationStats()
         self._sampling_params_cls = SamplingParams
+        self._stream: random.Random | None = None  # per-request seeds once `reseed` was called
 
     # ----------------------------------------------------------------- protocol
     def expand(
@@ -129,7 +149,11 @@ class VLLMStepGenerator:
         if not states:
             return []
         greedy = temperature <= 0
-        params = self._sampling_params(1 if greedy else n, temperature, max_step_tokens)
+        if greedy or self._stream is None:
+            params: Any = self._sampling_params(1 if greedy else n, temperature, max_step_tokens)
+        else:  # one seed per request, drawn in prompt order from the batch's stream
+            params = [self._sampling_params(n, temperature, max_step_tokens, seed=self._stream.getrandbits(62))
+                      for _ in states]
         prompts = [{"prompt_token_ids": self.encode(self.step_format.render(s.question, s.steps))} for s in states]
         self.stats.prompt_tokens += sum(len(p["prompt_token_ids"]) for p in prompts)
         outputs = self.llm.generate(prompts, params, use_tqdm=False)
@@ -146,21 +170,24 @@ class VLLMStepGenerator:
             results.append(samples)
         return results
 
-    def encode(self, text: str) -> list[int]:
-        """Token ids of a rendered prefix, with the tokenizer's BOS as the model was trained.
+    def reseed(self, seed: int) -> None:
+        """Restart sampling at ``seed``: from now on every request of a sampled `expand` gets its own seed from
+        this stream (the `StepGenerator` protocol's optional hook; vLLM's prefix cache holds no randomness)."""
+        self._stream = random.Random(seed)
 
-        Same ids as the HF backend's ``encode``, except that no second BOS is added when the text already
-        starts with the BOS token (chat templates such as Llama 3's write it themselves).
-        """
-        bos = getattr(self.tokenizer, "bos_token", None)
-        add_special = not (bos and text.startswith(bos))
-        return list(self.tokenizer.encode(text, add_special_tokens=add_special))
+    def encode(self, text: str) -> list[int]:
+        """Token ids of a rendered prefix, the HF backend's (`reasoner.models.encode_prefix`): the tokenizer's BOS,
+        unless a chat template already wrote it."""
+        from reasoner.models import encode_prefix
+
+        return list(encode_prefix(self.tokenizer, text))
 
     # ------------------------------------------------------------------ helpers
-    def _sampling_params(self, n: int, temperature: float, max_step_tokens: int) -> Any:
+    def _sampling_params(self, n: int, temperature: float, max_step_tokens: int, seed: int | None = None) -> Any:
         """vLLM sampling parameters: stop at the delimiter (not returned), 1 logprob so that
         ``cumulative_logprob`` is filled, no penalties (the defaults), greedy at temperature 0."""
         return self._sampling_params_cls(
+            seed=seed,
             n=n,
             temperature=max(temperature, 0.0),
             top_p=self.top_p if temperature > 0 else 1.0,
@@ -181,11 +208,14 @@ class VLLMStepGenerator:
         if logprob is None:
             logprob = _sum_token_logprobs(completion)
         # stop_reason is the matched stop string for our delimiter, None for the tokenizer's EOS, and a
-        # token id for extra EOS ids that vLLM takes from the model's generation_config.
-        hit_eos = completion.finish_reason == "stop" and not isinstance(completion.stop_reason, str)
+        # token id for extra EOS ids that vLLM takes from the model's generation_config. Some vLLM versions test
+        # the length cap first and report an EOS sampled as the last allowed token as "length": the id decides too.
+        token_ids = list(completion.token_ids)
+        hit_eos = (completion.finish_reason == "stop" and not isinstance(completion.stop_reason, str)) or (
+            bool(token_ids) and token_ids[-1] in self.eos_ids)
         return StepSample(
             text=text,
-            num_tokens=len(completion.token_ids),
+            num_tokens=len(token_ids),
             logprob=float(logprob) if math.isfinite(logprob) else -1e4,
             finished=hit_eos or is_final_step(text),
         )
@@ -204,9 +234,42 @@ def _resolve_step_format(
     return _step_format_for(directory, tokenizer, requested)
 
 
+def gpu_memory_share(requested: float | None) -> float:
+    """``requested``, else ``$REASONER_VLLM_GPU_MEMORY_UTILIZATION``, else vLLM's default 0.9; a ValueError naming
+    the variable when it is not a number in (0, 1]."""
+    if requested is not None:
+        return requested
+    text = os.environ.get(MEMORY_VARIABLE, "0.9")
+    try:
+        share = float(text)
+    except ValueError:
+        share = math.nan
+    if not 0 < share <= 1:
+        raise ValueError(f"${MEMORY_VARIABLE}={text!r}: give the share of GPU memory vLLM may reserve, in (0, 1]")
+    return share
+
+
+def _eos_ids(tokenizer: Any, model_dir: str | None) -> set[int]:
+    """The tokenizer's EOS id and the model's ``generation_config`` ones (as the HF backend stops on them)."""
+    ids = {tokenizer.eos_token_id} if getattr(tokenizer, "eos_token_id", None) is not None else set()
+    if model_dir is not None:
+        try:
+            from transformers import GenerationConfig
+
+            config_eos = GenerationConfig.from_pretrained(model_dir).eos_token_id
+        except (OSError, ValueError):  # no generation_config.json (a GGUF file, a bare checkpoint)
+            config_eos = None
+        ids.update([config_eos] if isinstance(config_eos, int) else list(config_eos or []))
+    return ids
+
+
 def _sum_token_logprobs(completion: Any) -> float:
-    """Sum of the sampled tokens' logprobs (per-position ``{token_id: Logprob}`` maps), 0.0 if absent."""
-    positions = completion.logprobs or []
+    """Sum of the sampled tokens' logprobs (per-position ``{token_id: Logprob}`` maps); a RuntimeError when vLLM
+    returned neither these nor ``cumulative_logprob`` (every prior would silently be 1)."""
+    if completion.logprobs is None:
+        raise RuntimeError("vLLM returned no logprobs for a step (logprobs=0 was requested): this vLLM is too old; "
+                           "pip install 'vllm>=0.11'")
+    positions = completion.logprobs
     total = 0.0
     for token_id, position in zip(completion.token_ids, positions):
         entry = position.get(token_id) if hasattr(position, "get") else None
