@@ -322,7 +322,8 @@ def test_undefined_held_out_metrics_are_logged_as_null(label_files, tmp_path):
     all_correct.write_text("".join(json.dumps({**r, "labels": [True] * len(r["labels"])}) + "\n" for r in records))
     args = PRMArgs(data=str(all_correct), output=str(tmp_path / "prm"), max_steps=2, batch_size=8, warmup_steps=0,
                    logging_steps=1, save_steps=2, eval_steps=2, eval_fraction=0.25)
-    train_prm(args)
+    model, _ = train_prm(args)
+    assert model.threshold is None  # nothing to calibrate on: the head keeps its default
 
     def refuse(constant):
         raise ValueError(f"{constant} is not JSON")

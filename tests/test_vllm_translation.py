@@ -75,6 +75,8 @@ def test_a_step_is_read_back_as_the_hf_backend_returns_it(tokenizer):
     assert [s.logprob for s in group] == [-0.25, -0.5]
     (prompts, params), = made.llm.calls
     assert prompts == [{"prompt_token_ids": encode_prefix(tokenizer, made.step_format.render(QUESTION, []))}]
+    assert prompts[0]["prompt_token_ids"].count(tokenizer.bos_token_id) == 1 == (prompts[0]["prompt_token_ids"][0]
+                                                                                 == tokenizer.bos_token_id)
     assert (params.n, params.stop, params.include_stop_str_in_output, params.logprobs, params.max_tokens) == (
         2, ["\n"], False, 0, 16)
     assert made.stats.cached_prompt_tokens == 3 and made.stats.generated_tokens == 2 * len(ids)
@@ -84,7 +86,7 @@ def test_eos_is_finished_even_when_vllm_reports_the_length_cap(tokenizer):
     """Some vLLM versions check the length cap before EOS: an EOS sampled as the last allowed token comes back
     as finish_reason "length". The token id decides, as in the HF backend."""
     eos = tokenizer.eos_token_id
-    cases = [Completion(0, "The answer is 7", [5, 6, eos], finish_reason="length", stop_reason=None),
+    cases = [Completion(0, "3 + 4", [5, 6, eos], finish_reason="length", stop_reason=None),
              Completion(1, "3 + 4", [5, 6, 7], finish_reason="length", stop_reason=None),
              Completion(2, "3 + 4 = 7", [5, 6, eos], finish_reason="stop", stop_reason=None)]
     made = generator(tokenizer, lambda i: cases[i])

@@ -31,7 +31,7 @@ vLLM's batch-dependent numerics (its docs: https://docs.vllm.ai/en/latest/usage/
 
 Memory: the engine reserves ``gpu_memory_utilization`` of the GPU (vLLM's default 0.9) for weights and KV blocks.
 When another model shares the GPU (a value model, ``--value likelihood``), lower it with the environment variable
-``REASONER_VLLM_GPU_MEMORY_UTILIZATION`` (e.g. 0.5), which every command that builds a vLLM generator reads.
+``REASONER_VLLM_GPU_MEMORY_UTILIZATION`` (e.g. 0.6), which every command that builds a vLLM generator reads.
 """
 
 from __future__ import annotations

@@ -238,8 +238,9 @@ class AveragedMetrics:
             metrics.setdefault(key, []).append(float(value.detach()) if isinstance(value, torch.Tensor) else float(value))
 
     def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
-        """Also averages the recorded values in; an undefined metric (NaN: an AUC with one class empty) is logged
-        as None, so that ``trainer_state.json`` stays JSON (``json.dump`` writes a bare ``NaN``)."""
+        """Also averages the recorded values in. A non-finite value is logged as None, so that ``trainer_state.json``
+        stays JSON (``json.dump`` writes a bare ``NaN``): an undefined metric (an AUC with one class empty), and a
+        diverged loss too, which then reads ``null``."""
         from data.records import json_safe
 
         metrics = self.__dict__.get("_metrics", {})
