@@ -11,7 +11,7 @@ import zlib
 from dataclasses import dataclass, field
 from typing import Protocol, Sequence, runtime_checkable
 
-__all__ = ["reseed_generator", "scorer_head", "State", "StepSample", "StepGenerator", "StepScorer"]
+__all__ = ["derived_seed", "reseed_generator", "scorer_head", "State", "StepSample", "StepGenerator", "StepScorer"]
 
 
 @dataclass(frozen=True)
@@ -70,12 +70,18 @@ class StepScorer(Protocol):
     def score(self, questions: Sequence[str], step_lists: Sequence[Sequence[str]]) -> list[list[float]]: ...
 
 
+def derived_seed(*parts: object) -> int:
+    """A seed derived from ``parts`` (a run's seed, a problem id, a step number, ...): the CRC-32 of their
+    ``repr``, stable across processes and Python versions, unlike ``hash``."""
+    return zlib.crc32(repr(parts).encode("utf-8"))
+
+
 def reseed_generator(generator: object, seed: int, *keys: object) -> None:
-    """Call ``generator.reseed`` (when it has one) with a seed derived from ``seed`` and ``keys`` (such as the
-    first problem id of a batch): stable across processes and Python versions, unlike ``hash``."""
+    """Call ``generator.reseed`` (when it has one) with `derived_seed` of ``seed`` and ``keys`` (such as the
+    first problem id of a batch)."""
     reseed = getattr(generator, "reseed", None)
     if reseed is not None:
-        reseed(zlib.crc32(repr((seed, *keys)).encode("utf-8")))
+        reseed(derived_seed(seed, *keys))
 
 
 def scorer_head(scorer: object) -> str:

@@ -6,7 +6,6 @@ import atexit
 import os
 import sys
 import threading
-import zlib
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -280,10 +279,12 @@ def sampling_step(trainer: Any) -> int:
 
 
 def sampling_seed(seed: int, stream: int) -> int:
-    """The sampling generator's seed for one step of one process of an online trainer run with ``--seed seed``: a
-    CRC-32 of both, so that no two (seed, stream) pairs share a stream (``seed * K + stream`` repeats once a run
-    has K streams), stable across processes and Python versions, as `search.protocols.reseed_generator`."""
-    return zlib.crc32(repr(("online", seed, stream)).encode("utf-8"))
+    """The sampling generator's seed for one step of one process of an online trainer run with ``--seed seed``:
+    `search.protocols.derived_seed`, so that no two (seed, stream) pairs share a stream (``seed * K + stream``
+    repeats once a run has K streams)."""
+    from search.protocols import derived_seed
+
+    return derived_seed("online", seed, stream)
 
 
 def step_generators(policy: Any, seed: int) -> Any:
