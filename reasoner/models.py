@@ -21,7 +21,7 @@ import torch
 from data.records import read_json_file
 from reasoner.steps import StepFormat, get_format
 
-__all__ = ["Policy", "load_policy", "save_policy", "encode_prefix", "encode_continuation", "pad_right", "token_logps", "EMBEDDED_POLICY",
+__all__ = ["Policy", "load_policy", "save_policy", "encode_prefix", "encode_continuation", "eos_token_ids", "pad_right", "token_logps", "EMBEDDED_POLICY",
            "EMBEDDED_VERIFIER", "embedded_model_dir",
            "resolve_device", "resolve_dtype", "standalone_state_dict"]
 
@@ -136,6 +136,15 @@ def encode_prefix(tokenizer: Any, text: str) -> list[int]:
     """Token ids of a rendered prefix: BOS added by the tokenizer unless a chat template already wrote it."""
     bos = tokenizer.bos_token
     return tokenizer(text, add_special_tokens=not (bos and text.startswith(bos)))["input_ids"]
+
+
+def eos_token_ids(tokenizer: Any, generation_config: Any = None) -> set[int]:
+    """The ids a step generator stops on as end of text: the tokenizer's EOS and the ``eos_token_id`` (one id or
+    a list) of the model's ``generation_config`` (chat models end a turn with their own token)."""
+    ids = {tokenizer.eos_token_id} if getattr(tokenizer, "eos_token_id", None) is not None else set()
+    config_eos = getattr(generation_config, "eos_token_id", None)
+    ids.update([config_eos] if isinstance(config_eos, int) else list(config_eos or []))
+    return ids
 
 
 _ANCHOR = "\n"  # what every continuation piece follows in our formats, or text that tokenizes apart from it

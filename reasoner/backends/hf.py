@@ -28,7 +28,7 @@ import torch
 from reasoner.backends.kv_cache import (
     KVEntry, PrefixKVCache, cache_argument, cache_from_layers, layers_of_cache, output_cache, preallocated_cache,
 )
-from reasoner.models import encode_prefix
+from reasoner.models import encode_prefix, eos_token_ids
 from reasoner.steps import StepFormat, is_final_step
 from search.protocols import State, StepSample
 
@@ -84,7 +84,7 @@ class HFStepGenerator:
         self.device = next(model.parameters()).device
         self.generator = torch.Generator(device=self.device).manual_seed(seed)
         self.stats = GenerationStats()
-        self.eos_ids = self._eos_ids()
+        self.eos_ids = eos_token_ids(tokenizer, getattr(model, "generation_config", None))
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else min(self.eos_ids or {0})
         self.piece_text = self._piece_texts()
 
@@ -302,17 +302,6 @@ class HFStepGenerator:
         )
 
     # ------------------------------------------------------------------ helpers
-    def _eos_ids(self) -> set[int]:
-        ids = set()
-        if self.tokenizer.eos_token_id is not None:
-            ids.add(self.tokenizer.eos_token_id)
-        config_eos = getattr(getattr(self.model, "generation_config", None), "eos_token_id", None)
-        if isinstance(config_eos, int):
-            ids.add(config_eos)
-        elif isinstance(config_eos, (list, tuple)):
-            ids.update(config_eos)
-        return ids
-
     def _piece_texts(self) -> list[str]:
         """Decoded text of every vocabulary id, for stop-string checks without re-decoding whole rows."""
         size = max(len(self.tokenizer), self.model.get_output_embeddings().weight.shape[0])

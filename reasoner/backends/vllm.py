@@ -107,10 +107,11 @@ class VLLMStepGenerator:
             raise ImportError(f"{_INSTALL_HINT} ({exc})") from exc
         from reasoner.models import embedded_model_dir
 
-        if llm is not None and model is None and step_format is None:
+        located = llm is None or model is not None  # a model directory or name to read settings from
+        if not located and step_format is None:
             raise ValueError("VLLMStepGenerator(llm=...) needs model= (the directory holding step_format.json) or "
                              "step_format=: the served model's step format cannot be guessed")
-        embedded = embedded_model_dir(model) if llm is None or model is not None else None
+        embedded = embedded_model_dir(model) if located else None
         directory = embedded or Path(model or ".")
         where = str(embedded) if embedded else str(model or ".")
         if gguf_file is None and directory.suffix == ".gguf" and directory.is_file():
@@ -132,7 +133,7 @@ class VLLMStepGenerator:
         self.llm = llm
         self.tokenizer = llm.get_tokenizer()
         self.step_format = _resolve_step_format(Path(where), self.tokenizer, step_format)
-        self.eos_ids = _eos_ids(self.tokenizer, where if model is not None or llm is None else None)
+        self.eos_ids = _eos_ids(self.tokenizer, where if located else None)
         self.top_p = top_p
         self.seed = seed
         self.name = where if model is not None else ("embedded" if llm is None else "vllm")
@@ -250,17 +251,18 @@ def gpu_memory_share(requested: float | None) -> float:
 
 
 def _eos_ids(tokenizer: Any, model_dir: str | None) -> set[int]:
-    """The tokenizer's EOS id and the model's ``generation_config`` ones (as the HF backend stops on them)."""
-    ids = {tokenizer.eos_token_id} if getattr(tokenizer, "eos_token_id", None) is not None else set()
+    """`reasoner.models.eos_token_ids` with the ``generation_config`` of ``model_dir`` (as the HF backend stops)."""
+    from reasoner.models import eos_token_ids
+
+    config = None
     if model_dir is not None:
         try:
             from transformers import GenerationConfig
 
-            config_eos = GenerationConfig.from_pretrained(model_dir).eos_token_id
+            config = GenerationConfig.from_pretrained(model_dir)
         except (OSError, ValueError):  # no generation_config.json (a GGUF file, a bare checkpoint)
-            config_eos = None
-        ids.update([config_eos] if isinstance(config_eos, int) else list(config_eos or []))
-    return ids
+            config = None
+    return eos_token_ids(tokenizer, config)
 
 
 def _sum_token_logprobs(completion: Any) -> float:
