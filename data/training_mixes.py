@@ -2,7 +2,8 @@
 
 `arithmetic_drill` adds story-free arithmetic practice problems; `commute_operands` rewrites gold solutions
 with sums and products in either operand order; `oversample_long` repeats the problems with many computation
-lines; `extra_train_problems` draws more problems from the train side of the split. All keep every line correct under `data.synthetic.step_is_correct`; none touches the fixed train / test
+lines; `extra_train_problems` draws more problems from the train side of the split; `decompose_steps` writes some sums,
+differences and products through tens and units. All keep every line correct under `data.synthetic.step_is_correct`; none touches the fixed train / test
 splits themselves. Measured (README, "The embedded tiny policy"): none raised pass@16 at a given greedy accuracy, so
 the shipped build uses none (``reasoner build-tiny-policy --drill_problems / --commute_prob /
 --long_copies``, all off by default).
@@ -17,8 +18,8 @@ import random
 from data.problems import Problem
 from data.synthetic import SOURCE, SyntheticConfig, _arg_options, _render, draw_problems, load_split, parse_step
 
-__all__ = ["DRILL_QUESTION", "arithmetic_drill", "commute_operands", "computation_lines", "extra_train_problems",
-           "oversample_long"]
+__all__ = ["DRILL_QUESTION", "arithmetic_drill", "commute_operands", "computation_lines", "decompose_steps",
+           "decomposed_lines", "extra_train_problems", "oversample_long"]
 
 DRILL_QUESTION = "Practice: work out each line."
 
@@ -75,6 +76,50 @@ def commute_operands(problems: list[Problem], prob: float, *, seed: int = 0) -> 
             step = parse_step(line)
             if step is not None and step.kind == "arith" and step.op in "+*" and rng.random() < prob:
                 lines[index] = f"{step.y} {step.op} {step.x} = {step.z}"
+        rewritten.append(dataclasses.replace(problem, solution="\n".join(lines)))
+    return rewritten
+
+
+def decomposed_lines(x: int, op: str, y: int) -> list[str] | None:
+    """``x op y`` worked out through tens and units, or None when there is nothing to split.
+
+    A sum or difference with a two-digit ``y`` that is not a multiple of 10 adds / takes the tens first, then
+    the units (``427 + 35``: ``427 + 30 = 457``, ``457 + 5 = 462``); a product with ``x >= 10`` not a multiple of
+    10 multiplies both parts and adds them (``27 * 4``: ``20 * 4 = 80``, ``7 * 4 = 28``, ``80 + 28 = 108``).
+    Every line is a correct ``a op b = c`` line and the last one ends at the direct line's result.
+    """
+    if op in "+-" and y >= 10 and y % 10:
+        tens, units = y - y % 10, y % 10
+        middle = x + tens if op == "+" else x - tens
+        end = middle + units if op == "+" else middle - units
+        if middle < 0 or end < 0:
+            return None
+        return [f"{x} {op} {tens} = {middle}", f"{middle} {op} {units} = {end}"]
+    if op == "*" and x >= 10 and x % 10:
+        tens, units = x - x % 10, x % 10
+        return [f"{tens} * {y} = {tens * y}", f"{units} * {y} = {units * y}",
+                f"{tens * y} + {units * y} = {x * y}"]
+    return None
+
+
+def decompose_steps(problems: list[Problem], prob: float, *, seed: int = 0) -> list[Problem]:
+    """``problems`` with each splittable sum, difference and product line replaced by its tens-and-units
+    working (`decomposed_lines`) with probability ``prob`` (seeded; other lines, questions and answers unchanged).
+
+    An experiment for issue 4 (``reasoner build-tiny-policy --decompose_prob``): the weak policy is confidently
+    wrong about whole facts (``27 * 4 = 188`` in all 16 samples), so sampling cannot find the right digit. Trained
+    on both ways of writing a step, a policy whose greedy line takes the direct route (``prob`` < 0.5) still
+    samples the working a share ``prob`` of the time, and the working's smaller facts (one digit changes, a
+    one-digit product) are ones it has met far more often.
+    """
+    rng = random.Random(seed)
+    rewritten: list[Problem] = []
+    for problem in problems:
+        lines: list[str] = []
+        for line in (problem.solution or "").split("\n"):
+            step = parse_step(line)
+            working = decomposed_lines(step.x, step.op, step.y) if step is not None and step.kind == "arith" else None
+            lines.extend(working if working is not None and rng.random() < prob else [line])
         rewritten.append(dataclasses.replace(problem, solution="\n".join(lines)))
     return rewritten
 

@@ -66,6 +66,9 @@ class TinyBuildArgs:
         "help": "arithmetic drill problems (data.training_mixes.arithmetic_drill) mixed into synthetic:train (0 = none)"})
     commute_prob: float = field(default=0.0, metadata={
         "help": "write each training sum / product with swapped operands with this probability (0 = gold order)"})
+    decompose_prob: float = field(default=0.0, metadata={
+        "help": "work each training sum / difference / product out through tens and units with this probability "
+                "(data.training_mixes.decompose_steps; 0 = the gold lines)"})
     extra_train: int = field(default=0, metadata={
         "help": "this many more train-side synthetic problems (data.training_mixes.extra_train_problems) added to "
                 "synthetic:train (0 = the 20,000 of the split)"})
@@ -184,7 +187,8 @@ def tiny_policy_setup(args: TinyBuildArgs) -> tuple[Any, Any, Any, list[Problem]
     problems with the recipe's mixes applied). Shared with ``docs/tiny-policy-sweep.py`` so that it
     trains exactly as the build does."""
     from data.synthetic import load_split
-    from data.training_mixes import arithmetic_drill, commute_operands, extra_train_problems, oversample_long
+    from data.training_mixes import (arithmetic_drill, commute_operands, decompose_steps, extra_train_problems,
+                                     oversample_long)
     from reasoner.trainers.sft import solution_steps
 
     step_format = get_format("tiny")
@@ -198,6 +202,8 @@ def tiny_policy_setup(args: TinyBuildArgs) -> tuple[Any, Any, Any, list[Problem]
         train = train + arithmetic_drill(train, args.drill_problems, seed=args.seed)
     if args.commute_prob:
         train = commute_operands(train, args.commute_prob, seed=args.seed)
+    if args.decompose_prob:
+        train = decompose_steps(train, args.decompose_prob, seed=args.seed)
     if args.long_copies != 1:  # 0 or less is refused there
         train = oversample_long(train, args.long_min_lines, args.long_copies)
     return step_format, tokenizer, model, train

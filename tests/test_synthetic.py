@@ -29,6 +29,8 @@ from data.training_mixes import (
     arithmetic_drill,
     commute_operands,
     computation_lines,
+    decompose_steps,
+    decomposed_lines,
     extra_train_problems,
     oversample_long,
 )
@@ -309,6 +311,39 @@ def test_commute_operands_swaps_only_sums_and_products_and_keeps_solutions_corre
             changed += old != new
     assert 0.4 < changed / total < 0.6
     assert commute_operands(train, 0.0) == train and commute_operands(train, 0.5, seed=0) == swapped
+
+
+def test_decomposed_lines_work_a_step_out_through_tens_and_units():
+    assert decomposed_lines(427, "+", 35) == ["427 + 30 = 457", "457 + 5 = 462"]
+    assert decomposed_lines(31, "-", 17) == ["31 - 10 = 21", "21 - 7 = 14"]
+    assert decomposed_lines(27, "*", 4) == ["20 * 4 = 80", "7 * 4 = 28", "80 + 28 = 108"]
+    assert decomposed_lines(127, "*", 3) == ["120 * 3 = 360", "7 * 3 = 21", "360 + 21 = 381"]
+    for x, op, y in [(427, "+", 5), (427, "+", 30), (30, "*", 4), (7, "*", 4), (40, "/", 4)]:
+        assert decomposed_lines(x, op, y) is None  # nothing to split
+
+
+def test_decompose_steps_rewrites_some_lines_and_keeps_every_solution_correct():
+    train = load_split("train", limit=400)
+    rewritten = decompose_steps(train, 0.5, seed=0)
+    changed = splittable = 0
+    for before, after in zip(train, rewritten):
+        assert (after.id, after.question, after.answer) == (before.id, before.question, before.answer)
+        old_lines, new_lines = before.solution.split("\n"), after.solution.split("\n")
+        assert all(step_is_correct(line) for line in new_lines) and new_lines[-1] == old_lines[-1]
+        position = 0
+        for line in old_lines:
+            step = parse_step(line)
+            working = decomposed_lines(step.x, step.op, step.y) if step.kind == "arith" else None
+            if working is not None and new_lines[position:position + len(working)] == working:
+                changed += 1
+                position += len(working)
+            else:
+                assert new_lines[position] == line
+                position += 1
+            splittable += working is not None
+        assert position == len(new_lines)
+    assert 0.4 < changed / splittable < 0.6
+    assert decompose_steps(train, 0.0) == train and decompose_steps(train, 0.5, seed=0) == rewritten
 
 
 def test_oversample_long_repeats_only_problems_with_enough_computation_lines():
