@@ -2,12 +2,13 @@
 
 `arithmetic_drill` adds story-free arithmetic practice problems; `commute_operands` rewrites gold solutions
 with sums and products in either operand order; `oversample_long` repeats the problems with many computation
-lines; `extra_train_problems` draws more problems from the train side of the split; `decompose_steps` writes some sums,
-differences and products through tens and units. All keep every line correct under `data.synthetic.step_is_correct`; none touches the fixed train / test
-splits themselves. Measured (README, "The embedded tiny policy"): none of the first four raised pass@16 at a given
-greedy accuracy; `decompose_steps` gave one checkpoint that meets issue 4's target (seed 0: 81.4 % at greedy 49.4 %)
-but not a reliably better frontier (seed 1: 75.0 %). The shipped build uses none (``reasoner build-tiny-policy
---drill_problems / --commute_prob / --decompose_prob / --long_copies``, all off by default).
+lines; `extra_train_problems` draws more problems from the train side of the split; `decompose_steps` writes
+some sums, differences and products through tens and units. All keep every line correct under
+`data.synthetic.step_is_correct`; none touches the fixed train / test splits themselves. Measured (README,
+"The embedded tiny policy"): none of the first four raised pass@16 at a given greedy accuracy; `decompose_steps`
+gave one checkpoint that meets issue 4's target (seed 0: 81.4 % at greedy 49.4 %) but not a reliably better
+frontier (seed 1: 75.0 %). The shipped build uses none (``reasoner build-tiny-policy --drill_problems /
+--commute_prob / --decompose_prob / --long_copies``, all off by default).
 Stdlib only: never torch.
 """
 
@@ -160,8 +161,8 @@ def extra_train_problems(count: int, *, seed: int = 0, config: SyntheticConfig |
     An experiment for issue 4 (``reasoner build-tiny-policy --extra_train``): 99 of the 500 test problems hold
     a computation line (an arithmetic fact such as ``27 * 4 = 108``) that appears nowhere in the 20,000
     training problems; with the 100,000 this draws (seed 0), 35 do. A policy that has met more facts may be
-    less confidently wrong at its weak point. Measured with 100,000: it learned more slowly per step and landed on the same frontier
-    (77.8 % at greedy 45.8 %; the shipped policy 78.0 % at 44.4 %).
+    less confidently wrong at its weak point. Measured with 100,000: it learned more slowly per step and landed
+    on the same frontier (77.8 % at greedy 45.8 %; the shipped policy 78.0 % at 44.4 %).
     """
     config = config or SyntheticConfig()
     train = {problem.question for problem in load_split("train", config=config)}

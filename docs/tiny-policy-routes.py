@@ -36,7 +36,6 @@ def works_a_step_out(steps):
 
 
 policy = load_policy(sys.argv[1])
-torch.manual_seed(0)
 test = load_split("test")
 generator = HFStepGenerator(policy.model, policy.tokenizer, policy.step_format, seed=0, max_batch_rows=1024)
 questions, golds = [p.question for p in test], [p.answer for p in test]
@@ -44,17 +43,18 @@ with torch.no_grad():
     greedy_solutions = greedy(generator, questions)
     groups = sample_solutions(generator, questions, 16, temperature=1.0)
 greedy_right = [is_equivalent(s.answer, g) for s, g in zip(greedy_solutions, golds)]
-samples = [(s, is_equivalent(s.answer, g), right) for group, g, right in zip(groups, golds, greedy_right) for s in group]
-rescued = [works_a_step_out(s.steps) for s, correct, right in samples if correct and not right]
+hits = [[is_equivalent(s.answer, g) for s in group] for group, g in zip(groups, golds)]
+greedy_wrong = [i for i, right in enumerate(greedy_right) if not right]
+rescued = [works_a_step_out(s.steps) for i in greedy_wrong for s, hit in zip(groups[i], hits[i]) if hit]
+samples = [s for group in groups for s in group]
 print(json.dumps({
     "policy": sys.argv[1],
     "greedy": sum(greedy_right) / len(test),
     "greedy_works_a_step_out": sum(works_a_step_out(s.steps) for s in greedy_solutions) / len(test),
-    "samples_work_a_step_out": sum(works_a_step_out(s.steps) for s, _, _ in samples) / len(samples),
-    "pass@16": sum(any(c for _, c, _ in samples[i * 16:(i + 1) * 16]) for i in range(len(test))) / len(test),
-    "greedy_wrong_problems_solved_by_a_sample": sum(
-        any(c for _, c, _ in samples[i * 16:(i + 1) * 16]) for i in range(len(test)) if not greedy_right[i]),
-    "greedy_wrong_problems": greedy_right.count(False),
+    "samples_work_a_step_out": sum(works_a_step_out(s.steps) for s in samples) / len(samples),
+    "pass@16": sum(map(any, hits)) / len(test),
+    "greedy_wrong_problems_solved_by_a_sample": sum(any(hits[i]) for i in greedy_wrong),
+    "greedy_wrong_problems": len(greedy_wrong),
     "correct_samples_on_greedy_wrong_problems": len(rescued),
     "of_which_work_a_step_out": sum(rescued),
 }))
