@@ -108,12 +108,13 @@ def decompose_steps(problems: list[Problem], prob: float, *, seed: int = 0) -> l
     """``problems`` with each splittable sum, difference and product line replaced by its tens-and-units
     working (`decomposed_lines`) with probability ``prob`` (seeded; other lines, questions and answers unchanged).
 
-    An experiment for issue 4 (``reasoner build-tiny-policy --decompose_prob``): the weak policy is confidently
+    The embedded policy's mix (``reasoner build-tiny-policy --decompose_prob 0.4``): the weak policy is confidently
     wrong about whole facts (``27 * 4 = 188`` in all 16 samples), so sampling cannot find the right digit. Trained
     on both ways of writing a step, a policy whose greedy line takes the direct route (``prob`` < 0.5) still
     samples the working a share ``prob`` of the time, and the working's smaller facts (one digit changes, a
     one-digit product) are ones it has met far more often. Measured with ``prob=0.4``: seed 0's step 1,275 gives
-    pass@16 81.4 % ± 1.4 (64 draws) at greedy 49.4 %; seed 1's best 75.0 % at 47.6 % (the shipped recipe: 76.8 %).
+    pass@16 81.4 % ± 1.4 (64 draws) at greedy 49.4 %; seed 1's best 75.0 % at 47.6 % (the plain recipe: 76.8 %), so it is not a reliable
+    gain over the plain recipe's 78.0 % at 44.4 %, but the seed-0 build meets the target the plain one missed.
     """
     rng = random.Random(seed)
     rewritten: list[Problem] = []
@@ -141,7 +142,7 @@ def oversample_long(problems: list[Problem], min_lines: int, copies: int) -> lis
     with the number of operations (2: 89 %, 5: 69 %), and pass@16 is concave in a problem's success rate, so
     moving training mass toward long problems at the same greedy accuracy could raise it. Measured with
     ``copies=2``: the per-length curve flattened (2 operations 90 → 81 %, 4 operations 75 → 80 %) and the
-    total stayed put (76.6 % at greedy 49.4 %, the shipped policy 78.0 % at 44.4 %).
+    total stayed put (76.6 % at greedy 49.4 %, the plain recipe's policy 78.0 % at 44.4 %).
     """
     if copies < 1:
         raise ValueError(f"oversample_long: copies (build-tiny-policy --long_copies) must be >= 1, got {copies}")
@@ -162,7 +163,7 @@ def extra_train_problems(count: int, *, seed: int = 0, config: SyntheticConfig |
     a computation line (an arithmetic fact such as ``27 * 4 = 108``) that appears nowhere in the 20,000
     training problems; with the 100,000 this draws (seed 0), 35 do. A policy that has met more facts may be
     less confidently wrong at its weak point. Measured with 100,000: it learned more slowly per step and landed
-    on the same frontier (77.8 % at greedy 45.8 %; the shipped policy 78.0 % at 44.4 %).
+    on the same frontier (77.8 % at greedy 45.8 %; the plain recipe's policy 78.0 % at 44.4 %).
     """
     config = config or SyntheticConfig()
     train = {problem.question for problem in load_split("train", config=config)}

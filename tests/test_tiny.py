@@ -69,14 +69,28 @@ def test_weight_average_follows_the_warmed_up_ema_formula():
     assert not average.model.weight.requires_grad and model.weight.requires_grad
 
 
-def test_build_tiny_policy_keeps_the_first_candidate_meeting_its_targets(tmp_path: Path):
+def test_build_tiny_policy_keeps_checkpoints_then_ships_the_best_pass_at_k_in_the_window(tmp_path: Path):
     out = tmp_path / "policy"
     args = TinyBuildArgs(output=str(out), hidden_size=32, layers=1, heads=2, intermediate_size=64, batch_size=8,
-                         max_steps=6, eval_every=2, eval_problems=4, pass_k=2, min_greedy=0.0, max_greedy=1.0,
-                         min_pass=0.0, ema_decay=0.9)
+                         max_steps=6, eval_every=2, fine_eval_every=2, eval_problems=4, test_problems=6,
+                         keep_from_greedy=0.0, min_greedy=0.0, max_greedy=1.0, candidates=2, pass_k=2, min_pass=0.0,
+                         ema_decay=0.9)
     record = build_tiny_policy(args)
     assert json.loads((out / "build.json").read_text()) == record
-    assert record["met_targets"] and record["chosen"]["step"] == 2 and len(record["history"]) == 1
+    assert [h["step"] for h in record["history"]] == [2, 4, 6]
+    assert [r["step"] for r in record["test_greedy"]] == [2, 4, 6]
+    assert len(record["test_pass"]) == 2 and all("pass@2" in r for r in record["test_pass"])
+    best = max(r["pass@2"] for r in record["test_pass"])
+    assert record["chosen"] in record["test_pass"] and record["chosen"]["pass@2"] == best and record["met_targets"]
     assert "--ema_decay 0.9" in record["command"] and record["command"].startswith("reasoner build-tiny-policy")
     assert load_policy(str(out)).step_format.name == "tiny"
     assert not (tmp_path / "tiny-policy-candidates").exists() and not (tmp_path / "tiny-policy-checkpoints").exists()
+
+
+def test_build_tiny_policy_names_the_window_when_no_checkpoint_is_in_it(tmp_path: Path):
+    args = TinyBuildArgs(output=str(tmp_path / "policy"), hidden_size=32, layers=1, heads=2, intermediate_size=64,
+                         batch_size=8, max_steps=2, eval_every=2, eval_problems=4, test_problems=4,
+                         keep_from_greedy=0.0, min_greedy=0.9, max_greedy=1.0)
+    with pytest.raises(RuntimeError, match=r"\[0.9, 1.0\]"):
+        build_tiny_policy(args)
+    assert not (tmp_path / "policy").exists() and not (tmp_path / "tiny-policy-candidates").exists()
