@@ -90,8 +90,10 @@ def test_in_mixed_precision_the_reference_runs_in_the_policys_autocast(algo, ref
     import reasoner.trainers.common as common
 
     monkeypatch.setattr(common, "mixed_precision", lambda device=None: True)
+    # One batch of every group, as the reference pass batches them (32 groups a call): in bf16 a row's log-probs
+    # move with the batch's padded length (up to 0.25 nats on these pairs), which would swamp what this checks.
     args = PreferenceArgs(algo=algo, data=str(pair_files / f"{algo}.jsonl"), output=str(tmp_path / algo), max_steps=1,
-                          batch_size=4, logging_steps=1, learning_rate=1e-3, warmup_steps=0, save_steps=100,
+                          batch_size=32, logging_steps=1, learning_rate=1e-3, warmup_steps=0, save_steps=100,
                           reference=reference)
     _, trainer = train_preference(load_policy(), load_pairs(args.data), args)
     assert trainer.args.bf16
