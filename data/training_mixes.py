@@ -7,8 +7,9 @@ some sums, differences and products through tens and units. All keep every line 
 `data.synthetic.step_is_correct`; none touches the fixed train / test splits themselves. Measured (README,
 "The embedded tiny policy"): none of the first four raised pass@16 at a given greedy accuracy; `decompose_steps`
 gave one checkpoint that meets issue 4's target (seed 0: 81.4 % at greedy 49.4 %) but not a reliably better
-frontier (seed 1: 75.0 %). The shipped build uses none (``reasoner build-tiny-policy --drill_problems /
---commute_prob / --decompose_prob / --long_copies``, all off by default).
+frontier (seed 1: 75.0 %). The embedded policy is built with ``decompose_steps`` alone (``reasoner
+build-tiny-policy --decompose_prob 0.4``); ``--drill_problems / --commute_prob / --long_copies`` stay off, and
+every mix is off by default.
 Stdlib only: never torch.
 """
 

@@ -2,10 +2,11 @@
 
 Run from the repo root: ``.venv/bin/python docs/tiny-policy-sweep.py SEED [NAME] [key=value ...] [lsb=1]``.
 The training is exactly ``reasoner build-tiny-policy --seed SEED --key value ...`` (the build's own
-``tiny_policy_setup`` and ``tiny_policy_sft_args``; with no ``key=value`` the TinyBuildArgs defaults: 1.06 M
-Llama, batch 64, lr 3e-3 constant); only the selection differs. ``lsb=1`` rewrites every training problem with
-each number written least-significant digit first (``40 - 8 = 32`` becomes ``04 - 8 = 23``, in the question
-too) and scores the policy through ``ReversedDigits``, which reverses what it reads and un-reverses the
+``tiny_policy_setup`` and ``tiny_policy_sft_args``; with no ``key=value`` the TinyBuildArgs defaults: 1.06 M Llama,
+batch 64, lr 3e-3 constant). The selection below has been the build's own since 6dcd1d6; the script adds pass@16 on
+the slice every 100 steps to the history, keeps its checkpoints, and the ``lsb`` variant. ``lsb=1`` rewrites every
+training problem with each number written least-significant digit first (``40 - 8 = 32`` becomes ``04 - 8 = 23``, in
+the question too) and scores the policy through ``ReversedDigits``, which reverses what it reads and un-reverses the
 steps it writes, so its answers are graded against the gold ones: the number-order experiment.
 
 The 128-problem slice's greedy accuracy is scored every 50 steps (every 25 once it reaches 0.20; pass@16 on

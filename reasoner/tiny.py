@@ -2,7 +2,8 @@
 
 1. A byte-level BPE tokenizer trained on the synthetic task, digits split into single tokens, so that
    arithmetic is learnable and the step delimiter ``\\n`` is always its own token.
-2. A ~1.1 M-parameter Llama trained from scratch with the SFT trainer on ``synthetic:train``.
+2. A ~1.1 M-parameter Llama trained from scratch with the SFT trainer on ``synthetic:train``, with the
+   training mixes of `data.training_mixes` the flags ask for (the embedded policy: ``--decompose_prob 0.4``).
 3. Training: greedy accuracy on a slice of ``synthetic:test`` every ``eval_every`` steps (every
    ``fine_eval_every`` once it reaches ``fine_from_greedy``); every checkpoint at or above ``keep_from_greedy``
    is kept; training stops after ``stop_patience`` slice scores in a row above ``stop_above_greedy`` (or one
